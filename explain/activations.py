@@ -1,0 +1,141 @@
+"""Activations of many layers from one forward pass, through a cached feature model.
+
+The feature model is a separate ``keras.Model`` that shares the caller's weights and
+returns the requested layers' outputs; the caller's model is never changed. Layers inside
+a nested model (a pretrained base inside a Sequential) are reached by running the outer
+graph up to the nested model's input and then a sub-model of the nested model that
+returns its inner layers, all inside one graph.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+
+import numpy as np
+
+from explain._quiet import quiet_import
+from explain.errors import LayerError
+from explain.models import layer_table, resolve_layer
+
+quiet_import()
+import keras  # noqa: E402
+
+_FEATURE_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_MAX_CACHED_PER_MODEL = 8
+
+
+def _node_inputs(container: keras.Model, layer: keras.layers.Layer):
+    """The symbolic input(s) of ``layer`` inside ``container``'s own graph."""
+    if isinstance(container, keras.Sequential):
+        idx = container.layers.index(layer)
+        if idx == 0:
+            return container.inputs[0]
+        return container.layers[idx - 1].output
+    for node in layer._inbound_nodes:  # the call that belongs to this container's graph
+        tensors = node.input_tensors
+        try:
+            probe = keras.Model(container.inputs, tensors)
+        except ValueError:
+            continue
+        del probe
+        return tensors[0] if len(tensors) == 1 else tensors
+    raise LayerError(f"Layer {layer.name!r} is not connected to the inputs of {container.name!r}.")
+
+
+def _symbolic_outputs(container: keras.Model, x, names: list[str]) -> dict[str, object]:
+    """Symbolic tensors, built on ``x`` (``container``'s input in the outer graph), for the
+    layers named (paths relative to ``container``)."""
+    direct: list[str] = []
+    nested: dict[str, list[str]] = {}
+    for name in names:
+        head, _, rest = name.partition("/")
+        if rest:
+            nested.setdefault(head, []).append(rest)
+        else:
+            direct.append(name)
+    result: dict[str, object] = {}
+    if direct:
+        sub = keras.Model(container.inputs, [container.get_layer(n).output for n in direct])
+        outs = sub(x)
+        outs = outs if isinstance(outs, list | tuple) else [outs]
+        result.update(zip(direct, outs, strict=True))
+    for head, rest in nested.items():
+        child = container.get_layer(head)
+        pre = keras.Model(container.inputs, _node_inputs(container, child))
+        inner = _symbolic_outputs(child, pre(x), rest)
+        result.update({f"{head}/{k}": v for k, v in inner.items()})
+    return result
+
+
+def feature_model(model: keras.Model, names: Sequence[str]) -> keras.Model:
+    """A model that maps the model's input to the outputs of the named layers.
+
+    Built once per ``(model, names)`` and cached (weakly keyed on the model).
+
+    Args:
+        model: the classifier.
+        names: layer names or nested paths, as in :func:`explain.models.layer_table`.
+
+    Returns:
+        A ``keras.Model`` sharing ``model``'s weights, with one output per name, in order.
+    """
+    key = tuple(names)
+    per_model = _FEATURE_MODELS.setdefault(model, {})
+    if key in per_model:
+        return per_model[key]
+    top = [n for n in key if "/" not in n]
+    outputs = {n: model.get_layer(n).output for n in top}
+    if len(top) != len(key):
+        x = model.inputs[0]
+        outputs.update(_symbolic_outputs(model, x, [n for n in key if "/" in n]))
+    fm = keras.Model(model.inputs, [outputs[n] for n in key], name=f"{model.name}_features")
+    if len(per_model) >= _MAX_CACHED_PER_MODEL:
+        per_model.pop(next(iter(per_model)))
+    per_model[key] = fm
+    return fm
+
+
+def compute_activations(
+    model: keras.Model,
+    images: np.ndarray,
+    layers: Sequence[int | str] | None = None,
+    batch_size: int = 32,
+) -> dict[str, np.ndarray]:
+    """Run the images once through the model and return the chosen layers' activations.
+
+    Args:
+        model: the classifier (its preprocessing inside, so raw pixels go in).
+        images: ``(N, H, W, C)`` or one ``(H, W, C)`` image, raw pixels in [0, 255] (any
+            numeric dtype; cast to float32), at the model's input size.
+        layers: indices, names or nested paths; None means every top-level layer.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``{layer name: float32 array (N, *output_shape[1:])}`` in the order asked.
+
+    Raises:
+        LayerError: a layer does not exist.
+        ValueError: the images do not match the model's input shape.
+    """
+    x = np.asarray(images, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[None]
+    expected = tuple(model.inputs[0].shape[1:])
+    if x.ndim != 4 or any(e is not None and e != a for e, a in zip(expected, x.shape[1:], strict=True)):
+        raise ValueError(
+            f"Images of shape {x.shape[1:]} do not fit the model input {expected}; "
+            "load them with explain.load_image(path, target_size=(H, W), channels=C)."
+        )
+    if layers is None:
+        names = [r.name for r in layer_table(model) if r.index is not None]
+    else:
+        names = list(dict.fromkeys(resolve_layer(model, layer).name for layer in layers))
+    fm = feature_model(model, names)
+    chunks: list[list[np.ndarray]] = [[] for _ in names]
+    for start in range(0, len(x), batch_size):
+        outs = fm(x[start : start + batch_size], training=False)
+        outs = outs if isinstance(outs, list | tuple) else [outs]
+        for store, out in zip(chunks, outs, strict=True):
+            store.append(keras.ops.convert_to_numpy(out).astype(np.float32, copy=False))
+    return {n: np.concatenate(c, axis=0) for n, c in zip(names, chunks, strict=True)}

@@ -1,0 +1,19 @@
+"""The project's own exceptions. Each message says what was wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class ExplainError(ValueError):
+    """Base class: a user-facing problem with an input (file, layer, argument)."""
+
+
+class ImageLoadError(ExplainError):
+    """An image file or byte string could not be turned into pixels."""
+
+
+class ModelLoadError(ExplainError):
+    """A model file could not be loaded safely."""
+
+
+class LayerError(ExplainError):
+    """A layer index or name does not exist, or the layer cannot be used as asked."""

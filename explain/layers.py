@@ -1,0 +1,110 @@
+"""CLI: export a layer's feature maps for one image as a PNG grid.
+
+    python -m explain.layers MODEL IMAGE --layer 6 [--out grid.png] [--max-maps 64] [--cols N]
+    python -m explain.layers MODEL --list
+
+User errors print one line on stderr (plus the layer table for a bad layer) and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PROG = "python -m explain.layers"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Write a PNG grid of one layer's feature maps for one image.",
+        epilog=f"example: {PROG} models/fashion_mnist_cnn.keras sample_images/fashion_mnist_09_ankle_boot.png --layer 1",
+    )
+    p.add_argument("model", help="a Keras 3 .keras model file (its model card <name>.json is read when present)")
+    p.add_argument("image", nargs="?", help="an image file (PNG, JPEG, BMP, GIF, WebP, TIFF)")
+    p.add_argument("--layer", help="layer index or name (nested: outer/inner); see --list")
+    p.add_argument("--out", type=Path, help="PNG to write (default: <image>_layer<index>_<name>.png in the current folder)")
+    p.add_argument("--max-maps", type=int, default=64, help="most feature maps drawn (default 64)")
+    p.add_argument("--cols", type=int, help="tiles per row (default: square grid)")
+    p.add_argument("--normalize", choices=("per_map", "layer"), default="per_map", help="scale each map alone or the layer as one")
+    p.add_argument("--list", action="store_true", help="print the layer table and exit")
+    return p
+
+
+def _fail(message: str, table: str | None = None) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    if table:
+        print("\n" + table, file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI. Returns the exit code: 0 on success, 2 on a user error."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.max_maps < 1:
+        parser.error(f"--max-maps must be at least 1, got {args.max_maps}")
+    if args.cols is not None and args.cols < 1:
+        parser.error(f"--cols must be at least 1, got {args.cols}")
+    if not args.list and (args.image is None or args.layer is None):
+        parser.error("give an IMAGE and --layer (or --list to see the layers)")
+
+    from explain.activations import compute_activations
+    from explain.errors import ExplainError
+    from explain.images import load_image
+    from explain.io import save_figure
+    from explain.models import format_layer_table, layer_table, load_model, load_model_card, resolve_layer
+    from explain.plots import feature_map_grid
+
+    try:
+        model = load_model(args.model)
+        card = load_model_card(args.model, model)
+    except ExplainError as e:
+        return _fail(str(e))
+    table = format_layer_table(layer_table(model))
+    if args.list:
+        print(table)
+        return 0
+    try:
+        info = resolve_layer(model, args.layer)
+    except ExplainError as e:
+        return _fail(str(e), table)
+    if not info.is_spatial:
+        return _fail(
+            f"Layer {info.name!r} ({info.type}) has output shape {info.output_shape}, without height and "
+            "width, so it has no feature maps to draw. Choose a layer with a 4-D output.",
+            table,
+        )
+    try:
+        h, w, c = card.input_shape
+        image = load_image(args.image, target_size=(h, w) if h and w else None, channels=c)
+        acts = compute_activations(model, image, [info.name])[info.name][0]
+    except ExplainError as e:
+        return _fail(str(e))
+    where = f"Layer {info.index}" if info.index is not None else "Nested layer"
+    fig = feature_map_grid(
+        acts,
+        title=f"{where}: {info.name} ({info.type}), output {info.output_shape}\nimage: {Path(args.image).name}",
+        max_maps=args.max_maps,
+        cols=args.cols,
+        normalize=args.normalize,
+    )
+    out = args.out
+    if out is None:
+        slug = info.name.replace("/", "_")
+        out = Path(f"{Path(args.image).stem}_layer{info.index if info.index is not None else 'nested'}_{slug}.png")
+    try:
+        save_figure(fig, out)
+    except OSError as e:
+        return _fail(f"Cannot write {out}: {e.strerror or e}.")
+    shown = min(args.max_maps, acts.shape[-1])
+    print(f"Wrote {out} ({shown} of {acts.shape[-1]} feature maps of layer {info.name!r}).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

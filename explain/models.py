@@ -1,0 +1,335 @@
+"""Load a ``.keras`` model safely, read its model card, and name its layers.
+
+Layers are addressed by ``int | str`` (DESIGN.md): an index counts ``model.layers``; a
+name may be a path into a nested model, e.g. ``"mobilenetv2_1.00_224/block_16_project"``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from explain._quiet import quiet_import
+from explain.errors import LayerError, ModelLoadError
+
+quiet_import()
+import keras  # noqa: E402
+
+#: Largest total uncompressed size accepted inside a ``.keras`` archive, in bytes.
+MAX_UNCOMPRESSED_BYTES = 4 * 1024**3
+#: Largest compression ratio accepted for one archive member (zip-bomb guard).
+MAX_COMPRESSION_RATIO = 200
+
+
+def _check_archive(path: Path) -> None:
+    if path.is_dir():
+        if (path / "saved_model.pb").exists():
+            raise ModelLoadError(
+                f"{path} is a TensorFlow SavedModel directory; explain reads Keras 3 '.keras' files. "
+                "Re-save the model with model.save('model.keras') where it was trained."
+            )
+        raise ModelLoadError(f"{path} is a directory, not a '.keras' model file.")
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        raise ModelLoadError(
+            f"{path} is a legacy HDF5 model, which cannot be loaded in Keras safe mode. "
+            "Re-save it as '.keras' (model.save('model.keras')) where you trust it."
+        )
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"{path} is empty (0 bytes); it is not a '.keras' model.")
+    if not zipfile.is_zipfile(path):
+        raise ModelLoadError(f"{path} is not a '.keras' archive (a '.keras' file is a zip file).")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ModelLoadError(f"{path} is a damaged '.keras' archive ({e}).") from None
+    names = {i.filename for i in infos}
+    if "config.json" not in names:
+        raise ModelLoadError(f"{path} is a zip file but not a Keras 3 model: it has no config.json.")
+    total = sum(i.file_size for i in infos)
+    if total > MAX_UNCOMPRESSED_BYTES:
+        raise ModelLoadError(
+            f"{path} would unpack to {total / 1024**3:.1f} GiB, more than the "
+            f"{MAX_UNCOMPRESSED_BYTES / 1024**3:.0f} GiB allowed; refusing it as a possible zip bomb."
+        )
+    for i in infos:
+        if i.compress_size and i.file_size / i.compress_size > MAX_COMPRESSION_RATIO and i.file_size > 2**24:
+            raise ModelLoadError(
+                f"{path}: member {i.filename} is compressed {i.file_size / i.compress_size:.0f}:1; "
+                "refusing it as a possible zip bomb."
+            )
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """Load a Keras 3 ``.keras`` model for inference, with Keras safe mode on.
+
+    Safe mode refuses ``Lambda`` layers and any other deserialised Python code, so a
+    model file cannot run code on load. The model is not compiled.
+
+    Args:
+        path: a ``.keras`` file.
+
+    Returns:
+        The ``keras.Model``.
+
+    Raises:
+        ModelLoadError: missing file, directory (SavedModel), ``.h5``, not a zip, a damaged
+            or oversized archive, a Lambda layer, or any other Keras loading failure.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"No such model file: {path}. Check the path.")
+    _check_archive(path)
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # Keras raises many types; the user gets one line
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "lambda" in str(e).lower() or "safe_mode" in str(e):
+            raise ModelLoadError(
+                f"{path} contains a Lambda layer (Python code), which safe mode refuses to load. "
+                "Replace the Lambda with a built-in or registered custom layer and re-save."
+            ) from None
+        raise ModelLoadError(f"Could not load {path} as a Keras model: {msg[:300]}") from None
+    if not isinstance(model, keras.Model):
+        raise ModelLoadError(f"{path} holds a {type(model).__name__}, not a keras.Model.")
+    return model
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What the model card ``<name>.json`` beside a ``<name>.keras`` says about the model.
+
+    Attributes:
+        class_names: one name per output index.
+        input_shape: ``(H, W, C)`` the model expects (pixels, channels).
+        color_mode: ``"grayscale"`` or ``"rgb"``.
+        dataset: the training data set's name, or None.
+        test_accuracy: accuracy on the test split in [0, 1], or None.
+        raw: the whole JSON document (empty when there is no card).
+        from_file: whether a card file was found.
+    """
+
+    class_names: tuple[str, ...]
+    input_shape: tuple[int | None, int | None, int]
+    color_mode: str
+    dataset: str | None = None
+    test_accuracy: float | None = None
+    raw: dict = field(default_factory=dict, compare=False)
+    from_file: bool = False
+
+    @property
+    def channels(self) -> int:
+        return int(self.input_shape[-1])
+
+
+def _model_image_shape(model: keras.Model) -> tuple[int | None, int | None, int]:
+    inputs = model.inputs
+    if inputs is None or len(inputs) != 1:
+        n = 0 if inputs is None else len(inputs)
+        raise ModelLoadError(f"The model has {n} inputs; explain supports image classifiers with one image input.")
+    shape = tuple(inputs[0].shape)
+    if len(shape) != 4 or shape[-1] not in (1, 3):
+        raise ModelLoadError(
+            f"The model's input shape is {shape}; explain expects images (batch, height, width, 1 or 3 channels)."
+        )
+    return shape[1], shape[2], int(shape[3])
+
+
+def _num_classes(model: keras.Model) -> int:
+    """Number of classes; a single sigmoid output counts as two (negative, positive)."""
+    shape = tuple(model.outputs[0].shape)
+    n = int(shape[-1]) if len(shape) == 2 and shape[-1] else 1
+    return 2 if n == 1 else n
+
+
+def load_model_card(model_path: str | os.PathLike | None, model: keras.Model) -> ModelCard:
+    """Read ``<name>.json`` beside ``<name>.keras``; fall back to the model itself.
+
+    Without a card (or with an unreadable one) class names are ``"class 0"``, ``"class 1"``, ...
+    and the input shape and colour mode come from the model's input.
+
+    Args:
+        model_path: the ``.keras`` path, or None (e.g. an upload without its card).
+        model: the loaded model.
+
+    Returns:
+        The :class:`ModelCard`.
+
+    Raises:
+        ModelLoadError: the model does not take one image input.
+    """
+    shape = _model_image_shape(model)
+    n = _num_classes(model)
+    fallback = ModelCard(
+        class_names=tuple(f"class {i}" for i in range(n)),
+        input_shape=shape,
+        color_mode="grayscale" if shape[-1] == 1 else "rgb",
+    )
+    if model_path is None:
+        return fallback
+    card_path = Path(model_path).with_suffix(".json")
+    if not card_path.is_file():
+        return fallback
+    try:
+        raw = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return fallback
+    names = raw.get("class_names")
+    if not isinstance(names, list) or len(names) != n or not all(isinstance(c, str | int) for c in names):
+        names = list(fallback.class_names)
+    acc = raw.get("test_metrics", {}).get("accuracy") if isinstance(raw.get("test_metrics"), dict) else None
+    return ModelCard(
+        class_names=tuple(str(c) for c in names),
+        input_shape=shape,
+        color_mode=fallback.color_mode,
+        dataset=raw.get("dataset"),
+        test_accuracy=float(acc) if isinstance(acc, int | float) else None,
+        raw=raw,
+        from_file=True,
+    )
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One row of the layer table.
+
+    Attributes:
+        index: position in ``model.layers`` for top-level layers; None for layers inside
+            a nested model (address those by ``name``).
+        name: the layer's name; for nested layers a path ``"outer/inner"``.
+        type: the layer's class name, e.g. ``"Conv2D"``.
+        output_shape: the output shape with ``None`` for the batch dimension.
+        params: number of weights (trainable and not).
+        depth: 0 for top-level layers, 1 inside a nested model, and so on.
+    """
+
+    index: int | None
+    name: str
+    type: str
+    output_shape: tuple[int | None, ...]
+    params: int
+    depth: int = 0
+
+    @property
+    def is_spatial(self) -> bool:
+        """Whether the output is ``(batch, H, W, C)``: feature maps that can be drawn as a grid."""
+        return len(self.output_shape) == 4
+
+    @property
+    def label(self) -> str:
+        """A short label such as ``"1 · conv2d (Conv2D) (None, 28, 28, 32)"``."""
+        idx = f"{self.index}" if self.index is not None else "  " * self.depth + "↳"
+        return f"{idx} · {self.name} ({self.type}) {self.output_shape}"
+
+
+def _output_shape(layer: keras.layers.Layer) -> tuple:
+    try:
+        out = layer.output
+    except (AttributeError, ValueError):
+        return ()
+    if isinstance(out, list | tuple):
+        out = out[0]
+    return tuple(out.shape)
+
+
+def _params(layer: keras.layers.Layer) -> int:
+    return int(sum(math.prod(w.shape) for w in layer.weights))
+
+
+def _rows(model: keras.Model, prefix: str, depth: int) -> list[LayerInfo]:
+    rows = []
+    for i, layer in enumerate(model.layers):
+        name = prefix + layer.name
+        rows.append(
+            LayerInfo(
+                index=i if depth == 0 else None,
+                name=name,
+                type=type(layer).__name__,
+                output_shape=_output_shape(layer),
+                params=_params(layer),
+                depth=depth,
+            )
+        )
+        if isinstance(layer, keras.Model):
+            rows.extend(_rows(layer, name + "/", depth + 1))
+    return rows
+
+
+def layer_table(model: keras.Model) -> list[LayerInfo]:
+    """List every layer: the top-level ones in ``model.layers`` order, each nested
+    model's layers right after it (with a path name and no index).
+
+    Returns:
+        One :class:`LayerInfo` per layer.
+    """
+    return _rows(model, "", 0)
+
+
+def format_layer_table(rows: list[LayerInfo]) -> str:
+    """Render the layer table as fixed-width text for a terminal."""
+    header = ("index", "name", "type", "output shape", "params")
+    lines = [
+        (
+            str(r.index) if r.index is not None else "",
+            "  " * r.depth + r.name,
+            r.type,
+            str(r.output_shape),
+            f"{r.params:,}",
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(line[k]) for line in lines)) for k, h in enumerate(header)]
+    fmt = "  ".join(f"{{:{'>' if k in (0, 4) else '<'}{w}}}" for k, w in enumerate(widths))
+    out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*line) for line in lines]
+    return "\n".join(out)
+
+
+def resolve_layer(model: keras.Model, layer: int | str) -> LayerInfo:
+    """Find a layer by index, by name, or by a ``"nested/inner"`` path.
+
+    Args:
+        model: the model.
+        layer: an index into ``model.layers`` (negative counts from the end; a string of
+            digits counts as an index), a layer name, or a path into a nested model.
+
+    Returns:
+        The layer's :class:`LayerInfo`.
+
+    Raises:
+        LayerError: index out of range or unknown name; the message lists the valid choices.
+    """
+    rows = layer_table(model)
+    top = [r for r in rows if r.index is not None]
+    if isinstance(layer, str) and layer.strip().lstrip("-").isdigit():
+        layer = int(layer.strip())
+    if isinstance(layer, bool) or not isinstance(layer, int | str):
+        raise LayerError(f"A layer is named by an index or a name, got {type(layer).__name__} {layer!r}.")
+    if isinstance(layer, int):
+        if -len(top) <= layer < len(top):
+            return top[layer]
+        raise LayerError(
+            f"Layer index {layer} is out of range: this model has {len(top)} layers, "
+            f"indices 0 to {len(top) - 1}."
+        )
+    for r in rows:
+        if r.name == layer:
+            return r
+    matches = [r for r in rows if r.name.split("/")[-1] == layer]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise LayerError(f"Layer name {layer!r} is ambiguous; use one of: {', '.join(r.name for r in matches)}.")
+    raise LayerError(f"No such layer: {layer!r}. Use an index from 0 to {len(top) - 1} or a name from the layer table.")
+
+
+def get_layer(model: keras.Model, name: str) -> keras.layers.Layer:
+    """Return the layer object for a (possibly nested) path from :func:`layer_table`."""
+    obj = model
+    for part in name.split("/"):
+        obj = obj.get_layer(part)
+    return obj

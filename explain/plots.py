@@ -1,0 +1,178 @@
+"""Pure figure builders: ``(data, ax=None) -> matplotlib.figure.Figure``.
+
+The only module that imports matplotlib. Figures are made with
+``matplotlib.figure.Figure`` directly, never through pyplot's global state, so they are
+safe in threads (Streamlit) and never pop up windows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+#: Normalisations for feature-map grids.
+NORMALIZATIONS = ("per_map", "layer")
+
+
+def _figure_and_ax(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _scale(maps: np.ndarray, normalize: str) -> tuple[np.ndarray, np.ndarray]:
+    """Scale ``(H, W, K)`` maps to [0, 1]; return them and a bool ``(K,)`` 'flat' mask."""
+    maps = np.nan_to_num(maps.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if normalize == "per_map":
+        lo = maps.min(axis=(0, 1), keepdims=True)
+        hi = maps.max(axis=(0, 1), keepdims=True)
+    elif normalize == "layer":
+        lo = np.full((1, 1, maps.shape[-1]), maps.min(), np.float32)
+        hi = np.full((1, 1, maps.shape[-1]), maps.max(), np.float32)
+    else:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}.")
+    span = hi - lo
+    flat = (span <= 1e-12).reshape(-1) if normalize == "per_map" else np.ptp(maps, axis=(0, 1)) <= 1e-12
+    scaled = np.where(span > 1e-12, (maps - lo) / np.where(span > 1e-12, span, 1.0), 0.0)
+    return scaled.astype(np.float32), flat
+
+
+def feature_map_grid(
+    activations: np.ndarray,
+    *,
+    title: str = "",
+    channels: list[int] | None = None,
+    max_maps: int = 64,
+    cols: int | None = None,
+    normalize: str = "per_map",
+    cmap: str = "viridis",
+    ax: Axes | None = None,
+) -> Figure:
+    """Draw one image's feature maps as a labelled grid of tiles.
+
+    Args:
+        activations: float array ``(H, W, C)``: one image's activations of one layer.
+        title: figure title, e.g. ``"Layer 1: conv2d (Conv2D), output (None, 28, 28, 32)"``.
+        channels: which channels to draw, in order; default the first ``max_maps``.
+        max_maps: most tiles drawn (>= 1); the title says when channels were left out.
+        cols: tiles per row; default ``ceil(sqrt(n))``.
+        normalize: ``"per_map"`` scales each map to its own min-max (shows the pattern of
+            every map), ``"layer"`` scales all maps together (shows which maps are strong).
+            A constant map is drawn dark and labelled "flat".
+        cmap: a matplotlib colormap name.
+        ax: axes to draw into; None makes a new figure.
+
+    Returns:
+        The ``Figure``.
+
+    Raises:
+        ValueError: activations not 3-D, ``max_maps < 1``, ``cols < 1`` or bad ``normalize``.
+    """
+    acts = np.asarray(activations)
+    if acts.ndim != 3:
+        raise ValueError(f"feature_map_grid needs one image's (H, W, C) activations, got shape {acts.shape}.")
+    if max_maps < 1:
+        raise ValueError(f"max_maps must be at least 1, got {max_maps}.")
+    if cols is not None and cols < 1:
+        raise ValueError(f"cols must be at least 1, got {cols}.")
+    total = acts.shape[-1]
+    chosen = list(range(total)) if channels is None else [int(c) for c in channels]
+    shown = chosen[:max_maps]
+    n = len(shown)
+    cols = min(cols or math.ceil(math.sqrt(n)), n)
+    rows = math.ceil(n / cols)
+    h, w = acts.shape[:2]
+    scaled, flat = _scale(acts[..., shown], normalize)
+
+    gap = max(1, round(max(h, w) / 14))
+    mosaic = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), np.nan, np.float32)
+    for k in range(n):
+        r, c = divmod(k, cols)
+        mosaic[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = scaled[..., k]
+
+    tile_in = min(1.3, max(0.55, 11.0 / max(cols, rows)))
+    fig, ax = _figure_and_ax(ax, (cols * tile_in + 0.4, rows * tile_in + 0.9))
+    ax.set_facecolor("white")
+    ax.imshow(mosaic, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+    fontsize = max(5.0, min(9.0, tile_in * 7))
+    for k, ch in enumerate(shown):
+        r, c = divmod(k, cols)
+        label = f"{ch}" + (" flat" if flat[k] else "")
+        ax.text(
+            c * (w + gap) + 0.5,
+            r * (h + gap) + 0.5,
+            label,
+            color="white",
+            fontsize=fontsize,
+            va="top",
+            ha="left",
+            bbox={"facecolor": "black", "alpha": 0.55, "pad": 1.0, "linewidth": 0},
+        )
+    ax.set_axis_off()
+    note = "each map scaled to its own min-max" if normalize == "per_map" else "one scale for the whole layer"
+    more = f"; showing {n} of {total} channels" if n < total else f"; {total} channels"
+    ax.set_title(f"{title}\n{note}{more}" if title else f"{note}{more}", fontsize=10)
+    return fig
+
+
+def activation_bars(
+    values: np.ndarray,
+    *,
+    title: str = "",
+    labels: list[str] | None = None,
+    max_units: int = 64,
+    ax: Axes | None = None,
+) -> Figure:
+    """Bar chart of a non-spatial layer's activations (e.g. a Dense layer) for one image.
+
+    Args:
+        values: float array ``(D,)``.
+        title: figure title.
+        labels: one name per unit (e.g. class names for the output layer); default indices.
+        max_units: the strongest ``max_units`` units (by absolute value) are drawn.
+        ax: axes to draw into; None makes a new figure.
+
+    Returns:
+        The ``Figure``.
+    """
+    v = np.nan_to_num(np.asarray(values, dtype=np.float32).reshape(-1))
+    order = np.argsort(-np.abs(v), kind="stable")[:max_units]
+    order = np.sort(order)
+    names = [labels[i] if labels is not None else str(i) for i in order]
+    fig, ax = _figure_and_ax(ax, (max(5.0, 0.22 * len(order) + 1.5), 3.2))
+    ax.bar(range(len(order)), v[order], color=np.where(v[order] >= 0, "#3b75af", "#c0504d"))
+    ax.set_xticks(range(len(order)), names, rotation=90 if len(order) > 12 or labels else 0, fontsize=7)
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_ylabel("activation")
+    shown = f" (strongest {len(order)} of {v.size} units)" if len(order) < v.size else ""
+    ax.set_title(f"{title}{shown}", fontsize=10)
+    return fig
+
+
+def top_k_bars(probabilities: np.ndarray, class_names: list[str] | tuple[str, ...], k: int = 5, ax: Axes | None = None) -> Figure:
+    """Horizontal bars of the ``k`` most probable classes for one image.
+
+    Args:
+        probabilities: float array ``(num_classes,)`` in [0, 1].
+        class_names: one name per class.
+        k: how many classes (clipped to the number of classes).
+        ax: axes to draw into; None makes a new figure.
+
+    Returns:
+        The ``Figure``.
+    """
+    p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    top = np.argsort(-p, kind="stable")[: min(k, p.size)]
+    fig, ax = _figure_and_ax(ax, (5.0, 0.45 * len(top) + 0.8))
+    ax.barh(range(len(top)), p[top], color="#3b75af")
+    ax.set_yticks(range(len(top)), [class_names[i] for i in top])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("probability")
+    for y, i in enumerate(top):
+        ax.text(min(p[i] + 0.01, 0.86), y, f"{p[i]:.1%}", va="center", fontsize=9)
+    return fig

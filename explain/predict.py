@@ -1,0 +1,76 @@
+"""Class probabilities and the top-k predictions for images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from explain._quiet import quiet_import
+
+quiet_import()
+import keras  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's output for one image.
+
+    Attributes:
+        probabilities: float32 ``(num_classes,)`` in [0, 1], summing to 1. A single sigmoid
+            output ``p`` is expanded to two classes ``(1 - p, p)``.
+        top_k: ``((class_index, class_name, probability), ...)`` most probable first.
+        outputs_probabilities: False when the model's outputs did not look like
+            probabilities (any value outside [0, 1] or rows not summing to 1) and softmax
+            was applied to them as logits.
+    """
+
+    probabilities: np.ndarray
+    top_k: tuple[tuple[int, str, float], ...]
+    outputs_probabilities: bool
+
+
+def _as_probabilities(out: np.ndarray) -> tuple[np.ndarray, bool]:
+    out = out.astype(np.float64)
+    if out.shape[-1] == 1:
+        p = np.clip(out[:, 0], 0.0, 1.0) if np.all((out >= 0) & (out <= 1)) else 1 / (1 + np.exp(-out[:, 0]))
+        return np.stack([1 - p, p], axis=-1), bool(np.all((out >= 0) & (out <= 1)))
+    if np.all(out >= 0) and np.all(out <= 1) and np.allclose(out.sum(axis=-1), 1.0, atol=1e-3):
+        return out, True
+    z = out - out.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True), False
+
+
+def predict(model: keras.Model, images: np.ndarray, class_names: list[str] | tuple[str, ...], k: int = 5) -> list[Prediction]:
+    """Predict class probabilities for a batch of images.
+
+    Args:
+        model: the classifier; raw pixels in.
+        images: ``(N, H, W, C)`` or ``(H, W, C)``, raw pixels in [0, 255].
+        class_names: one name per class (two for a single sigmoid output).
+        k: how many top classes to list.
+
+    Returns:
+        One :class:`Prediction` per image.
+
+    Raises:
+        ValueError: the model's output is not ``(N, num_classes)``, or there are too few
+            class names, or the outputs are not finite (e.g. NaN weights).
+    """
+    x = np.asarray(images, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[None]
+    out = keras.ops.convert_to_numpy(model(x, training=False))
+    if out.ndim != 2:
+        raise ValueError(f"The model outputs shape {out.shape}; a classifier outputs (batch, classes).")
+    if not np.all(np.isfinite(out)):
+        raise ValueError("The model's outputs are not finite (NaN or infinity): its weights may be broken.")
+    probs, were_probs = _as_probabilities(out)
+    if len(class_names) < probs.shape[-1]:
+        raise ValueError(f"{len(class_names)} class names for {probs.shape[-1]} classes.")
+    result = []
+    for p in probs.astype(np.float32):
+        top = np.argsort(-p, kind="stable")[: min(k, p.size)]
+        result.append(Prediction(p, tuple((int(i), str(class_names[i]), float(p[i])) for i in top), were_probs))
+    return result

@@ -1,0 +1,108 @@
+"""Tiny in-memory models and generated images. Nothing is downloaded; files go to tmp_path."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import explain  # noqa: E402,F401  (quiet TensorFlow import first)
+import keras  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_images"
+DEMO_MODEL = ROOT / "models" / "fashion_mnist_cnn.keras"
+L = keras.layers
+
+
+def tiny_sequential(channels: int = 3, size: int = 16) -> keras.Model:
+    """Rescaling, two convs, pooling, a dense head: 7 layers, softmax over 3 classes."""
+    keras.utils.set_random_seed(1)
+    return keras.Sequential(
+        [
+            keras.Input((size, size, channels)),
+            L.Rescaling(1 / 255, name="rescale"),
+            L.Conv2D(4, 3, activation="relu", name="conv_a"),
+            L.MaxPooling2D(name="pool"),
+            L.Conv2D(6, 3, padding="same", activation="relu", name="conv_b"),
+            L.GlobalAveragePooling2D(name="gap"),
+            L.Dense(5, activation="relu", name="hidden"),
+            L.Dense(3, activation="softmax", name="predictions"),
+        ],
+        name="tiny_sequential",
+    )
+
+
+def tiny_functional(channels: int = 3, size: int = 16) -> keras.Model:
+    """A functional model with a residual branch (Add) and a logits -> softmax head."""
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((size, size, channels), name="pixels")
+    x = L.Rescaling(1 / 255, name="rescale")(inp)
+    x = L.Conv2D(4, 3, padding="same", activation="relu", name="conv_a")(x)
+    y = L.Conv2D(4, 3, padding="same", activation="relu", name="conv_b")(x)
+    x = L.Add(name="add")([x, y])
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    x = L.Dense(3, name="logits")(x)
+    out = L.Activation("softmax", name="predictions")(x)
+    return keras.Model(inp, out, name="tiny_functional")
+
+
+def tiny_nested(channels: int = 3, size: int = 16) -> keras.Model:
+    """A functional 'pretrained base' nested inside a Sequential classifier, as in transfer learning."""
+    keras.utils.set_random_seed(3)
+    b_in = keras.Input((size, size, channels), name="base_input")
+    x = L.Rescaling(1 / 127.5, offset=-1, name="base_rescale")(b_in)
+    x = L.Conv2D(4, 3, padding="same", activation="relu", name="block_1_conv")(x)
+    x = L.MaxPooling2D(name="block_1_pool")(x)
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="block_2_conv")(x)
+    base = keras.Model(b_in, x, name="tiny_base")
+    return keras.Sequential(
+        [
+            keras.Input((size, size, channels)),
+            base,
+            L.GlobalAveragePooling2D(name="gap"),
+            L.Dense(3, activation="softmax", name="predictions"),
+        ],
+        name="tiny_nested",
+    )
+
+
+BUILDERS = {"sequential": tiny_sequential, "functional": tiny_functional, "nested": tiny_nested}
+
+
+@pytest.fixture(params=sorted(BUILDERS))
+def any_model(request) -> keras.Model:
+    return BUILDERS[request.param]()
+
+
+@pytest.fixture(scope="session")
+def saved_models(tmp_path_factory) -> dict[str, Path]:
+    """Each tiny model saved as .keras (grayscale sequential too), loaded back by the tests."""
+    d = tmp_path_factory.mktemp("models")
+    paths = {}
+    for name, build in BUILDERS.items():
+        paths[name] = d / f"{name}.keras"
+        build().save(paths[name])
+    paths["gray"] = d / "gray.keras"
+    tiny_sequential(channels=1, size=28).save(paths["gray"])
+    return paths
+
+
+def random_image(h: int = 40, w: int = 30, mode: str = "RGB", seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    bands = {"L": 1, "RGB": 3, "RGBA": 4, "LA": 2, "CMYK": 4}[mode]
+    arr = rng.integers(0, 256, (h, w, bands), dtype=np.uint8)
+    return Image.fromarray(arr[..., 0] if bands == 1 else arr, mode)
+
+
+@pytest.fixture
+def png_path(tmp_path) -> Path:
+    path = tmp_path / "img.png"
+    random_image().save(path)
+    return path
