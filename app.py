@@ -19,7 +19,7 @@ from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from explain import (  # noqa: E402
+from explain import (
     ExplainError,
     activation_bars,
     compute_activations,
@@ -31,7 +31,7 @@ from explain import (  # noqa: E402
     predict,
     top_k_bars,
 )
-from explain.images import IMAGE_SUFFIXES  # noqa: E402
+from explain.images import IMAGE_SUFFIXES
 
 ROOT = Path(__file__).resolve().parent
 MODELS_DIR = ROOT / "models"
@@ -152,9 +152,16 @@ def layers_ui(model, card, acts: dict[str, np.ndarray]) -> None:
     where = f"Layer {info.index}: {info.name} ({info.type}), output {info.output_shape}"
     if info.is_spatial:
         c1, c2 = st.columns(2)
-        max_maps = c1.slider("Feature maps shown", 1, int(min(a.shape[-1], 256)), int(min(a.shape[-1], 64)), key="max_maps")
-        normalize = c2.radio("Scale", ["per_map", "layer"], horizontal=True, key="normalize",
-                             format_func=lambda s: "each map alone" if s == "per_map" else "whole layer")
+        max_maps = c1.slider(
+            "Feature maps shown", 1, int(min(a.shape[-1], 256)), int(min(a.shape[-1], 64)), key="max_maps"
+        )
+        normalize = c2.radio(
+            "Scale",
+            ["per_map", "layer"],
+            horizontal=True,
+            key="normalize",
+            format_func=lambda s: "each map alone" if s == "per_map" else "whole layer",
+        )
         fig = feature_map_grid(a, title=where, max_maps=max_maps, normalize=normalize)
     else:
         flat = a.reshape(-1)
@@ -167,7 +174,9 @@ def main() -> None:
     st.set_page_config(page_title="explain: what does my classifier see?", layout="wide")
     st.title("explain: what does my classifier see?")
     model, card, model_key = model_ui()
-    src = f"{card.dataset}, test accuracy {card.test_accuracy:.1%}" if card.test_accuracy is not None else "no model card"
+    src = (
+        f"{card.dataset}, test accuracy {card.test_accuracy:.1%}" if card.test_accuracy is not None else "no model card"
+    )
     st.sidebar.caption(f"{model.name}: input {card.input_shape}, {len(card.class_names)} classes ({src}).")
     name, pixels, image_key = image_ui(card)
     try:

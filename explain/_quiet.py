@@ -40,5 +40,7 @@ def quiet_import() -> None:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with _stderr_silenced():
-        import tensorflow  # noqa: F401
         import keras  # noqa: F401
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()  # probes for CUDA now, while stderr is muted

@@ -25,47 +25,55 @@ _FEATURE_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _MAX_CACHED_PER_MODEL = 8
 
 
-def _node_inputs(container: keras.Model, layer: keras.layers.Layer):
-    """The symbolic input(s) of ``layer`` inside ``container``'s own graph."""
-    if isinstance(container, keras.Sequential):
-        idx = container.layers.index(layer)
-        if idx == 0:
-            return container.inputs[0]
-        return container.layers[idx - 1].output
-    for node in layer._inbound_nodes:  # the call that belongs to this container's graph
-        tensors = node.input_tensors
-        try:
-            probe = keras.Model(container.inputs, tensors)
-        except ValueError:
-            continue
-        del probe
-        return tensors[0] if len(tensors) == 1 else tensors
-    raise LayerError(f"Layer {layer.name!r} is not connected to the inputs of {container.name!r}.")
+def _node(container: keras.Model, layer: keras.layers.Layer):
+    """The call of ``layer`` that belongs to ``container``'s own graph.
+
+    A layer's ``.output`` is not enough (DESIGN.md, known traps): a nested ``Functional``
+    model's ``.output`` is its inner graph's output, not connected to the outer inputs.
+    """
+    graph = container._functional if isinstance(container, keras.Sequential) else container
+    in_graph = {id(n) for nodes in graph._nodes_by_depth.values() for n in nodes}
+    nodes = [n for n in layer._inbound_nodes if id(n) in in_graph]
+    if len(nodes) != 1:
+        how = "is not connected to" if not nodes else f"is called {len(nodes)} times in"
+        raise LayerError(
+            f"Layer {layer.name!r} {how} the graph of {container.name!r}; its activations are ambiguous."
+        )
+    return nodes[0]
 
 
-def _symbolic_outputs(container: keras.Model, x, names: list[str]) -> dict[str, object]:
-    """Symbolic tensors, built on ``x`` (``container``'s input in the outer graph), for the
-    layers named (paths relative to ``container``)."""
-    direct: list[str] = []
+def _single(tensors):
+    tensors = list(tensors)
+    return tensors[0] if len(tensors) == 1 else tensors
+
+
+def _symbolic_outputs(container: keras.Model, names: list[str], x=None) -> dict[str, object]:
+    """Symbolic outputs of the named layers (paths relative to ``container``).
+
+    With ``x`` None the tensors belong to ``container``'s own graph; otherwise they are
+    built by calling a sub-model of ``container`` (sharing its weights) on ``x``, a tensor
+    of an outer graph that stands for ``container``'s input there.
+    """
+    result: dict[str, object] = {}
     nested: dict[str, list[str]] = {}
     for name in names:
         head, _, rest = name.partition("/")
         if rest:
             nested.setdefault(head, []).append(rest)
         else:
-            direct.append(name)
-    result: dict[str, object] = {}
-    if direct:
-        sub = keras.Model(container.inputs, [container.get_layer(n).output for n in direct])
-        outs = sub(x)
-        outs = outs if isinstance(outs, list | tuple) else [outs]
-        result.update(zip(direct, outs, strict=True))
+            result[name] = _single(_node(container, container.get_layer(name)).output_tensors)
     for head, rest in nested.items():
         child = container.get_layer(head)
-        pre = keras.Model(container.inputs, _node_inputs(container, child))
-        inner = _symbolic_outputs(child, pre(x), rest)
+        child_input = _single(_node(container, child).input_tensors)
+        inner = _symbolic_outputs(child, rest, x=child_input)
         result.update({f"{head}/{k}": v for k, v in inner.items()})
-    return result
+    if x is None:
+        return result
+    keys = list(result)
+    sub = keras.Model(_single(container.inputs), [result[k] for k in keys])
+    outs = sub(x)
+    outs = outs if isinstance(outs, list | tuple) else [outs]
+    return dict(zip(keys, outs, strict=True))
 
 
 def feature_model(model: keras.Model, names: Sequence[str]) -> keras.Model:
@@ -84,12 +92,8 @@ def feature_model(model: keras.Model, names: Sequence[str]) -> keras.Model:
     per_model = _FEATURE_MODELS.setdefault(model, {})
     if key in per_model:
         return per_model[key]
-    top = [n for n in key if "/" not in n]
-    outputs = {n: model.get_layer(n).output for n in top}
-    if len(top) != len(key):
-        x = model.inputs[0]
-        outputs.update(_symbolic_outputs(model, x, [n for n in key if "/" in n]))
-    fm = keras.Model(model.inputs, [outputs[n] for n in key], name=f"{model.name}_features")
+    outputs = _symbolic_outputs(model, list(key))
+    fm = keras.Model(_single(model.inputs), [outputs[n] for n in key], name=f"{model.name}_features")
     if len(per_model) >= _MAX_CACHED_PER_MODEL:
         per_model.pop(next(iter(per_model)))
     per_model[key] = fm

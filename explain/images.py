@@ -18,8 +18,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from explain.errors import ImageLoadError
 
-#: Largest image accepted, in pixels (width x height): about a 100-megapixel photo.
-MAX_PIXELS = 100_000_000
+#: Largest image accepted, in pixels (width x height): Pillow's own decompression-bomb
+#: threshold (about 89 megapixels), checked from the header before any decoding.
+MAX_PIXELS = 89_478_485
 #: Smallest side accepted, in pixels.
 MIN_SIDE = 2
 #: Suffixes offered in file pickers.

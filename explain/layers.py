@@ -22,15 +22,19 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Write a PNG grid of one layer's feature maps for one image.",
-        epilog=f"example: {PROG} models/fashion_mnist_cnn.keras sample_images/fashion_mnist_09_ankle_boot.png --layer 1",
+        epilog=f"example: {PROG} models/fashion_mnist_cnn.keras sample_images/fashion_mnist_9_ankle_boot.png --layer 1",
     )
     p.add_argument("model", help="a Keras 3 .keras model file (its model card <name>.json is read when present)")
     p.add_argument("image", nargs="?", help="an image file (PNG, JPEG, BMP, GIF, WebP, TIFF)")
     p.add_argument("--layer", help="layer index or name (nested: outer/inner); see --list")
-    p.add_argument("--out", type=Path, help="PNG to write (default: <image>_layer<index>_<name>.png in the current folder)")
+    p.add_argument(
+        "--out", type=Path, help="PNG to write (default: <image>_layer<index>_<name>.png in the current folder)"
+    )
     p.add_argument("--max-maps", type=int, default=64, help="most feature maps drawn (default 64)")
     p.add_argument("--cols", type=int, help="tiles per row (default: square grid)")
-    p.add_argument("--normalize", choices=("per_map", "layer"), default="per_map", help="scale each map alone or the layer as one")
+    p.add_argument(
+        "--normalize", choices=("per_map", "layer"), default="per_map", help="scale each map alone or the layer as one"
+    )
     p.add_argument("--list", action="store_true", help="print the layer table and exit")
     return p
 

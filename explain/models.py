@@ -313,8 +313,7 @@ def resolve_layer(model: keras.Model, layer: int | str) -> LayerInfo:
         if -len(top) <= layer < len(top):
             return top[layer]
         raise LayerError(
-            f"Layer index {layer} is out of range: this model has {len(top)} layers, "
-            f"indices 0 to {len(top) - 1}."
+            f"Layer index {layer} is out of range: this model has {len(top)} layers, indices 0 to {len(top) - 1}."
         )
     for r in rows:
         if r.name == layer:

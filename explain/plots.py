@@ -114,6 +114,7 @@ def feature_map_grid(
         )
     ax.set_axis_off()
     note = "each map scaled to its own min-max" if normalize == "per_map" else "one scale for the whole layer"
+    note += "; tile label = channel index"
     more = f"; showing {n} of {total} channels" if n < total else f"; {total} channels"
     ax.set_title(f"{title}\n{note}{more}" if title else f"{note}{more}", fontsize=10)
     return fig
@@ -153,7 +154,9 @@ def activation_bars(
     return fig
 
 
-def top_k_bars(probabilities: np.ndarray, class_names: list[str] | tuple[str, ...], k: int = 5, ax: Axes | None = None) -> Figure:
+def top_k_bars(
+    probabilities: np.ndarray, class_names: list[str] | tuple[str, ...], k: int = 5, ax: Axes | None = None
+) -> Figure:
     """Horizontal bars of the ``k`` most probable classes for one image.
 
     Args:

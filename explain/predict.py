@@ -42,7 +42,9 @@ def _as_probabilities(out: np.ndarray) -> tuple[np.ndarray, bool]:
     return e / e.sum(axis=-1, keepdims=True), False
 
 
-def predict(model: keras.Model, images: np.ndarray, class_names: list[str] | tuple[str, ...], k: int = 5) -> list[Prediction]:
+def predict(
+    model: keras.Model, images: np.ndarray, class_names: list[str] | tuple[str, ...], k: int = 5
+) -> list[Prediction]:
     """Predict class probabilities for a batch of images.
 
     Args:

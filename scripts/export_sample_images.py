@@ -20,7 +20,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.datasets import load_builtin  # noqa: E402
+from training.datasets import load_builtin
 
 
 def slug(name: str) -> str:

@@ -6,14 +6,14 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
+import keras
+import numpy as np
+import pytest
+from PIL import Image
 
-import explain  # noqa: E402,F401  (quiet TensorFlow import first)
-import keras  # noqa: E402
+import explain  # noqa: F401  (quiet TensorFlow import first)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_images"

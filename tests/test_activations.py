@@ -1,7 +1,7 @@
+import keras
 import numpy as np
 import pytest
 
-import keras
 from explain import compute_activations, layer_table
 from explain.activations import feature_model
 from tests.conftest import tiny_nested, tiny_sequential

@@ -10,7 +10,9 @@ from tests.conftest import ROOT, SAMPLES
 
 def test_writes_a_png_grid(saved_models, tmp_path, capsys):
     out = tmp_path / "grid.png"
-    code = main([str(saved_models["gray"]), str(SAMPLES / "fashion_mnist_9_ankle_boot.png"), "--layer", "1", "--out", str(out)])
+    code = main(
+        [str(saved_models["gray"]), str(SAMPLES / "fashion_mnist_9_ankle_boot.png"), "--layer", "1", "--out", str(out)]
+    )
     assert code == 0
     with Image.open(out) as img:
         img.verify()
@@ -22,7 +24,14 @@ def test_writes_a_png_grid(saved_models, tmp_path, capsys):
 
 def test_nested_layer_by_path_and_rgb_photo(saved_models, tmp_path):
     out = tmp_path / "nested.png"
-    argv = [str(saved_models["nested"]), str(SAMPLES / "photo_chelsea.jpg"), "--layer", "tiny_base/block_2_conv", "--out", str(out)]
+    argv = [
+        str(saved_models["nested"]),
+        str(SAMPLES / "photo_chelsea.jpg"),
+        "--layer",
+        "tiny_base/block_2_conv",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0 and out.stat().st_size > 0
 
 
@@ -67,7 +76,10 @@ def test_usage_errors_exit_2(saved_models, png_path):
 def test_real_process_never_shows_a_traceback(saved_models, png_path):
     proc = subprocess.run(
         [sys.executable, "-m", "explain.layers", str(saved_models["sequential"]), str(png_path), "--layer", "42"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

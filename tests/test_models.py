@@ -1,11 +1,19 @@
 import json
 import zipfile
 
+import keras
 import numpy as np
 import pytest
 
-import keras
-from explain import LayerError, ModelLoadError, format_layer_table, layer_table, load_model, load_model_card, resolve_layer
+from explain import (
+    LayerError,
+    ModelLoadError,
+    format_layer_table,
+    layer_table,
+    load_model,
+    load_model_card,
+    resolve_layer,
+)
 from tests.conftest import tiny_functional, tiny_nested, tiny_sequential
 
 
@@ -98,7 +106,7 @@ def test_load_model_errors(tmp_path):
         load_model(empty)
     text = tmp_path / "text.keras"
     text.write_text("not a zip")
-    with pytest.raises(ModelLoadError, match="not a '.keras' archive"):
+    with pytest.raises(ModelLoadError, match=r"not a '\.keras' archive"):
         load_model(text)
     h5 = tmp_path / "old.h5"
     h5.write_bytes(b"\x89HDF\r\n\x1a\n")
@@ -112,7 +120,7 @@ def test_load_model_errors(tmp_path):
     other_zip = tmp_path / "other.keras"
     with zipfile.ZipFile(other_zip, "w") as zf:
         zf.writestr("readme.txt", "hi")
-    with pytest.raises(ModelLoadError, match="no config.json"):
+    with pytest.raises(ModelLoadError, match=r"no config\.json"):
         load_model(other_zip)
 
 

@@ -16,7 +16,7 @@ def test_grid_labels_each_channel_and_respects_max_maps():
     assert _tile_labels(fig) == [str(i) for i in range(12)]
     assert "showing 12 of 20 channels" in fig.axes[0].get_title()
     image = fig.axes[0].images[0].get_array()
-    assert image.shape == (3 * 9 + 2, 5 * 7 + 4)  # 3 rows x 5 cols of 7x9 tiles, 1-pixel gaps
+    assert image.shape == (3 * 7 + 2, 5 * 9 + 4)  # 3 rows x 5 cols of 7x9 (H x W) tiles, 1-pixel gaps
 
 
 def test_flat_and_nan_maps_are_labelled_not_drawn_as_nan():

@@ -54,7 +54,7 @@ def test_load_builtin_from_data_dir(idx_dir):
 
 
 def test_missing_files_named(tmp_path):
-    with pytest.raises(DatasetError, match="t10k-labels-idx1-ubyte.gz"):
+    with pytest.raises(DatasetError, match=r"holds none of the four IDX files.*t10k-labels-idx1-ubyte\.gz"):
         load_builtin("fashion_mnist", tmp_path)
     with pytest.raises(DatasetError, match="Unknown data set 'cifar99'"):
         load_builtin("cifar99")
@@ -62,12 +62,29 @@ def test_missing_files_named(tmp_path):
 
 def test_cli_trains_and_writes_model_and_card(idx_dir, tmp_path, capsys):
     out = tmp_path / "models" / "tiny.keras"
-    code = main(["--dataset", "fashion_mnist", "--data-dir", str(idx_dir), "--out", str(out), "--epochs", "2", "--batch-size", "32"])
+    code = main(
+        [
+            "--dataset",
+            "fashion_mnist",
+            "--data-dir",
+            str(idx_dir),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+        ]
+    )
     assert code == 0
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["class_names"][9] == "Ankle boot" and card["input_shape"] == [28, 28, 1]
     assert card["color_mode"] == "grayscale" and card["split"] == {
-        "train": 270, "validation": 30, "test": 60, "validation_fraction": 0.1, "seed": 0
+        "train": 270,
+        "validation": 30,
+        "test": 60,
+        "validation_fraction": 0.1,
+        "seed": 0,
     }
     assert len(card["history"]["loss"]) == card["epochs_run"] == 2
     assert 0 <= card["test_metrics"]["accuracy"] <= 1 and card["training_time_s"] > 0
@@ -81,6 +98,6 @@ def test_cli_trains_and_writes_model_and_card(idx_dir, tmp_path, capsys):
 def test_cli_error_leaves_nothing(tmp_path, capsys):
     out = tmp_path / "m.keras"
     assert main(["--dataset", "fashion_mnist", "--data-dir", str(tmp_path), "--out", str(out)]) == 2
-    assert "lacks" in capsys.readouterr().err
+    assert "holds none of the four IDX files" in capsys.readouterr().err
     assert not out.exists() and not out.with_suffix(".json").exists()
     assert main(["--dataset", "fashion_mnist", "--out", str(tmp_path / "m.h5")]) == 2

@@ -4,7 +4,6 @@
 trains the demo model. ``training`` never imports ``explain`` (see DESIGN.md).
 """
 
-from training.datasets import DatasetError, Dataset, load_builtin
-
+from training.datasets import Dataset, DatasetError, load_builtin
 
 __all__ = ["Dataset", "DatasetError", "load_builtin"]

@@ -26,15 +26,37 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=10, help="most epochs (early stopping may end sooner; default 10)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--validation-fraction", type=float, default=0.1, help="share of the training split held out (default 0.1)")
+    p.add_argument(
+        "--validation-fraction", type=float, default=0.1, help="share of the training split held out (default 0.1)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, help="use only the first N training images (quick trials)")
-    p.add_argument("--max-minutes", type=float, help="stop after the epoch in which this much training time ran out")
+    p.add_argument(
+        "--max-minutes", type=float, help="training-time budget: stop before an epoch that would end past it"
+    )
     return p
+
+
+def _import_tensorflow_quietly() -> None:
+    """TensorFlow's C++ start-up lines (CUDA probing) bypass TF_CPP_MIN_LOG_LEVEL: mute fd 2 meanwhile."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()  # the CUDA probe prints too
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (0 success, 2 user error)."""
+    _import_tensorflow_quietly()
     args = _parser().parse_args(argv)
     from training.datasets import DatasetError
     from training.train import train_builtin

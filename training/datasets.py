@@ -112,8 +112,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     expected = int(np.prod(dims)) if dims else 0
     if len(data) - header != expected:
         raise DatasetError(
-            f"{path} is truncated or padded: header says {dims} = {expected} bytes, "
-            f"file holds {len(data) - header}."
+            f"{path} is truncated or padded: header says {dims} = {expected} bytes, file holds {len(data) - header}."
         )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
@@ -166,8 +165,10 @@ def load_builtin(name: str, data_dir: str | os.PathLike | None = None) -> Datase
     if data_dir is not None:
         d = Path(data_dir)
         missing = [f for f in IDX_FILES if not (d / f).is_file()]
+        if len(missing) == len(IDX_FILES):
+            raise DatasetError(f"--data-dir {d} holds none of the four IDX files it needs: {files}.")
         if missing:
-            raise DatasetError(f"--data-dir {d} lacks {', '.join(missing)}. It must hold the four IDX files: {files}.")
+            raise DatasetError(f"--data-dir {d} lacks {', '.join(missing)} (it needs all four: {files}).")
         return _load_idx_dir(name, d, class_names)
 
     candidates = []

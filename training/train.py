@@ -46,19 +46,29 @@ class TrainingResult:
 
 
 class TimeLimit(keras.callbacks.Callback):
-    """Stop training after the epoch during which ``max_seconds`` of wall-clock time ran out."""
+    """Stop before an epoch that would end past ``max_seconds`` of wall-clock training time.
+
+    After each epoch, the next one is predicted to take as long as the slowest so far; if
+    that would overrun the budget, training stops there (at least one epoch always runs).
+    """
 
     def __init__(self, max_seconds: float):
         super().__init__()
         self.max_seconds = max_seconds
         self.stopped = False
-        self._start = 0.0
+        self._start = self._epoch_start = 0.0
+        self._slowest = 0.0
 
     def on_train_begin(self, logs=None):
         self._start = time.perf_counter()
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+
     def on_epoch_end(self, epoch, logs=None):
-        if time.perf_counter() - self._start >= self.max_seconds:
+        now = time.perf_counter()
+        self._slowest = max(self._slowest, now - self._epoch_start)
+        if now - self._start + self._slowest > self.max_seconds:
             self.stopped = True
             self.model.stop_training = True
 
@@ -67,6 +77,7 @@ def _atomic_write_bytes(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; give the file the usual permissions
     try:
         write(Path(tmp))
         os.replace(tmp, path)
@@ -118,7 +129,7 @@ def train_builtin(
         seed: seeds Python, NumPy and TensorFlow, the split and the shuffling.
         data_dir: a folder holding the four IDX files, for offline use.
         limit: use only this many training images (quick trials); None for all.
-        max_minutes: stop after the epoch in which this many minutes of training ran out.
+        max_minutes: training-time budget; no epoch starts that is predicted to end past it.
         verbose: Keras ``fit`` verbosity (1: progress bar).
 
     Returns:
@@ -143,7 +154,7 @@ def train_builtin(
     if limit is not None:
         x, y = x[:limit], y[:limit]
     order = np.random.default_rng(seed).permutation(len(x))
-    n_val = max(1, int(round(len(x) * validation_fraction)))
+    n_val = max(1, round(len(x) * validation_fraction))
     if len(x) - n_val < 1:
         raise DatasetError(f"Only {len(x)} training images: too few to hold out a validation split.")
     val_idx, train_idx = order[:n_val], order[n_val:]
@@ -185,9 +196,9 @@ def train_builtin(
         "dataset": data.name,
         "data_source": data.source,
         "split": {
-            "train": int(len(train_idx)),
-            "validation": int(len(val_idx)),
-            "test": int(len(data.x_test)),
+            "train": len(train_idx),
+            "validation": len(val_idx),
+            "test": len(data.x_test),
             "validation_fraction": validation_fraction,
             "seed": seed,
         },
@@ -197,7 +208,7 @@ def train_builtin(
             "batch_size": batch_size,
             "max_epochs": epochs,
             "early_stopping": "val_loss, patience 3, best weights restored",
-            "max_minutes": max_minutes,
+            "max_minutes": max_minutes,  # no epoch is started that would end past it
         },
         "epochs_run": len(hist.get("loss", [])),
         "stopped_by_time_limit": bool(time_limit and time_limit.stopped),
@@ -212,6 +223,11 @@ def train_builtin(
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     card_path = out.with_suffix(".json")
-    _atomic_write_bytes(out, lambda p: model.save(p))
-    _atomic_write_bytes(card_path, lambda p: p.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"))
+    # Save without the optimizer state (two thirds of the file): the model is for inference.
+    inference_model = keras.models.clone_model(model)
+    inference_model.set_weights(model.get_weights())
+    _atomic_write_bytes(out, lambda p: inference_model.save(p))
+    _atomic_write_bytes(
+        card_path, lambda p: p.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    )
     return TrainingResult(out, card_path, float(test_acc), float(test_loss), card["epochs_run"], training_time)
