@@ -36,9 +36,7 @@ def _node(container: keras.Model, layer: keras.layers.Layer):
     nodes = [n for n in layer._inbound_nodes if id(n) in in_graph]
     if len(nodes) != 1:
         how = "is not connected to" if not nodes else f"is called {len(nodes)} times in"
-        raise LayerError(
-            f"Layer {layer.name!r} {how} the graph of {container.name!r}; its activations are ambiguous."
-        )
+        raise LayerError(f"Layer {layer.name!r} {how} the graph of {container.name!r}; its activations are ambiguous.")
     return nodes[0]
 
 
