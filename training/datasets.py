@@ -1,4 +1,7 @@
-"""Built-in data sets, loaded through Keras or, offline, from local IDX files.
+"""Built-in data sets, loaded through Keras or, offline, from local files.
+
+CIFAR-10 (Krizhevsky 2009, https://www.cs.toronto.edu/~kriz/cifar.html) comes as pickled
+"python version" batches; they are read with an unpickler that only accepts NumPy arrays.
 
 Fashion-MNIST (Xiao et al. 2017, https://github.com/zalandoresearch/fashion-mnist) and
 MNIST are distributed as four gzipped IDX files. ``keras.datasets.*.load_data()``
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import pickle
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +41,19 @@ FASHION_MNIST_CLASSES = (
     "Ankle boot",
 )
 
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+
 BUILTIN = {
     "fashion_mnist": {
         "class_names": FASHION_MNIST_CLASSES,
@@ -50,7 +67,15 @@ BUILTIN = {
         "local_dirs": (),
         "debian_package": None,
     },
+    "cifar10": {
+        "class_names": CIFAR10_CLASSES,
+        "keras_cache": None,  # Keras unpacks it to ~/.keras/datasets/cifar-10-batches-py and finds it there
+        "local_dirs": (),
+        "debian_package": None,
+    },
 }
+
+CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
 
 
 class DatasetError(ValueError):
@@ -117,6 +142,44 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles only plain containers and NumPy arrays: a CIFAR batch file cannot run code."""
+
+    _ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+        }
+    )
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as f:
+            batch = _ArrayUnpickler(f, encoding="bytes").load()
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (OSError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as e:
+        raise DatasetError(f"{path} is not a CIFAR-10 python batch file ({e}).") from None
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+def _load_cifar_dir(directory: Path) -> Dataset:
+    parts = [_read_cifar_batch(directory / f) for f in CIFAR10_FILES]
+    x_train = np.concatenate([p[0] for p in parts[:5]])
+    y_train = np.concatenate([p[1] for p in parts[:5]])
+    return Dataset("cifar10", x_train, y_train, parts[5][0], parts[5][1], CIFAR10_CLASSES, str(directory))
+
+
 def _find_idx_dir(candidates: list[Path]) -> Path | None:
     for d in candidates:
         if all((d / f).is_file() for f in IDX_FILES):
@@ -147,11 +210,12 @@ def load_builtin(name: str, data_dir: str | os.PathLike | None = None) -> Datase
     else ``keras.datasets.<name>.load_data()``, which downloads.
 
     Args:
-        name: ``"fashion_mnist"`` or ``"mnist"``.
-        data_dir: a directory holding the four IDX files named in ``IDX_FILES``.
+        name: ``"fashion_mnist"``, ``"mnist"`` or ``"cifar10"``.
+        data_dir: a directory holding the four IDX files named in ``IDX_FILES`` (for
+            CIFAR-10: the unpacked python batches named in ``CIFAR10_FILES``).
 
     Returns:
-        The :class:`Dataset`, pixels uint8 ``(N, 28, 28, 1)``.
+        The :class:`Dataset`, pixels uint8 ``(N, 28, 28, 1)`` (CIFAR-10: ``(N, 32, 32, 3)``).
 
     Raises:
         DatasetError: unknown name, incomplete ``data_dir``, or no local copy and no network;
@@ -162,6 +226,17 @@ def load_builtin(name: str, data_dir: str | os.PathLike | None = None) -> Datase
     spec = BUILTIN[name]
     class_names = spec["class_names"]
     files = ", ".join(IDX_FILES)
+    if data_dir is not None and name == "cifar10":
+        d = Path(data_dir)
+        if (d / "cifar-10-batches-py").is_dir():
+            d = d / "cifar-10-batches-py"
+        missing = [f for f in CIFAR10_FILES if not (d / f).is_file()]
+        if missing:
+            raise DatasetError(
+                f"--data-dir {d} lacks {', '.join(missing)}: it must hold the unpacked CIFAR-10 python "
+                f"version ({', '.join(CIFAR10_FILES)}), from cifar-10-python.tar.gz."
+            )
+        return _load_cifar_dir(d)
     if data_dir is not None:
         d = Path(data_dir)
         missing = [f for f in IDX_FILES if not (d / f).is_file()]
@@ -186,16 +261,24 @@ def load_builtin(name: str, data_dir: str | os.PathLike | None = None) -> Datase
         (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
     except Exception as e:  # Keras raises a bare Exception on URL failures
         hint = f" or install the Debian package {spec['debian_package']}" if spec["debian_package"] else ""
+        what = (
+            "the unpacked CIFAR-10 python batches (cifar-10-batches-py/data_batch_1 ... test_batch)"
+            if name == "cifar10"
+            else f"the four IDX files ({files})"
+        )
         raise DatasetError(
             f"Could not download {name} through Keras ({str(e).splitlines()[0][:160]}). "
-            f"Offline, put the four IDX files ({files}) in a folder and pass --data-dir FOLDER{hint}."
+            f"Offline, put {what} in a folder and pass --data-dir FOLDER{hint}."
         ) from None
+    x_train, x_test = np.asarray(x_train, np.uint8), np.asarray(x_test, np.uint8)
+    if x_train.ndim == 3:  # MNIST-style grayscale: add the channel axis
+        x_train, x_test = x_train[..., None], x_test[..., None]
     return Dataset(
         name=name,
-        x_train=np.asarray(x_train, np.uint8)[..., None],
-        y_train=np.asarray(y_train, np.int64),
-        x_test=np.asarray(x_test, np.uint8)[..., None],
-        y_test=np.asarray(y_test, np.int64),
+        x_train=x_train,
+        y_train=np.asarray(y_train, np.int64).reshape(-1),
+        x_test=x_test,
+        y_test=np.asarray(y_test, np.int64).reshape(-1),
         class_names=class_names,
         source="keras",
     )

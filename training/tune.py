@@ -1,0 +1,178 @@
+"""Hyperparameter grid search (learning rate x dropout x dense units) with keras-tuner.
+
+The tutorials' nested loops over learning rates, dropout rates and dense sizes, done by
+``keras_tuner.GridSearch`` (https://keras.io/keras_tuner/api/tuners/grid/). Every
+combination's best validation accuracy goes to ``<stem>_grid.csv`` and a chart
+``<stem>_grid.png``; the best combination is then refitted for the full number of epochs
+with :func:`training.train.train` and saved with its model card.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.train import PreparedData, TrainingResult, atomic_write, build_model, compile_model, train
+
+GRID_COLUMNS = ("learning_rate", "dropout", "n_dense", "val_accuracy")
+
+
+@dataclass(frozen=True)
+class GridResult:
+    """The grid's outcome.
+
+    Attributes:
+        trials: number of combinations tried.
+        rows: one dict per combination (``GRID_COLUMNS``), best first.
+        best: the best combination's hyperparameters.
+        csv_path, chart_path: the files written.
+        training: the refit of the best combination.
+    """
+
+    trials: int
+    rows: tuple[dict, ...]
+    best: dict
+    csv_path: Path
+    chart_path: Path
+    training: TrainingResult
+
+
+def plot_grid(rows: list[dict], title: str = ""):
+    """Horizontal bars of validation accuracy per combination, best on top and highlighted.
+
+    Returns:
+        A ``matplotlib.figure.Figure``.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 0.35 * len(rows) + 1.3), layout="constrained")
+    ax = fig.add_subplot()
+    labels = [f"lr={r['learning_rate']:g}  dropout={r['dropout']:g}  dense={r['n_dense']}" for r in rows]
+    values = [r["val_accuracy"] for r in rows]
+    colors = ["#d9822b" if i == 0 else "#3b75af" for i in range(len(rows))]
+    ax.barh(range(len(rows)), values, color=colors)
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    lo = min(values)
+    ax.set_xlim(max(0.0, lo - (1 - lo) * 0.5 - 0.01), 1.0)
+    for y, v in enumerate(values):
+        ax.text(v, y, f" {v:.2%}", va="center", fontsize=8)
+    ax.set_xlabel("best validation accuracy")
+    ax.set_title(title or "Hyperparameter grid", fontsize=10)
+    return fig
+
+
+def grid_search(
+    data: PreparedData,
+    out: str | os.PathLike,
+    *,
+    learning_rates: list[float],
+    dropouts: list[float],
+    dense_units: list[int],
+    trial_epochs: int = 3,
+    architecture: str = "small_cnn",
+    epochs: int = 10,
+    optimizer: str = "adam",
+    augmentation: dict | None = None,
+    patience: int = 3,
+    reduce_lr_patience: int = 2,
+    seed: int = 0,
+    max_minutes: float | None = None,
+    arch_kwargs: dict | None = None,
+    verbose: int | str = 1,
+) -> GridResult:
+    """Try every (learning rate, dropout, dense units) combination, then refit the best.
+
+    Args:
+        data: prepared pipelines (validation scores the combinations).
+        out: the best model's ``.keras`` path.
+        learning_rates, dropouts, dense_units: the grid's axes (non-empty).
+        trial_epochs: epochs per combination.
+        architecture ... arch_kwargs: as :func:`training.train.train`; ``epochs``,
+            ``patience`` and ``max_minutes`` apply to the refit.
+        verbose: Keras verbosity.
+
+    Returns:
+        A :class:`GridResult`.
+
+    Raises:
+        ValueError: an empty axis, or an architecture without dropout / dense settings.
+    """
+    import keras_tuner as kt
+
+    out = Path(out)
+    if not (learning_rates and dropouts and dense_units):
+        raise ValueError("Each grid axis needs at least one value (--learning-rates, --dropouts, --dense-units).")
+    num_classes = len(data.class_names)
+
+    def build(hp):
+        model = build_model(
+            architecture,
+            data.input_shape,
+            num_classes,
+            dropout=hp.Choice("dropout", list(dropouts)),
+            n_dense=hp.Choice("n_dense", [int(n) for n in dense_units]),
+            augmentation=augmentation,
+            seed=seed,
+            **(arch_kwargs or {}),
+        )
+        compile_model(model, num_classes, optimizer, hp.Choice("learning_rate", list(learning_rates)))
+        return model
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.tuner.", dir=out.parent) as tmp:
+        tuner = kt.GridSearch(
+            build, objective="val_accuracy", seed=seed, directory=tmp, project_name="grid", overwrite=True
+        )
+        tuner.search(data.train, validation_data=data.validation, epochs=trial_epochs, shuffle=False, verbose=verbose)
+        rows = []
+        for trial in tuner.oracle.trials.values():
+            if trial.score is None:
+                continue
+            hp = trial.hyperparameters.values
+            rows.append(
+                {
+                    "learning_rate": float(hp["learning_rate"]),
+                    "dropout": float(hp["dropout"]),
+                    "n_dense": int(hp["n_dense"]),
+                    "val_accuracy": float(trial.score),
+                }
+            )
+    expected = len(list(itertools.product(learning_rates, dropouts, dense_units)))
+    if not rows:
+        raise ValueError("No grid combination finished training; see the messages above.")
+    rows.sort(key=lambda r: -r["val_accuracy"])
+    best = {k: rows[0][k] for k in ("learning_rate", "dropout", "n_dense")}
+
+    csv_path = out.parent / f"{out.stem}_grid.csv"
+    chart_path = out.parent / f"{out.stem}_grid.png"
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=GRID_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(csv_path, lambda p: p.write_text(buf.getvalue(), encoding="utf-8"))
+    fig = plot_grid(rows, f"{architecture}: {len(rows)} of {expected} combinations, {trial_epochs} epochs each")
+    atomic_write(chart_path, lambda p: fig.savefig(p, format="png", dpi=110))
+
+    training = train(
+        data,
+        out,
+        architecture=architecture,
+        epochs=epochs,
+        optimizer=optimizer,
+        augmentation=augmentation,
+        patience=patience,
+        reduce_lr_patience=reduce_lr_patience,
+        seed=seed,
+        max_minutes=max_minutes,
+        arch_kwargs=arch_kwargs,
+        hyperparameter_search={"grid": rows, "trial_epochs": trial_epochs, "tool": "keras_tuner.GridSearch"},
+        verbose=verbose,
+        **best,
+    )
+    return GridResult(len(rows), tuple(rows), best, csv_path, chart_path, training)
