@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training.architectures import ARCHITECTURES, augmentation_layers, loss_for
+from training.architectures import ARCHITECTURES, augmentation_layers, loss_for, strip_augmentation
 from training.datasets import DatasetError, load_builtin
 
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
@@ -64,6 +64,7 @@ class PreparedData:
         test: the test pipeline, or None.
         class_names: one name per label.
         input_shape: ``(H, W, C)``.
+        batch_size: images per training step.
         description: what the model card records about the data (name, source, split).
     """
 
@@ -72,6 +73,7 @@ class PreparedData:
     test: tf.data.Dataset | None
     class_names: tuple[str, ...]
     input_shape: tuple[int, int, int]
+    batch_size: int
     description: dict = field(default_factory=dict)
 
     @property
@@ -135,6 +137,7 @@ def prepare_builtin(
         test=_array_pipeline(data.x_test, data.y_test, 512, None),
         class_names=data.class_names,
         input_shape=data.input_shape,
+        batch_size=batch_size,
         description={
             "dataset": data.name,
             "data_source": data.source,
@@ -204,6 +207,7 @@ def prepare_folder(
         test=make_dataset(test_files, (h, w), channels, batch_size, shuffle_seed=None) if test_files else None,
         class_names=tuple(scan.class_names),
         input_shape=(h, w, channels),
+        batch_size=batch_size,
         description={
             "dataset": Path(train_dir).resolve().name,
             "data_source": str(Path(train_dir).resolve()),
@@ -496,7 +500,7 @@ def train(
             "learning_rate": learning_rate,
             "dropout": dropout,
             "n_dense": n_dense,
-            "batch_size": _batch_size(data.train),
+            "batch_size": data.batch_size,
             "max_epochs": epochs,
             "early_stopping": f"val_loss, patience {patience}" if patience else None,
             "reduce_lr_on_plateau": f"val_loss, factor 0.5, patience {reduce_lr_patience}"
@@ -519,9 +523,9 @@ def train(
     }
     card_path = out.with_suffix(".json")
     curves_path = out.parent / f"{out.stem}_history.png"
-    # Save without the optimizer state (two thirds of the file): the model is for inference.
-    inference_model = keras.models.clone_model(model)
-    inference_model.set_weights(model.get_weights())
+    # Save for inference: without the augmentation layers (in Keras 3 a bare model(x) would
+    # augment) and without the optimizer state (two thirds of the file).
+    inference_model = strip_augmentation(model)
     fig = plot_history(hist, f"{out.stem}: {architecture} on {data.description.get('dataset')}")
     atomic_write(out, inference_model.save)
     atomic_write(card_path, lambda p: p.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", "utf-8"))
@@ -530,11 +534,6 @@ def train(
     return TrainingResult(
         out, card_path, curves_path, test_acc, test_loss, val_acc, state["epoch"], card["training_time_s"]
     )
-
-
-def _batch_size(ds: tf.data.Dataset) -> int | None:
-    dim = ds.element_spec[0].shape[0]
-    return int(dim) if dim is not None else None
 
 
 def train_builtin(dataset: str, out: str | os.PathLike, **kwargs) -> TrainingResult:
