@@ -44,3 +44,5 @@ def quiet_import() -> None:
         import tensorflow
 
         tensorflow.config.list_physical_devices()  # probes for CUDA now, while stderr is muted
+        # One compiled function per explainer is by design; TF's "retracing" advice is noise here.
+        tensorflow.get_logger().setLevel("ERROR")

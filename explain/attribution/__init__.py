@@ -1,0 +1,47 @@
+"""Attribution methods on one shared base, and the registry the CLI and the app read.
+
+Every method is built as ``METHODS[name](model, layer=None, ...)`` and called on a batch
+``(N, H, W, C)`` of raw pixels with an optional ``class_index``; it returns an
+:class:`Attribution` whose ``heatmap`` is float32 ``(N, H, W)`` in [0, 1].
+"""
+
+from explain.attribution.base import Attribution, AttributionMethod, default_target_layer, normalize_maps
+from explain.attribution.gradcam import GradCAM
+from explain.attribution.gradcam_plus_plus import GradCAMPlusPlus
+from explain.attribution.integrated_gradients import IntegratedGradients
+from explain.attribution.saliency import Saliency
+from explain.attribution.scorecam import ScoreCAM
+from explain.attribution.smoothgrad import SmoothGrad
+
+#: name -> method class, in the order the CLI and the app show them.
+METHODS: dict[str, type[AttributionMethod]] = {
+    cls.name: cls for cls in (GradCAM, GradCAMPlusPlus, ScoreCAM, Saliency, SmoothGrad, IntegratedGradients)
+}
+
+
+def get_method(name: str) -> type[AttributionMethod]:
+    """The method class registered under ``name``.
+
+    Raises:
+        ValueError: unknown name; the message lists the valid ones.
+    """
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"Unknown method {name!r}. Methods are: {', '.join(METHODS)}.") from None
+
+
+__all__ = [
+    "METHODS",
+    "Attribution",
+    "AttributionMethod",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "IntegratedGradients",
+    "Saliency",
+    "ScoreCAM",
+    "SmoothGrad",
+    "default_target_layer",
+    "get_method",
+    "normalize_maps",
+]

@@ -1,0 +1,307 @@
+"""The shared base of every attribution method: one call shape, one result type.
+
+Modelled on pytorch-grad-cam (https://github.com/jacobgil/pytorch-grad-cam): the base class
+owns batching, class selection, the score to explain, upsampling and normalisation; each
+method is a small subclass overriding :meth:`AttributionMethod._raw_maps`.
+
+The score explained is the pre-softmax (or pre-sigmoid) logit whenever the model's last
+layer is a ``Dense`` or ``Activation`` with a softmax / sigmoid activation: the logit is
+recomputed from that layer's input and weights, so the caller's model is never changed.
+Otherwise the model's output itself is used and :attr:`Attribution.score_kind` says
+``"probability"`` (softmax saturation can then flatten gradients).
+
+A single sigmoid output is a binary classifier with two classes: class 1 is the positive
+class (score = logit), class 0 the negative one (score = -logit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from explain._quiet import quiet_import
+from explain.activations import _node, _single
+from explain.errors import ExplainError, LayerError
+from explain.models import LayerInfo, layer_table, resolve_layer
+
+quiet_import()
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+#: Maps whose raw range is below this are "flat": drawn as zeros and reported as such.
+FLAT_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """An attribution method's result for a batch of images.
+
+    Attributes:
+        heatmap: float32 ``(N, H, W)`` in [0, 1] at the model's input resolution; all zeros
+            where the raw map was flat or not finite (see ``flat``).
+        class_index: int ``(N,)``, the class explained for each image.
+        score: float32 ``(N,)``, the explained score (a logit when ``score_kind == "logit"``).
+        method: the method's registry name, e.g. ``"gradcam"``.
+        layer: the target layer's name (path for nested layers), or None for input-gradient
+            methods.
+        score_kind: ``"logit"`` or ``"probability"``.
+        flat: bool ``(N,)``: the raw map was constant or non-finite, so it carries no
+            information ("flat heatmap"); never drawn as NaN.
+    """
+
+    heatmap: np.ndarray
+    class_index: np.ndarray
+    score: np.ndarray
+    method: str
+    layer: str | None
+    score_kind: str
+    flat: np.ndarray
+
+
+def normalize_maps(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scale each map of ``(N, H, W)`` to [0, 1] by its min and max.
+
+    Non-finite values are treated as 0; a map whose range is below ``FLAT_EPS`` (or that
+    had non-finite values only) becomes all zeros and is flagged flat.
+
+    Returns:
+        ``(maps float32 (N, H, W) in [0, 1], flat bool (N,))``.
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    finite = np.isfinite(raw)
+    x = np.where(finite, raw, 0.0)
+    lo = x.min(axis=(1, 2), keepdims=True)
+    hi = x.max(axis=(1, 2), keepdims=True)
+    span = hi - lo
+    flat = (span[:, 0, 0] <= FLAT_EPS) | ~finite.any(axis=(1, 2))
+    out = np.where(span > FLAT_EPS, (x - lo) / np.where(span > FLAT_EPS, span, 1.0), 0.0)
+    out[flat] = 0.0
+    return np.clip(out, 0.0, 1.0).astype(np.float32), flat
+
+
+def _output_layer(model: keras.Model) -> keras.layers.Layer:
+    history = model.outputs[0]._keras_history
+    return history.operation if hasattr(history, "operation") else history[0]
+
+
+def _logit_head(model: keras.Model) -> tuple[object, Callable, str, bool]:
+    """Find the tensor to stop the graph at and the function from it to logits.
+
+    Returns:
+        ``(tensor h in the model's graph, f(h) -> scores, score_kind, binary)``.
+    """
+    if len(model.outputs) != 1:
+        raise ExplainError(f"The model has {len(model.outputs)} outputs; attribution needs a single classifier output.")
+    out = model.outputs[0]
+    if len(out.shape) != 2:
+        raise ExplainError(f"The model's output has shape {tuple(out.shape)}; a classifier outputs (batch, classes).")
+    binary = out.shape[-1] == 1
+    layer = _output_layer(model)
+    activation = getattr(layer, "activation", None)
+    name = getattr(activation, "__name__", "")
+    if name in ("softmax", "sigmoid"):
+        h = _single(_node(model, layer).input_tensors)
+        if isinstance(layer, keras.layers.Activation):
+            return h, lambda t: t, "logit", binary
+        if isinstance(layer, keras.layers.Dense):
+            kernel, bias = layer.kernel, layer.bias
+
+            def logits(t):
+                z = tf.matmul(t, kernel)
+                return z + bias if bias is not None else z
+
+            return h, logits, "logit", binary
+    if name == "linear":
+        return out, lambda t: t, "logit", binary
+    return out, lambda t: t, "probability", binary
+
+
+def default_target_layer(model: keras.Model) -> LayerInfo:
+    """The last layer with a spatial ``(batch, H, W, C)`` output, searching nested models.
+
+    Raises:
+        LayerError: the model has no such layer ("Grad-CAM needs a convolutional layer").
+    """
+    rows = layer_table(model)
+    for row in reversed(rows):
+        if row.is_spatial and row.type not in ("InputLayer", "Rescaling", "Normalization", "Resizing"):
+            return row
+    raise LayerError(
+        f"Grad-CAM needs a convolutional layer, and model {model.name!r} has no layer with a spatial "
+        "(height x width x channels) output. Use a gradient method (saliency, smoothgrad, "
+        "integrated_gradients) or LIME instead."
+    )
+
+
+def _identity(t):
+    return t
+
+
+def _split(container: keras.Model, parts: list[str], end) -> tuple[list[Callable], list[Callable]]:
+    """Callables that run ``container`` from its input to the target layer, and from the
+    target's output to ``end`` (a tensor of ``container``'s graph)."""
+    layer = container.get_layer(parts[0])
+    node = _node(container, layer)
+    inputs = _single(container.inputs)
+    out = _single(node.output_tensors)
+    if len(parts) == 1:
+        pre = keras.Model(inputs, out)
+        post = _identity if out is end else keras.Model(out, end)
+        return [pre], [post]
+    if not isinstance(layer, keras.Model):
+        raise LayerError(f"{parts[0]!r} is not a nested model, so it has no layer {'/'.join(parts[1:])!r}.")
+    inner_in = _single(node.input_tensors)
+    pre = _identity if inner_in is inputs else keras.Model(inputs, inner_in)
+    post = _identity if out is end else keras.Model(out, end)
+    inner_pre, inner_post = _split(layer, parts[1:], _single(layer.outputs))
+    return [pre, *inner_pre], [*inner_post, post]
+
+
+def _chain(fns: list[Callable]) -> Callable:
+    def run(t):
+        for f in fns:
+            t = f(t, training=False) if isinstance(f, keras.Model) else f(t)
+        return t
+
+    return run
+
+
+class AttributionMethod:
+    """Base class: ``method(images, class_index=None) -> Attribution``.
+
+    Subclasses set ``name``, ``needs_layer`` and ``reference``, and override
+    :meth:`_raw_maps`, which gets float32 images ``(B, H, W, C)`` and int class indices
+    ``(B,)`` and returns raw maps ``(B, h, w)`` (any resolution; upsampled here).
+
+    Args:
+        model: a Keras classifier taking raw pixels ``(N, H, W, C)`` in [0, 255].
+        layer: target layer (index, name or nested path) for CAM methods; None picks the last
+            layer with a spatial output. Ignored by input-gradient methods.
+        batch_size: images per compiled call.
+
+    Raises:
+        LayerError: bad or non-spatial target layer; no conv layer for a CAM method.
+        ExplainError: the model has several outputs or a non-classifier output.
+    """
+
+    name = "base"
+    needs_layer = False
+    reference = ""
+
+    def __init__(self, model: keras.Model, layer: int | str | None = None, batch_size: int = 32):
+        self.model = model
+        self.batch_size = int(batch_size)
+        h, self._to_scores, self.score_kind, self.binary = _logit_head(model)
+        self.num_classes = 2 if self.binary else int(model.outputs[0].shape[-1])
+        self.input_shape = tuple(model.inputs[0].shape[1:])
+        self.layer: LayerInfo | None = None
+        if self.needs_layer:
+            info = default_target_layer(model) if layer is None else resolve_layer(model, layer)
+            if not info.is_spatial:
+                raise LayerError(
+                    f"Layer {info.name!r} ({info.type}) has output shape {info.output_shape}, without height "
+                    f"and width; {self.name} needs a layer with a spatial output, such as "
+                    f"{default_target_layer(model).name!r}."
+                )
+            self.layer = info
+            pre, post = _split(model, info.name.split("/"), h)
+            self._features = _chain(pre)
+            self._head = _chain(post)
+        head_model = keras.Model(_single(model.inputs), h)
+        self._score_input = lambda x: self._to_scores(head_model(x, training=False))
+        self._compiled: Callable | None = None
+
+    # -- scores -------------------------------------------------------------
+    def pick(self, logits: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Resolve the classes (``-1`` means the top prediction) and their scores.
+
+        Args:
+            logits: ``(B, classes)`` scores (``(B, 1)`` for a sigmoid output).
+            class_index: int64 ``(B,)``, ``-1`` for "top prediction".
+
+        Returns:
+            ``(class_index int64 (B,), score float32 (B,))``; binary models score class 1
+            with the logit and class 0 with its negative.
+        """
+        if self.binary:
+            z = logits[:, 0]
+            top = tf.cast(z > (0.0 if self.score_kind == "logit" else 0.5), tf.int64)
+            cls = tf.where(class_index < 0, top, class_index)
+            return cls, tf.where(tf.equal(cls, 1), z, -z)
+        cls = tf.where(class_index < 0, tf.argmax(logits, axis=1), class_index)
+        return cls, tf.gather(logits, cls, axis=1, batch_dims=1)
+
+    def scores_from_input(self, x: tf.Tensor) -> tf.Tensor:
+        """Scores ``(B, classes)`` (logits where available) for raw-pixel images."""
+        return self._score_input(x)
+
+    def scores_from_features(self, a: tf.Tensor) -> tf.Tensor:
+        """Scores ``(B, classes)`` from target-layer activations (CAM methods)."""
+        return self._to_scores(self._head(a))
+
+    # -- the call -------------------------------------------------------------
+    def _raw_maps(self, x: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Override: ``(raw maps (B, h, w), class_index (B,), score (B,))`` for float32
+        images ``(B, H, W, C)`` and int64 classes (``-1``: top prediction)."""
+        raise NotImplementedError
+
+    def _check(self, images, class_index) -> tuple[np.ndarray, np.ndarray]:
+        x = np.asarray(images, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[None]
+        if x.ndim != 4 or any(e is not None and e != a for e, a in zip(self.input_shape, x.shape[1:], strict=True)):
+            raise ValueError(
+                f"Images of shape {x.shape[1:]} do not fit the model input {self.input_shape}; "
+                "load them with explain.load_image(path, target_size=(H, W), channels=C)."
+            )
+        if class_index is None:
+            return x, np.full(len(x), -1, np.int64)
+        idx = np.broadcast_to(np.asarray(class_index, dtype=np.int64).reshape(-1), (len(x),)).copy()
+        bad = idx[(idx < 0) | (idx >= self.num_classes)]
+        if bad.size:
+            raise ExplainError(
+                f"Class index {int(bad[0])} is out of range: the model has {self.num_classes} classes, "
+                f"indices 0 to {self.num_classes - 1}."
+            )
+        return x, idx
+
+    def __call__(self, images: np.ndarray, class_index: int | np.ndarray | None = None) -> Attribution:
+        """Explain a batch.
+
+        Args:
+            images: ``(N, H, W, C)`` or ``(H, W, C)``, raw pixels in [0, 255] at the model's
+                input size.
+            class_index: the class to explain, one int for all images or ``(N,)``; None
+                means each image's top prediction.
+
+        Returns:
+            An :class:`Attribution`.
+
+        Raises:
+            ValueError: images of the wrong shape.
+            ExplainError: class index out of range.
+        """
+        x, idx = self._check(images, class_index)
+        if self._compiled is None:
+            self._compiled = tf.function(self._raw_maps, reduce_retracing=True)
+        maps, classes, scores = [], [], []
+        for start in range(0, len(x), self.batch_size):
+            xb = tf.convert_to_tensor(x[start : start + self.batch_size])
+            raw, cls, score = self._compiled(xb, tf.convert_to_tensor(idx[start : start + self.batch_size]))
+            if raw.shape[1:3] != tuple(x.shape[1:3]):
+                raw = tf.image.resize(raw[..., None], x.shape[1:3], method="bilinear")[..., 0]
+            maps.append(raw.numpy())
+            classes.append(cls.numpy())
+            scores.append(score.numpy())
+        heat, flat = normalize_maps(np.concatenate(maps))
+        return Attribution(
+            heatmap=heat,
+            class_index=np.concatenate(classes).astype(np.int64),
+            score=np.concatenate(scores).astype(np.float32),
+            method=self.name,
+            layer=self.layer.name if self.layer else None,
+            score_kind=self.score_kind,
+            flat=flat,
+        )
