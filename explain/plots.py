@@ -179,3 +179,102 @@ def top_k_bars(
     for y, i in enumerate(top):
         ax.text(min(p[i] + 0.01, 0.86), y, f"{p[i]:.1%}", va="center", fontsize=9)
     return fig
+
+
+def _show_image(ax: Axes, image: np.ndarray) -> None:
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        ax.imshow(img[..., 0], cmap="gray", vmin=0, vmax=255)
+    else:
+        ax.imshow(img.astype(np.uint8) if img.dtype != np.uint8 else img)
+
+
+def heatmap_overlay(
+    image: np.ndarray,
+    heatmap: np.ndarray,
+    *,
+    title: str = "",
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    flat: bool = False,
+    colorbar: bool = False,
+    ax: Axes | None = None,
+) -> Figure:
+    """A heatmap drawn over its image.
+
+    Args:
+        image: uint8 ``(H, W, C)`` (C = 1 or 3), raw pixels.
+        heatmap: float ``(H, W)`` in [0, 1] (an attribution's ``heatmap[i]``).
+        title: axes title.
+        cmap: matplotlib colormap for the heatmap.
+        alpha: heatmap opacity in [0, 1].
+        flat: the map is flat (no information): the image is drawn alone with a note.
+        colorbar: add a colour bar (0 = least, 1 = most relevant).
+        ax: axes to draw into; None makes a new figure.
+
+    Returns:
+        The ``Figure``.
+
+    Raises:
+        ValueError: shapes that do not match, or alpha outside [0, 1].
+    """
+    h = np.asarray(heatmap, dtype=np.float32)
+    if h.shape != tuple(np.asarray(image).shape[:2]):
+        raise ValueError(f"heatmap shape {h.shape} does not match the image's {np.asarray(image).shape[:2]}.")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
+    fig, ax = _figure_and_ax(ax, (4.0, 4.2))
+    _show_image(ax, image)
+    if flat or not np.isfinite(h).all():
+        ax.text(
+            0.5,
+            0.5,
+            "flat heatmap\n(no information)",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="white",
+            fontsize=10,
+            bbox={"facecolor": "black", "alpha": 0.6, "linewidth": 0},
+        )
+    else:
+        im = ax.imshow(h, cmap=cmap, alpha=alpha, vmin=0.0, vmax=1.0, interpolation="bilinear")
+        if colorbar:
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="relevance")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
+def attribution_panel(
+    image: np.ndarray,
+    maps: list[tuple[str, np.ndarray, bool]],
+    *,
+    title: str = "",
+    cmap: str = "jet",
+    alpha: float = 0.5,
+) -> Figure:
+    """Side by side: the image, then one overlay per method for the same image and class.
+
+    Args:
+        image: uint8 ``(H, W, C)``.
+        maps: ``(label, heatmap (H, W) in [0, 1], flat)`` per method, e.g.
+            ``("Grad-CAM\\ndeletion 0.12", heat, False)``.
+        title: the figure's title (e.g. the class explained).
+        cmap, alpha: as :func:`heatmap_overlay`.
+
+    Returns:
+        The ``Figure``.
+    """
+    n = len(maps) + 1
+    fig = Figure(figsize=(2.6 * n, 3.2), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    _show_image(axes[0], image)
+    axes[0].set_title("image", fontsize=9)
+    axes[0].set_axis_off()
+    for ax, (label, heat, flat) in zip(axes[1:], maps, strict=True):
+        heatmap_overlay(image, heat, title=label, cmap=cmap, alpha=alpha, flat=flat, ax=ax)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

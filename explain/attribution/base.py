@@ -135,37 +135,37 @@ def default_target_layer(model: keras.Model) -> LayerInfo:
     )
 
 
-def _identity(t):
-    return t
+def _with_target(container: keras.Model, parts: list[str], end) -> keras.Model:
+    """A model from ``container``'s input to ``[target activations, end]`` in ONE forward pass.
 
-
-def _split(container: keras.Model, parts: list[str], end) -> tuple[list[Callable], list[Callable]]:
-    """Callables that run ``container`` from its input to the target layer, and from the
-    target's output to ``end`` (a tensor of ``container``'s graph)."""
+    ``end`` is a tensor of ``container``'s graph. Gradients of ``end`` with respect to the
+    activations are then real (DESIGN.md, known traps): for a layer inside a nested model the
+    nested model is run as a sub-model returning both its inner layer and its own output, so
+    the head consumes the very tensor the gradient is taken against. Skip connections inside
+    the nested model (ResNet blocks) are fine; a skip connection in the outer graph that
+    bypasses the nested model is not supported and says so.
+    """
     layer = container.get_layer(parts[0])
     node = _node(container, layer)
     inputs = _single(container.inputs)
     out = _single(node.output_tensors)
     if len(parts) == 1:
-        pre = keras.Model(inputs, out)
-        post = _identity if out is end else keras.Model(out, end)
-        return [pre], [post]
+        return keras.Model(inputs, [out, end])
     if not isinstance(layer, keras.Model):
         raise LayerError(f"{parts[0]!r} is not a nested model, so it has no layer {'/'.join(parts[1:])!r}.")
-    inner_in = _single(node.input_tensors)
-    pre = _identity if inner_in is inputs else keras.Model(inputs, inner_in)
-    post = _identity if out is end else keras.Model(out, end)
-    inner_pre, inner_post = _split(layer, parts[1:], _single(layer.outputs))
-    return [pre, *inner_pre], [*inner_post, post]
-
-
-def _chain(fns: list[Callable]) -> Callable:
-    def run(t):
-        for f in fns:
-            t = f(t, training=False) if isinstance(f, keras.Model) else f(t)
-        return t
-
-    return run
+    child = _with_target(layer, parts[1:], _single(layer.outputs))
+    child_in = _single(node.input_tensors)
+    x = keras.Input(shape=tuple(inputs.shape[1:]), dtype=inputs.dtype)
+    t = x if child_in is inputs else keras.Model(inputs, child_in)(x)
+    activations, child_out = child(t)
+    try:
+        y = child_out if out is end else keras.Model(out, end)(child_out)
+    except ValueError:
+        raise LayerError(
+            f"The layers after {parts[0]!r} also use tensors from before it (a skip connection around the "
+            "nested model); choose a top-level target layer instead."
+        ) from None
+    return keras.Model(x, [activations, y])
 
 
 class AttributionMethod:
@@ -206,9 +206,7 @@ class AttributionMethod:
                     f"{default_target_layer(model).name!r}."
                 )
             self.layer = info
-            pre, post = _split(model, info.name.split("/"), h)
-            self._features = _chain(pre)
-            self._head = _chain(post)
+            self._explainer = _with_target(model, info.name.split("/"), h)
         head_model = keras.Model(_single(model.inputs), h)
         self._score_input = lambda x: self._to_scores(head_model(x, training=False))
         self._compiled: Callable | None = None
@@ -237,9 +235,12 @@ class AttributionMethod:
         """Scores ``(B, classes)`` (logits where available) for raw-pixel images."""
         return self._score_input(x)
 
-    def scores_from_features(self, a: tf.Tensor) -> tf.Tensor:
-        """Scores ``(B, classes)`` from target-layer activations (CAM methods)."""
-        return self._to_scores(self._head(a))
+    def activations_and_scores(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Target-layer activations ``(B, h, w, K)`` and scores ``(B, classes)`` from one
+        forward pass (CAM methods); take gradients of the scores with respect to the
+        activations under a tape that watches ``x``."""
+        a, h = self._explainer(x, training=False)
+        return a, self._to_scores(h)
 
     # -- the call -------------------------------------------------------------
     def _raw_maps(self, x: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

@@ -20,10 +20,10 @@ class GradCAM(AttributionMethod):
     reference = "Selvaraju et al. 2017, https://arxiv.org/abs/1610.02391"
 
     def _gradients(self, x, class_index):
-        a = self._features(x)
         with tf.GradientTape() as tape:
-            tape.watch(a)
-            cls, score = self.pick(self.scores_from_features(a), class_index)
+            tape.watch(x)  # records every op, frozen (non-trainable) bases included
+            a, logits = self.activations_and_scores(x)
+            cls, score = self.pick(logits, class_index)
         return a, tape.gradient(score, a), cls, score
 
     def _channel_weights(self, a, grads):

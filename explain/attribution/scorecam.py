@@ -22,8 +22,8 @@ class ScoreCAM(AttributionMethod):
     mask_batch = 64
 
     def _raw_maps(self, x, class_index):
-        a = self._features(x)
-        cls, score = self.pick(self.scores_from_features(a), class_index)
+        a, logits = self.activations_and_scores(x)
+        cls, score = self.pick(logits, class_index)
         size = tf.shape(x)[1:3]
         up = tf.image.resize(a, size, method="bilinear")  # (B, H, W, K)
         lo = tf.reduce_min(up, axis=(1, 2), keepdims=True)

@@ -1,0 +1,191 @@
+import keras
+import numpy as np
+import pytest
+
+from explain import ExplainError, LayerError
+from explain.attribute import main
+from explain.attribution import METHODS, GradCAM, Saliency, normalize_maps
+from tests.conftest import SAMPLES, tiny_functional, tiny_nested, tiny_sequential
+
+L = keras.layers
+FAST = {"smoothgrad": {"samples": 4}, "integrated_gradients": {"steps": 8}, "lime": {"num_samples": 60}}
+
+
+def tiny_sigmoid() -> keras.Model:
+    keras.utils.set_random_seed(4)
+    return keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            L.Rescaling(1 / 255),
+            L.Conv2D(4, 3, activation="relu", name="conv"),
+            L.GlobalAveragePooling2D(),
+            L.Dense(1, activation="sigmoid", name="predictions"),
+        ]
+    )
+
+
+def tiny_mlp() -> keras.Model:
+    keras.utils.set_random_seed(5)
+    return keras.Sequential(
+        [keras.Input((16, 16, 3)), L.Rescaling(1 / 255), L.Flatten(), L.Dense(3, activation="softmax")]
+    )
+
+
+MODELS = {"sequential": tiny_sequential, "functional": tiny_functional, "nested": tiny_nested, "sigmoid": tiny_sigmoid}
+
+
+def _images(n=2):
+    return np.random.default_rng(0).uniform(0, 255, (n, 16, 16, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_contract_every_method_every_model(method, model_name):
+    model = MODELS[model_name]()
+    x = _images()
+    result = METHODS[method](model, **FAST.get(method, {}))(x)
+    assert result.heatmap.shape == (2, 16, 16) and result.heatmap.dtype == np.float32
+    assert np.isfinite(result.heatmap).all() and result.heatmap.min() >= 0 and result.heatmap.max() <= 1
+    assert not result.flat.any() and result.heatmap.max() == pytest.approx(1.0)
+    probs = model.predict(x, verbose=0)
+    top = (probs[:, 0] > 0.5).astype(int) if probs.shape[1] == 1 else probs.argmax(1)
+    assert np.array_equal(result.class_index, top)
+    assert result.method == method and result.score_kind == "logit"
+    if METHODS[method].needs_layer:
+        assert result.layer is not None
+
+
+def test_gradcam_matches_a_hand_written_gradient_tape():
+    model = tiny_functional()
+    x = _images(3)
+    conv = model.get_layer("conv_b")
+    probe = keras.Model(model.inputs, [conv.output, model.get_layer("logits").output])
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        a, logits = probe(x)
+        score = logits[:, 1]
+    grads = tape.gradient(score, a).numpy()
+    cam = np.maximum((a.numpy() * grads.mean(axis=(1, 2))[:, None, None, :]).sum(-1), 0)
+    expected, _ = normalize_maps(cam)  # conv_b keeps the 16x16 input size: no resizing
+    got = GradCAM(model, layer="conv_b")(x, class_index=1)
+    np.testing.assert_allclose(got.heatmap, expected, atol=1e-5)
+    np.testing.assert_allclose(got.score, logits[:, 1].numpy(), rtol=1e-5)  # the pre-softmax logit
+
+
+def test_dense_softmax_score_is_the_recomputed_logit():
+    model = tiny_sequential()
+    x = _images()
+    dense = model.layers[-1]
+    hidden = keras.Model(model.inputs, model.layers[-2].output).predict(x, verbose=0)
+    logits = hidden @ dense.kernel.numpy() + dense.bias.numpy()
+    result = Saliency(model)(x, class_index=2)
+    np.testing.assert_allclose(result.score, logits[:, 2], rtol=1e-5)
+
+
+def test_binary_sigmoid_explains_either_class():
+    model = tiny_sigmoid()
+    x = _images()
+    pos, neg = GradCAM(model)(x, class_index=1), GradCAM(model)(x, class_index=0)
+    np.testing.assert_allclose(pos.score, -neg.score, rtol=1e-6)
+    assert not np.allclose(pos.heatmap, neg.heatmap)
+
+
+def test_nested_target_layer_by_path_gets_real_gradients():
+    model = tiny_nested()
+    result = GradCAM(model, layer="tiny_base/block_1_conv")(_images())
+    assert result.layer == "tiny_base/block_1_conv" and not result.flat.any()
+    assert GradCAM(model).layer.name == "tiny_base/block_2_conv"  # default: last spatial, inside the base
+
+
+def test_model_without_conv_layer():
+    model = tiny_mlp()
+    with pytest.raises(LayerError, match="Grad-CAM needs a convolutional layer"):
+        GradCAM(model)
+    assert Saliency(model)(_images()).heatmap.shape == (2, 16, 16)
+
+
+def test_bad_layer_and_class():
+    model = tiny_sequential()
+    with pytest.raises(LayerError, match="out of range"):
+        GradCAM(model, layer=40)
+    with pytest.raises(LayerError, match="without height and width"):
+        GradCAM(model, layer="hidden")
+    with pytest.raises(ExplainError, match="Class index 3 is out of range"):
+        GradCAM(model)(_images(), class_index=3)
+
+
+def test_flat_heatmap_is_reported_not_nan():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            L.Conv2D(2, 3, name="conv"),
+            L.GlobalAveragePooling2D(),
+            L.Dense(2, kernel_initializer="zeros", activation="softmax"),
+        ]
+    )
+    for method in (Saliency, GradCAM):
+        result = method(model)(_images())
+        assert result.flat.all() and (result.heatmap == 0).all()
+
+
+def test_callers_model_is_not_changed():
+    model = tiny_sequential()
+    before = [w.copy() for w in model.get_weights()]
+    for name in ("gradcam", "saliency"):
+        METHODS[name](model)(_images())
+    assert model.layers[-1].activation.__name__ == "softmax" and len(model.outputs) == 1
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+
+
+def test_normalize_maps_guards():
+    raw = np.array([[[1.0, 2.0], [3.0, np.nan]], [[5.0, 5.0], [5.0, 5.0]], [[np.inf, np.nan], [np.nan, np.nan]]])
+    maps, flat = normalize_maps(raw)
+    assert list(flat) == [False, True, True]
+    assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
+
+
+# --------------------------------------------------------------------------- CLI
+def test_cli_overlay_and_npy(saved_models, tmp_path, capsys):
+    out, npy = tmp_path / "o.png", tmp_path / "h.npy"
+    img = SAMPLES / "fashion_mnist_9_ankle_boot.png"
+    assert main([str(saved_models["gray"]), str(img), "--method", "gradcam", "--out", str(out), "--npy", str(npy)]) == 0
+    heat = np.load(npy)
+    assert heat.shape == (28, 28) and heat.dtype == np.float32 and 0 <= heat.min() and heat.max() <= 1
+    assert out.stat().st_size > 0 and "Explained class" in capsys.readouterr().out
+
+
+def test_cli_all_methods_side_by_side(saved_models, tmp_path, capsys):
+    out = tmp_path / "all.png"
+    assert (
+        main(
+            [str(saved_models["sequential"]), str(SAMPLES / "photo_chelsea.jpg"), "--method", "all", "--out", str(out)]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in METHODS)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--class", "7"], "Class index 7 is out of range"),
+        (["--class", "dog"], "No class named 'dog'"),
+        (["--layer", "nope"], "No such layer: 'nope'"),
+        (["--layer", "gap"], "without height and width"),
+    ],
+)
+def test_cli_errors_exit_2(saved_models, png_path, tmp_path, capsys, extra, message):
+    out = tmp_path / "x.png"
+    code = main([str(saved_models["sequential"]), str(png_path), "--out", str(out), *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("python -m explain.attribute: error:") and message in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_cli_bad_method_is_a_usage_error(saved_models, png_path):
+    with pytest.raises(SystemExit) as e:
+        main([str(saved_models["sequential"]), str(png_path), "--method", "magic"])
+    assert e.value.code == 2
