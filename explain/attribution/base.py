@@ -81,6 +81,21 @@ def normalize_maps(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(out, 0.0, 1.0).astype(np.float32), flat
 
 
+def normalize_maps_tf(raw: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """:func:`normalize_maps` in TensorFlow, for compiled code: ``(B, H, W)`` ->
+    ``(maps float32 in [0, 1], flat bool (B,))``."""
+    raw = tf.cast(raw, tf.float32)
+    finite = tf.math.is_finite(raw)
+    x = tf.where(finite, raw, 0.0)
+    lo = tf.reduce_min(x, axis=(1, 2), keepdims=True)
+    hi = tf.reduce_max(x, axis=(1, 2), keepdims=True)
+    span = hi - lo
+    flat = (span[:, 0, 0] <= FLAT_EPS) | ~tf.reduce_any(finite, axis=(1, 2))
+    out = tf.where(span > FLAT_EPS, (x - lo) / tf.where(span > FLAT_EPS, span, 1.0), 0.0)
+    out = tf.where(flat[:, None, None], 0.0, out)
+    return tf.clip_by_value(out, 0.0, 1.0), flat
+
+
 def _output_layer(model: keras.Model) -> keras.layers.Layer:
     history = model.outputs[0]._keras_history
     return history.operation if hasattr(history, "operation") else history[0]
@@ -248,6 +263,14 @@ class AttributionMethod:
         images ``(B, H, W, C)`` and int64 classes (``-1``: top prediction)."""
         raise NotImplementedError
 
+    def _maps_at_input_size(self, x, class_index):
+        """Compiled: raw maps, upsampled (bilinear) to the input size and normalised."""
+        raw, cls, score = self._raw_maps(x, class_index)
+        if raw.shape[1:3] != x.shape[1:3]:
+            raw = tf.image.resize(raw[..., None], tf.shape(x)[1:3], method="bilinear")[..., 0]
+        heat, flat = normalize_maps_tf(raw)
+        return heat, flat, cls, score
+
     def _check(self, images, class_index) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(images, dtype=np.float32)
         if x.ndim == 3:
@@ -257,6 +280,8 @@ class AttributionMethod:
                 f"Images of shape {x.shape[1:]} do not fit the model input {self.input_shape}; "
                 "load them with explain.load_image(path, target_size=(H, W), channels=C)."
             )
+        if len(x) == 0:
+            raise ValueError("No images to explain: got an empty batch.")
         if class_index is None:
             return x, np.full(len(x), -1, np.int64)
         idx = np.broadcast_to(np.asarray(class_index, dtype=np.int64).reshape(-1), (len(x),)).copy()
@@ -286,23 +311,23 @@ class AttributionMethod:
         """
         x, idx = self._check(images, class_index)
         if self._compiled is None:
-            self._compiled = tf.function(self._raw_maps, reduce_retracing=True)
-        maps, classes, scores = [], [], []
+            self._compiled = tf.function(self._maps_at_input_size, reduce_retracing=True)
+        maps, flats, classes, scores = [], [], [], []
         for start in range(0, len(x), self.batch_size):
-            xb = tf.convert_to_tensor(x[start : start + self.batch_size])
-            raw, cls, score = self._compiled(xb, tf.convert_to_tensor(idx[start : start + self.batch_size]))
-            if raw.shape[1:3] != tuple(x.shape[1:3]):
-                raw = tf.image.resize(raw[..., None], x.shape[1:3], method="bilinear")[..., 0]
-            maps.append(raw.numpy())
+            stop = start + self.batch_size
+            heat, flat, cls, score = self._compiled(
+                tf.convert_to_tensor(x[start:stop]), tf.convert_to_tensor(idx[start:stop])
+            )
+            maps.append(heat.numpy())
+            flats.append(flat.numpy())
             classes.append(cls.numpy())
             scores.append(score.numpy())
-        heat, flat = normalize_maps(np.concatenate(maps))
         return Attribution(
-            heatmap=heat,
+            heatmap=np.concatenate(maps),
+            flat=np.concatenate(flats),
             class_index=np.concatenate(classes).astype(np.int64),
             score=np.concatenate(scores).astype(np.float32),
             method=self.name,
             layer=self.layer.name if self.layer else None,
             score_kind=self.score_kind,
-            flat=flat,
         )
