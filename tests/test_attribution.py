@@ -189,3 +189,34 @@ def test_cli_bad_method_is_a_usage_error(saved_models, png_path):
     with pytest.raises(SystemExit) as e:
         main([str(saved_models["sequential"]), str(png_path), "--method", "magic"])
     assert e.value.code == 2
+
+
+def test_nested_gradcam_matches_a_hand_written_tape_through_the_base():
+    import tensorflow as tf
+
+    model = tiny_nested()
+    x = tf.constant(_images(3))
+    base = model.get_layer("tiny_base")
+    sub = keras.Model(base.inputs, [base.get_layer("block_1_conv").output, base.output])
+    dense = model.get_layer("predictions")
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        a, features = sub(x)
+        logits = tf.matmul(tf.reduce_mean(features, axis=(1, 2)), dense.kernel) + dense.bias
+        score = logits[:, 2]
+    grads = tape.gradient(score, a).numpy()
+    cam = np.maximum((a.numpy() * grads.mean(axis=(1, 2))[:, None, None, :]).sum(-1), 0)
+    expected, _ = normalize_maps(cam)  # block_1_conv keeps 16x16
+    got = GradCAM(model, layer="tiny_base/block_1_conv")(x.numpy(), class_index=2)
+    np.testing.assert_allclose(got.heatmap, expected, atol=1e-5)
+
+
+def test_real_mobilenetv2_base_nested_in_a_classifier():
+    from training.architectures import transfer
+
+    model = transfer((64, 64, 3), 3, base="mobilenetv2", weights=None)
+    x = _images(1).repeat(4, axis=1).repeat(4, axis=2)  # 64x64: block_16 is 2x2 (at 32x32, 1x1: a flat map)
+    default = GradCAM(model)
+    assert default.layer.name.startswith("mobilenetv2_1.00_224/")
+    result = GradCAM(model, layer="mobilenetv2_1.00_224/block_16_project")(x)
+    assert result.heatmap.shape == (1, 64, 64) and not result.flat.any()

@@ -9,13 +9,14 @@ from explain.attribution.base import Attribution, AttributionMethod, default_tar
 from explain.attribution.gradcam import GradCAM
 from explain.attribution.gradcam_plus_plus import GradCAMPlusPlus
 from explain.attribution.integrated_gradients import IntegratedGradients
+from explain.attribution.lime import LIME
 from explain.attribution.saliency import Saliency
 from explain.attribution.scorecam import ScoreCAM
 from explain.attribution.smoothgrad import SmoothGrad
 
 #: name -> method class, in the order the CLI and the app show them.
 METHODS: dict[str, type[AttributionMethod]] = {
-    cls.name: cls for cls in (GradCAM, GradCAMPlusPlus, ScoreCAM, Saliency, SmoothGrad, IntegratedGradients)
+    cls.name: cls for cls in (GradCAM, GradCAMPlusPlus, ScoreCAM, Saliency, SmoothGrad, IntegratedGradients, LIME)
 }
 
 
@@ -32,6 +33,7 @@ def get_method(name: str) -> type[AttributionMethod]:
 
 
 __all__ = [
+    "LIME",
     "METHODS",
     "Attribution",
     "AttributionMethod",

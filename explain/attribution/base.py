@@ -30,8 +30,10 @@ quiet_import()
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-#: Maps whose raw range is below this are "flat": drawn as zeros and reported as such.
-FLAT_EPS = 1e-12
+#: A map whose range is at most this fraction of its largest magnitude (or exactly zero) is
+#: "flat": constant up to rounding, drawn as zeros and reported as such. Relative, so tiny but
+#: informative maps (random-weight networks give activations around 1e-12) are kept.
+FLAT_RTOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,9 @@ class Attribution:
 def normalize_maps(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Scale each map of ``(N, H, W)`` to [0, 1] by its min and max.
 
-    Non-finite values are treated as 0; a map whose range is below ``FLAT_EPS`` (or that
-    had non-finite values only) becomes all zeros and is flagged flat.
+    Non-finite values are treated as 0; a map whose range is at most ``FLAT_RTOL`` times its
+    largest magnitude (or that had non-finite values only) becomes all zeros and is flagged
+    flat.
 
     Returns:
         ``(maps float32 (N, H, W) in [0, 1], flat bool (N,))``.
@@ -75,8 +78,9 @@ def normalize_maps(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lo = x.min(axis=(1, 2), keepdims=True)
     hi = x.max(axis=(1, 2), keepdims=True)
     span = hi - lo
-    flat = (span[:, 0, 0] <= FLAT_EPS) | ~finite.any(axis=(1, 2))
-    out = np.where(span > FLAT_EPS, (x - lo) / np.where(span > FLAT_EPS, span, 1.0), 0.0)
+    informative = span > FLAT_RTOL * np.maximum(np.abs(lo), np.abs(hi))
+    flat = ~informative[:, 0, 0] | ~finite.any(axis=(1, 2))
+    out = np.where(informative, (x - lo) / np.where(informative, span, 1.0), 0.0)
     out[flat] = 0.0
     return np.clip(out, 0.0, 1.0).astype(np.float32), flat
 
@@ -90,8 +94,9 @@ def normalize_maps_tf(raw: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     lo = tf.reduce_min(x, axis=(1, 2), keepdims=True)
     hi = tf.reduce_max(x, axis=(1, 2), keepdims=True)
     span = hi - lo
-    flat = (span[:, 0, 0] <= FLAT_EPS) | ~tf.reduce_any(finite, axis=(1, 2))
-    out = tf.where(span > FLAT_EPS, (x - lo) / tf.where(span > FLAT_EPS, span, 1.0), 0.0)
+    informative = span > FLAT_RTOL * tf.maximum(tf.abs(lo), tf.abs(hi))
+    flat = ~informative[:, 0, 0] | ~tf.reduce_any(finite, axis=(1, 2))
+    out = tf.where(informative, (x - lo) / tf.where(informative, span, 1.0), 0.0)
     out = tf.where(flat[:, None, None], 0.0, out)
     return tf.clip_by_value(out, 0.0, 1.0), flat
 

@@ -1,0 +1,402 @@
+"""How far to trust a heatmap: faithfulness (deletion / insertion) and the sanity check.
+
+* Deletion / insertion AUC: Petsiuk et al. 2018, "RISE: Randomized Input Sampling for
+  Explanation of Black-box Models", BMVC, https://arxiv.org/abs/1806.07421.
+* Sanity check (model-parameter randomisation): Adebayo et al. 2018, "Sanity Checks for
+  Saliency Maps", NeurIPS, https://arxiv.org/abs/1810.03292.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from explain._quiet import quiet_import
+from explain.attribution.base import AttributionMethod, normalize_maps
+
+quiet_import()
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+#: A sanity check fails when the mean Spearman correlation between the maps of the trained
+#: and the randomised model is above this.
+SANITY_THRESHOLD = 0.5
+
+BASELINES = ("blur", "black")
+
+
+# -- class probabilities ---------------------------------------------------------------
+class _Probabilities(AttributionMethod):
+    """The model's class probability, through the shared base's score head: softmax of the
+    logits where the model has them, the output itself where it ends in softmax without an
+    accessible logit, and ``p`` / ``1 - p`` for a single sigmoid output."""
+
+    name = "probability"
+
+    def __init__(self, model: keras.Model, batch_size: int = 64):
+        super().__init__(model, batch_size=batch_size)
+        self._compiled_proba = tf.function(self._class_probability, reduce_retracing=True)
+
+    def _class_probability(self, x: tf.Tensor, cls: tf.Tensor) -> tf.Tensor:
+        scores = self.scores_from_input(x)
+        if self.binary:
+            p1 = tf.sigmoid(scores[:, 0]) if self.score_kind == "logit" else scores[:, 0]
+            top = tf.cast(p1 > 0.5, tf.int64)
+            cls = tf.where(cls < 0, top, cls)
+            return tf.where(tf.equal(cls, 1), p1, 1.0 - p1)
+        probs = tf.nn.softmax(scores, axis=1) if self.score_kind == "logit" else scores
+        cls = tf.where(cls < 0, tf.argmax(probs, axis=1), cls)
+        return tf.gather(probs, cls, axis=1, batch_dims=1)
+
+    def top_class(self, x: np.ndarray) -> np.ndarray:
+        """int64 ``(N,)``: each image's top prediction."""
+        classes = []
+        for s in range(0, len(x), self.batch_size):
+            scores = self.scores_from_input(tf.convert_to_tensor(x[s : s + self.batch_size]))
+            cls, _ = self.pick(scores, tf.fill([tf.shape(scores)[0]], tf.constant(-1, tf.int64)))
+            classes.append(cls.numpy())
+        return np.concatenate(classes).astype(np.int64)
+
+    def probability(self, x: np.ndarray, cls: np.ndarray) -> np.ndarray:
+        """float64 ``(N,)``: the probability of class ``cls[i]`` for image ``x[i]``,
+        ``batch_size`` images per compiled call."""
+        out = [
+            self._compiled_proba(
+                tf.convert_to_tensor(x[s : s + self.batch_size]), tf.convert_to_tensor(cls[s : s + self.batch_size])
+            ).numpy()
+            for s in range(0, len(x), self.batch_size)
+        ]
+        return np.concatenate(out).astype(np.float64)
+
+
+# -- deletion / insertion ----------------------------------------------------------------
+@dataclass(frozen=True)
+class FaithfulnessScores:
+    """Deletion and insertion curves and their areas, per image.
+
+    Attributes:
+        deletion_auc: float64 ``(N,)`` in [0, 1]; lower is more faithful. NaN where flat.
+        insertion_auc: float64 ``(N,)`` in [0, 1]; higher is more faithful. NaN where flat.
+        deletion_curve: float64 ``(N, steps + 1)``: the class probability after removing
+            each fraction of pixels (NaN rows where flat).
+        insertion_curve: float64 ``(N, steps + 1)``: the class probability after inserting
+            each fraction of pixels into the baseline (NaN rows where flat).
+        fractions: float64 ``(steps + 1,)``: fraction of pixels removed / inserted, 0 to 1.
+        flat: bool ``(N,)``: the heatmap was constant or had non-finite values, so it gives
+            no pixel order and was not scored.
+        class_index: int64 ``(N,)``: the class whose probability was tracked.
+        baseline: ``"blur"`` or ``"black"``.
+    """
+
+    deletion_auc: np.ndarray
+    insertion_auc: np.ndarray
+    deletion_curve: np.ndarray
+    insertion_curve: np.ndarray
+    fractions: np.ndarray
+    flat: np.ndarray
+    class_index: np.ndarray
+    baseline: str
+
+
+def _baseline_images(x: np.ndarray, baseline: str, blur_sigma: float | None) -> np.ndarray:
+    if baseline == "black":
+        return np.zeros_like(x)
+    from scipy.ndimage import gaussian_filter
+
+    h, w = x.shape[1:3]
+    sigma = float(blur_sigma) if blur_sigma is not None else max(h, w) / 8.0
+    return gaussian_filter(x, sigma=(0.0, sigma, sigma, 0.0), mode="reflect").astype(np.float32)
+
+
+def _trapezoid(curves: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    return ((curves[:, 1:] + curves[:, :-1]) * 0.5 * np.diff(fractions)).sum(axis=1)
+
+
+def deletion_insertion(
+    model: keras.Model,
+    images: np.ndarray,
+    heatmaps: np.ndarray,
+    class_index: int | np.ndarray | None,
+    *,
+    steps: int = 20,
+    baseline: str = "blur",
+    batch_size: int = 64,
+    blur_sigma: float | None = None,
+) -> FaithfulnessScores:
+    """Deletion and insertion AUC of heatmaps (Petsiuk et al. 2018, RISE,
+    https://arxiv.org/abs/1806.07421).
+
+    Pixels are ordered by heatmap value, highest first. Deletion replaces them by the
+    baseline in ``steps`` equal chunks and records the class probability after each step;
+    insertion starts from the baseline and puts the original pixels back in the same order.
+    The areas under the curves (trapezoidal rule over the fraction of pixels, 0 to 1) are in
+    [0, 1]: a faithful map makes the probability fall fast on deletion (low AUC) and rise
+    fast on insertion (high AUC). All ``2 * N * (steps + 1)`` perturbed images go through one
+    compiled function, ``batch_size`` at a time.
+
+    Args:
+        model: a Keras classifier taking raw pixels ``(N, H, W, C)`` in [0, 255].
+        images: ``(N, H, W, C)`` or ``(H, W, C)`` raw pixels in [0, 255].
+        heatmaps: ``(N, H, W)`` or ``(H, W)``, any real values (e.g. an Attribution's
+            ``heatmap``); only their order matters. Ties keep the pixels' raster order.
+        class_index: the class to track, one int for all images or ``(N,)``; None tracks
+            each image's top prediction. Probability: softmax of the logits where the model
+            has them (or its softmax output); for a single sigmoid output class 1 is ``p``
+            and class 0 is ``1 - p``.
+        steps: number of equal chunks of pixels (>= 1).
+        baseline: ``"blur"`` (a Gaussian blur of the image, sigma ``blur_sigma`` pixels,
+            default ``max(H, W) / 8``) or ``"black"`` (zeros).
+        batch_size: perturbed images per model call.
+        blur_sigma: the blur's standard deviation in pixels; None for the default.
+
+    Returns:
+        A :class:`FaithfulnessScores`. Flat or non-finite heatmaps get ``flat=True``, NaN
+        AUCs and NaN curves: they are never silently scored.
+
+    Raises:
+        ValueError: shapes that do not match, unknown baseline, ``steps < 1``.
+        ExplainError: class index out of range; a model that is not a single-output
+            classifier.
+    """
+    if baseline not in BASELINES:
+        raise ValueError(f"Unknown baseline {baseline!r}. Baselines are: {', '.join(BASELINES)}.")
+    if int(steps) < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}.")
+    steps = int(steps)
+    head = _Probabilities(model, batch_size=max(1, int(batch_size)))
+    x, idx = head._check(images, class_index)
+    maps = np.asarray(heatmaps, dtype=np.float64)
+    if maps.ndim == 2:
+        maps = maps[None]
+    if maps.shape != x.shape[:3]:
+        raise ValueError(
+            f"Heatmaps of shape {maps.shape} do not match images of shape {x.shape}: expected {x.shape[:3]}."
+        )
+    n, h, w = maps.shape
+    finite = np.isfinite(maps).all(axis=(1, 2))
+    safe = np.where(np.isfinite(maps), maps, 0.0)
+    flat = ~finite | normalize_maps(safe)[1]
+
+    classes = np.where(idx < 0, head.top_class(x), idx).astype(np.int64) if n else idx
+    fractions = np.linspace(0.0, 1.0, steps + 1)
+    deletion = np.full((n, steps + 1), np.nan)
+    insertion = np.full((n, steps + 1), np.nan)
+    scored = np.flatnonzero(~flat)
+    if scored.size:
+        base = _baseline_images(x[scored], baseline, blur_sigma)
+        counts = np.round(fractions * h * w).astype(np.int64)
+        # rank[i, p] = position of pixel p in image i's order (0 = highest heatmap value)
+        order = np.argsort(-safe[scored].reshape(len(scored), -1), axis=1, kind="stable")
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(h * w)[None], axis=1)
+        rank = rank.reshape(len(scored), h, w)
+        # jobs: (image j, step k, insertion?) in a fixed order; built one batch at a time.
+        jobs = [(j, k, ins) for ins in (False, True) for j in range(len(scored)) for k in range(steps + 1)]
+        probs = np.empty(len(jobs))
+        chunk = max(1, int(batch_size))
+        for s in range(0, len(jobs), chunk):
+            part = jobs[s : s + chunk]
+            batch = np.empty((len(part), *x.shape[1:]), np.float32)
+            for b, (j, k, ins) in enumerate(part):
+                top = (rank[j] < counts[k])[..., None]
+                i = scored[j]
+                batch[b] = np.where(top, x[i], base[j]) if ins else np.where(top, base[j], x[i])
+            cls = np.array([classes[scored[j]] for j, _, _ in part], np.int64)
+            probs[s : s + len(part)] = head.probability(batch, cls)
+        probs = probs.reshape(2, len(scored), steps + 1)
+        deletion[scored], insertion[scored] = probs[0], probs[1]
+    return FaithfulnessScores(
+        deletion_auc=_trapezoid(deletion, fractions),
+        insertion_auc=_trapezoid(insertion, fractions),
+        deletion_curve=deletion,
+        insertion_curve=insertion,
+        fractions=fractions,
+        flat=flat,
+        class_index=classes,
+        baseline=baseline,
+    )
+
+
+# -- sanity check ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SanityCheck:
+    """A method's maps on the trained model and on a copy with random weights.
+
+    Attributes:
+        method: the method's registry name.
+        spearman: float64 ``(N,)`` in [-1, 1]: Spearman rank correlation between the two
+            maps of each image; NaN where either map is flat.
+        ssim: float64 ``(N,)`` in [-1, 1]: structural similarity of the two maps
+            (``data_range=1``); NaN where either map is flat.
+        heatmap: float32 ``(N, H, W)`` in [0, 1]: the maps of the trained model.
+        random_heatmap: float32 ``(N, H, W)`` in [0, 1]: the maps of the randomised model,
+            for the same classes.
+        class_index: int64 ``(N,)``: the classes explained.
+        passed: the map depends on the weights (mean Spearman <= ``SANITY_THRESHOLD``);
+            False when it fails or when every map was flat (inconclusive).
+        verdict: one sentence saying which, with the numbers.
+    """
+
+    method: str
+    spearman: np.ndarray
+    ssim: np.ndarray
+    heatmap: np.ndarray
+    random_heatmap: np.ndarray
+    class_index: np.ndarray
+    passed: bool
+    verdict: str
+
+
+def _glorot_fans(shape: tuple[int, ...]) -> tuple[float, float]:
+    receptive = float(np.prod(shape[:-2])) if len(shape) > 2 else 1.0
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def _unfreeze(layer: keras.layers.Layer) -> None:
+    # Setting ``trainable`` on a Sequential does not reach a nested model's layers: walk them.
+    layer.trainable = True
+    for sub in getattr(layer, "layers", None) or []:
+        _unfreeze(sub)
+
+
+def randomized_copy(model: keras.Model, seed: int = 0) -> keras.Model:
+    """A copy of ``model`` with every learned weight re-drawn at random; ``model`` is unchanged.
+
+    The copy (``keras.models.clone_model``, nested models included) first gets the model's
+    weights, so non-learned state (Normalization mean, BatchNorm moving statistics: variables
+    that are non-trainable by construction) stays as it was; then every learned float
+    variable is re-drawn from a seeded distribution of the same shape: Glorot-uniform for
+    kernels (2-D and up), N(0, 0.05^2) for vectors (biases, BatchNorm beta), N(1, 0.05^2) for
+    scales (BatchNorm / LayerNorm gamma). Layers frozen with ``trainable = False`` (a
+    pretrained base) are randomised too: the copy is unfrozen first.
+
+    Args:
+        model: a Keras model.
+        seed: seeds the new weights: the same seed gives the same copy.
+
+    Returns:
+        A new ``keras.Model`` with the same architecture.
+    """
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    # Unfreeze the copy (not the caller's model): in Keras 3 ``layer.trainable = False`` marks
+    # its variables non-trainable, while statistics (BatchNorm moving mean / variance,
+    # Normalization mean) stay non-trainable even in a trainable layer.
+    _unfreeze(copy)
+    rng = np.random.default_rng(seed)
+    for var in copy.weights:
+        if not getattr(var, "trainable", False) or not np.issubdtype(np.dtype(var.dtype), np.floating):
+            continue
+        shape = tuple(int(d) for d in var.shape)
+        if len(shape) >= 2:
+            fan_in, fan_out = _glorot_fans(shape)
+            limit = np.sqrt(6.0 / max(fan_in + fan_out, 1.0))
+            value = rng.uniform(-limit, limit, shape)
+        else:  # a scale (BatchNorm / LayerNorm gamma) near 1 keeps the signal alive
+            value = rng.normal(1.0 if var.name in ("gamma", "scale") else 0.0, 0.05, shape)
+        var.assign(value.astype(np.dtype(var.dtype)))
+    return copy
+
+
+def _is_flat(a: np.ndarray) -> bool:
+    return bool(normalize_maps(np.asarray(a)[None])[1][0])
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    if _is_flat(a) or _is_flat(b):
+        return float("nan")
+    return float(spearmanr(a.ravel(), b.ravel()).statistic)
+
+
+def _ssim(a: np.ndarray, b: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+
+    if _is_flat(a) or _is_flat(b):
+        return float("nan")
+    win = min(7, *a.shape)
+    win -= 1 - win % 2  # odd
+    if win < 3:
+        return float("nan")
+    return float(structural_similarity(a.astype(np.float64), b.astype(np.float64), data_range=1.0, win_size=win))
+
+
+def sanity_check(
+    method_cls: type[AttributionMethod],
+    model: keras.Model,
+    images: np.ndarray,
+    class_index: int | np.ndarray | None = None,
+    seed: int = 0,
+    **method_kwargs,
+) -> SanityCheck:
+    """Model-parameter randomisation test (Adebayo et al. 2018, "Sanity Checks for Saliency
+    Maps", https://arxiv.org/abs/1810.03292).
+
+    Runs the method on the model and on :func:`randomized_copy` of it, for the same classes
+    (those explained on the trained model), and compares the two heatmaps of each image by
+    Spearman rank correlation and SSIM. A method whose map barely changes when the weights
+    are random (mean Spearman above ``SANITY_THRESHOLD`` = 0.5) fails: its map does not
+    depend on what the model learned (it is an edge detector, or shows the input).
+
+    Args:
+        method_cls: an attribution method class, e.g. ``GradCAM`` or ``METHODS["lime"]``.
+        model: a Keras classifier taking raw pixels in [0, 255]; never changed.
+        images: ``(N, H, W, C)`` or ``(H, W, C)`` raw pixels in [0, 255].
+        class_index: the class to explain, one int or ``(N,)``; None: the trained model's
+            top prediction for each image.
+        seed: seeds the random weights.
+        **method_kwargs: passed to ``method_cls`` for both models (e.g. ``layer=...``).
+
+    Returns:
+        A :class:`SanityCheck`.
+
+    Raises:
+        ExplainError, LayerError, ValueError: as the method raises them (bad class index,
+            layer, images).
+    """
+    trained = method_cls(model, **method_kwargs)(images, class_index)
+    random_model = randomized_copy(model, seed=seed)
+    randomized = method_cls(random_model, **method_kwargs)(images, trained.class_index)
+    a, b = trained.heatmap, randomized.heatmap
+    flat = trained.flat | randomized.flat
+    spearman = np.array([np.nan if f else _spearman(x, y) for x, y, f in zip(a, b, flat, strict=True)])
+    ssim = np.array([np.nan if f else _ssim(x, y) for x, y, f in zip(a, b, flat, strict=True)])
+    name = getattr(method_cls, "name", method_cls.__name__)
+    if np.isnan(spearman).all():
+        passed = False
+        verdict = (
+            f"{name}: inconclusive: the heatmaps are flat on the trained or the randomised model, so they cannot "
+            "be compared."
+        )
+    else:
+        rho = float(np.nanmean(spearman))
+        s = float(np.nanmean(ssim)) if not np.isnan(ssim).all() else float("nan")
+        numbers = f"mean Spearman {rho:.2f}, mean SSIM {s:.2f} between the maps of the trained and a randomised model"
+        passed = rho <= SANITY_THRESHOLD
+        if passed:
+            verdict = f"{name} passes the sanity check: the map changes when the weights are random ({numbers})."
+        else:
+            verdict = f"{name} fails the sanity check: the map does not depend on what the model learned ({numbers})."
+    return SanityCheck(
+        method=name,
+        spearman=spearman,
+        ssim=ssim,
+        heatmap=a,
+        random_heatmap=b,
+        class_index=np.asarray(trained.class_index, np.int64),
+        passed=bool(passed),
+        verdict=verdict,
+    )
+
+
+__all__ = [
+    "BASELINES",
+    "SANITY_THRESHOLD",
+    "FaithfulnessScores",
+    "SanityCheck",
+    "deletion_insertion",
+    "randomized_copy",
+    "sanity_check",
+]

@@ -1,0 +1,178 @@
+"""LIME adapter: determinism, the result contract, grayscale and sigmoid models, batching."""
+
+import keras
+import numpy as np
+import pytest
+
+from explain.attribution import METHODS
+from explain.attribution.lime import LIME
+from explain.errors import ExplainError
+from tests.conftest import tiny_functional, tiny_sequential
+
+L = keras.layers
+FAST = {"num_samples": 100}
+
+
+def images(n=2, size=16, channels=3, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, channels)).astype(np.float32)
+
+
+def binary_model(size=16):
+    keras.utils.set_random_seed(4)
+    return keras.Sequential(
+        [
+            keras.Input((size, size, 3)),
+            L.Rescaling(1 / 255),
+            L.Conv2D(4, 3, activation="relu"),
+            L.GlobalAveragePooling2D(),
+            L.Dense(1, activation="sigmoid", name="p"),
+        ],
+        name="binary",
+    )
+
+
+def left_half_model(size=16, gain=10.0):
+    """Softmax over 2 classes; logit(1) - logit(0) = gain * (mean brightness of the left half - 0.5)."""
+    model = keras.Sequential(
+        [keras.Input((size, size, 3)), L.Rescaling(1 / 255), L.Flatten(), L.Dense(2, activation="softmax")]
+    )
+    left = np.zeros((size, size, 3), np.float32)
+    left[:, : size // 2] = 1.0
+    kernel = np.zeros((size * size * 3, 2), np.float32)
+    kernel[:, 1] = gain * left.ravel() / left.sum()
+    model.layers[-1].set_weights([kernel, np.array([0.0, -gain / 2], np.float32)])
+    return model
+
+
+@pytest.fixture(scope="module")
+def rgb_model():
+    return tiny_functional()
+
+
+def test_registered():
+    assert METHODS["lime"] is LIME
+    assert LIME.name == "lime" and not LIME.needs_layer and "1602.04938" in LIME.reference
+
+
+def test_same_seed_same_map_other_seed_other_map(rgb_model):
+    x = images()
+    first = LIME(rgb_model, seed=0, **FAST)
+    assert first.segments == [] and first.weights == []  # nothing stored before a call
+    a = first(x)
+    second = LIME(rgb_model, seed=0, **FAST)
+    b = second(x)
+    c = LIME(rgb_model, seed=1, **FAST)(x)
+    np.testing.assert_array_equal(a.heatmap, b.heatmap)
+    for s1, s2, w1, w2 in zip(first.segments, second.segments, first.weights, second.weights, strict=True):
+        np.testing.assert_array_equal(s1, s2)
+        np.testing.assert_array_equal(w1, w2)
+    assert not np.array_equal(a.heatmap, c.heatmap)
+
+
+def test_contract(rgb_model):
+    x = images(3)
+    method = LIME(rgb_model, **FAST)
+    att = method(x)
+    assert att.heatmap.shape == (3, 16, 16) and att.heatmap.dtype == np.float32
+    assert att.heatmap.min() >= 0.0 and att.heatmap.max() <= 1.0
+    assert att.method == "lime" and att.layer is None and att.score_kind == "logit"
+    probs = method.predict_proba(x)
+    np.testing.assert_array_equal(att.class_index, probs.argmax(axis=1))
+    logits = keras.Model(rgb_model.inputs, rgb_model.get_layer("logits").output).predict(x, verbose=0)
+    np.testing.assert_allclose(att.score, logits.max(axis=1), rtol=1e-5)
+    assert not att.flat.any()
+    assert len(method.segments) == len(method.weights) == 3
+    for heat, seg, wts in zip(att.heatmap, method.segments, method.weights, strict=True):
+        assert seg.shape == (16, 16) and seg.dtype == np.int64
+        np.testing.assert_array_equal(np.unique(seg), np.arange(len(wts)))  # labels 0..n-1
+        assert np.count_nonzero(wts) <= 5  # num_features
+        for label in range(len(wts)):  # each superpixel painted with one value, ordered by weight
+            assert np.ptp(heat[seg == label]) == 0
+        top, bottom = int(np.argmax(wts)), int(np.argmin(wts))
+        assert heat[seg == top][0] == 1.0 and heat[seg == bottom][0] == 0.0
+
+
+@pytest.mark.parametrize("segmentation", ["slic", "felzenszwalb"])
+def test_segmentations_and_positive_only(rgb_model, segmentation):
+    method = LIME(rgb_model, segmentation=segmentation, positive_only=True, **FAST)
+    att = method(images(1), class_index=2)
+    assert att.class_index.tolist() == [2]
+    assert len(method.weights[0]) > 3
+    assert (method.weights[0] >= 0).all()
+    assert att.heatmap.shape == (1, 16, 16)
+
+
+def test_known_answer_left_half():
+    """Hiding left-half superpixels lowers class 1: they get the weight, the right half none."""
+    x = np.full((1, 16, 16, 3), 255.0, np.float32)
+    method = LIME(
+        left_half_model(gain=4.0),
+        segmentation="slic",
+        segmentation_params={"n_segments": 4},
+        num_features=8,
+        num_samples=200,
+    )
+    att = method(x, class_index=1)
+    seg, wts = method.segments[0], method.weights[0]
+    left = np.array([np.mean(np.nonzero(seg == s)[1]) < 7.5 for s in range(len(wts))])
+    assert left.any() and (~left).any()
+    assert wts[left].min() > 10 * np.abs(wts[~left]).max()
+    assert att.heatmap[0, :, :8].mean() > att.heatmap[0, :, 8:].mean() + 0.5
+
+
+def test_grayscale_model():
+    model = tiny_sequential(channels=1, size=28)
+    method = LIME(model, **FAST)
+    att = method(images(1, size=28, channels=1))
+    assert att.heatmap.shape == (1, 28, 28) and not att.flat.any()
+    assert method.segments[0].shape == (28, 28) and len(method.weights[0]) > 1
+    # lime hands RGB images to the classifier: the adapter takes channel 0 back to the model
+    probs = method.predict_proba(np.repeat(images(2, size=28, channels=1), 3, axis=-1))
+    assert probs.shape == (2, 3)
+
+
+def test_binary_sigmoid_model():
+    model = binary_model()
+    method = LIME(model, **FAST)
+    x = images(2)
+    probs = method.predict_proba(x)
+    assert probs.shape == (2, 2)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    p = model.predict(x, verbose=0)[:, 0]
+    np.testing.assert_allclose(probs[:, 1], p, rtol=1e-5)
+    att = method(x)
+    np.testing.assert_array_equal(att.class_index, (p > 0.5).astype(int))
+    for cls in (0, 1):
+        att = method(x, class_index=cls)
+        assert att.class_index.tolist() == [cls, cls] and att.heatmap.shape == (2, 16, 16)
+    with pytest.raises(ExplainError, match="out of range"):
+        method(x, class_index=2)
+
+
+def test_class_index_out_of_range(rgb_model):
+    with pytest.raises(ExplainError, match="out of range"):
+        LIME(rgb_model, **FAST)(images(1), class_index=3)
+    with pytest.raises(ExplainError, match="out of range"):
+        LIME(rgb_model, **FAST)(images(1), class_index=-1)
+
+
+def test_bad_arguments(rgb_model):
+    with pytest.raises(ValueError, match="Unknown segmentation"):
+        LIME(rgb_model, segmentation="watershed")
+    with pytest.raises(ValueError, match="do not fit"):
+        LIME(rgb_model, **FAST)(images(1, size=20))
+
+
+def test_model_called_in_large_batches_with_progress(rgb_model):
+    seen, progress = [], []
+    method = LIME(rgb_model, num_samples=300, progress=lambda done, total: progress.append((done, total)))
+    original = method.predict_proba
+
+    def recording(batch):
+        seen.append(len(batch))
+        return original(batch)
+
+    method.predict_proba = recording
+    method(images(1))
+    assert seen == [256, 44]  # lime's batches of 256 (not its default 10)
+    assert progress == [(256, 300), (300, 300)]
