@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from explain.images import load_image
     from explain.io import atomic_path, save_figure
     from explain.models import load_model, load_model_card
-    from explain.plots import attribution_panel, heatmap_overlay
+    from explain.plots import attribution_panel, heatmap_overlay, lime_boundaries
 
     try:
         model = load_model(args.model)
@@ -85,11 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         image = load_image(args.image, target_size=(h, w) if h and w else None, channels=c)
         class_index = _class_index(args.class_index, card.class_names)
         names = list(METHODS) if args.method == "all" else [args.method]
-        results = []
+        results, explainers = [], {}
         for name in names:
             kwargs = {"layer": args.layer} if METHODS[name].needs_layer else {}
             try:
-                results.append(METHODS[name](model, **kwargs)(image, class_index))
+                explainers[name] = METHODS[name](model, **kwargs)
+                results.append(explainers[name](image, class_index))
             except ExplainError as e:
                 if args.method != "all" or "convolutional layer" not in str(e):
                     raise
@@ -113,7 +114,24 @@ def main(argv: list[str] | None = None) -> int:
             label += "\nflat" if s.flat[0] else f"\ndeletion {s.deletion_auc[0]:.3f} insertion {s.insertion_auc[0]:.3f}"
         labels.append(label)
     title = f"{Path(args.image).name}: {what}, {first.score_kind} {first.score[0]:.3f}"
-    if len(results) == 1:
+    if len(results) == 1 and first.method == "lime":
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(8.4, 4.4), layout="constrained")
+        left, right = fig.subplots(1, 2)
+        heatmap_overlay(
+            image,
+            first.heatmap[0],
+            title=labels[0],
+            cmap=args.cmap,
+            alpha=args.alpha,
+            flat=bool(first.flat[0]),
+            ax=left,
+        )
+        lime = explainers["lime"]
+        lime_boundaries(image, lime.segments[0], lime.weights[0], num_features=lime.num_features, ax=right)
+        fig.suptitle(title, fontsize=10)
+    elif len(results) == 1:
         fig = heatmap_overlay(
             image,
             first.heatmap[0],

@@ -220,3 +220,26 @@ def test_real_mobilenetv2_base_nested_in_a_classifier():
     assert default.layer.name.startswith("mobilenetv2_1.00_224/")
     result = GradCAM(model, layer="mobilenetv2_1.00_224/block_16_project")(x)
     assert result.heatmap.shape == (1, 64, 64) and not result.flat.any()
+
+
+def test_cli_lime_with_scores(saved_models, tmp_path, capsys):
+    out = tmp_path / "lime.png"
+    img = SAMPLES / "fashion_mnist_3_dress.png"
+    assert main([str(saved_models["gray"]), str(img), "--method", "lime", "--scores", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "deletion" in printed and "insertion" in printed
+    assert out.stat().st_size > 0
+
+
+def test_lime_boundaries_tints_for_and_against():
+    from explain.plots import lime_boundaries
+
+    image = np.full((8, 8, 1), 128, np.uint8)
+    segments = np.zeros((8, 8), int)
+    segments[:, 4:] = 1
+    fig = lime_boundaries(image, segments, np.array([2.0, -1.0]), num_features=2)
+    drawn = fig.axes[0].images[0].get_array()
+    inner_left, inner_right = drawn[100, 50], drawn[100, 170]  # enlarged to 224 px
+    assert inner_left[1] > inner_left[0] and inner_right[0] > inner_right[1]
+    with pytest.raises(ValueError, match="weights"):
+        lime_boundaries(image, segments, np.array([1.0]))
