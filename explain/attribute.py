@@ -160,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
                     np.save(f, first.heatmap[0].astype(np.float32))
     except OSError as e:
         return _fail(f"Cannot write {e.filename or out}: {e.strerror or e}.")
+    if first.score_kind == "probability":
+        print(
+            "note: the model's last layer is not a Dense or Activation with softmax/sigmoid, so the "
+            "pre-softmax score could not be recovered; probabilities are explained (gradients may saturate)."
+        )
     for lab, r in zip(labels, results, strict=True):
         flat = " (flat heatmap: no information)" if r.flat[0] else ""
         print(f"{lab.replace(chr(10), ': ')}{flat}")
