@@ -1,14 +1,16 @@
 """Streamlit dashboard: ``streamlit run app.py``.
 
 UI only; every computation lives in ``explain/``. Opens on the bundled demo model and a
-sample image. Models are cached with ``st.cache_resource`` (keyed by file path and
-modification time, or by the SHA-256 of an upload, so sessions never share a mutable
-model under the same key), activations with ``st.cache_data``.
+sample image. Models are cached with ``st.cache_resource`` keyed by file path and
+modification time, or by the SHA-256 of an upload: the cached model is only ever read
+(explainers build their own models that share its weights), so one session's actions
+never change another's. Arrays (activations, heatmaps) are cached with ``st.cache_data``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -20,18 +22,27 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from explain import (
+    METHODS,
     ExplainError,
     activation_bars,
+    attribution_panel,
     compute_activations,
+    deletion_insertion,
     feature_map_grid,
+    heatmap_overlay,
     layer_table,
     load_image,
     load_model,
     load_model_card,
     predict,
+    sanity_check,
     top_k_bars,
 )
+from explain.activations import channel_heatmap
+from explain.attribution import default_target_layer
+from explain.filters import conv_filters, conv_layers
 from explain.images import IMAGE_SUFFIXES
+from explain.plots import lime_boundaries
 
 ROOT = Path(__file__).resolve().parent
 MODELS_DIR = ROOT / "models"
@@ -39,6 +50,8 @@ SAMPLES_DIR = ROOT / "sample_images"
 DEMO_MODEL = MODELS_DIR / "fashion_mnist_cnn.keras"
 MAX_MODEL_MB = 200
 UPLOAD = "Upload…"
+GRADIENT_METHODS = [m for m in METHODS if m != "lime"]  # LIME runs behind its own button
+COLORMAPS = ["jet", "inferno", "viridis", "magma", "turbo"]
 
 
 # --------------------------------------------------------------------------- caching
@@ -62,6 +75,13 @@ def _uploaded_model(digest: str, _data: bytes, _card: bytes | None):
     return model, card
 
 
+@st.cache_resource(max_entries=32, show_spinner="Preparing the explainer…")
+def _explainer(_model, model_key: str, method: str, layer: str | None):
+    del model_key  # the cache key
+    cls = METHODS[method]
+    return cls(_model, layer=layer) if cls.needs_layer else cls(_model)
+
+
 @st.cache_data(max_entries=64, show_spinner="Running the model…")
 def _activations(_model, model_key: str, image_key: str, _image: np.ndarray) -> dict[str, np.ndarray]:
     del model_key, image_key  # the cache key
@@ -69,8 +89,27 @@ def _activations(_model, model_key: str, image_key: str, _image: np.ndarray) -> 
     return {name: a[0] for name, a in acts.items()}
 
 
+@st.cache_data(max_entries=128, show_spinner="Explaining…")
+def _attribution(_model, model_key: str, image_key: str, _image: np.ndarray, method: str, class_index: int, layer):
+    result = _explainer(_model, model_key, method, layer)(_image, class_index)
+    scores = deletion_insertion(_model, _image[None], result.heatmap, result.class_index)
+    return result, scores
+
+
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    return buf.getvalue()
+
+
+def _figure(fig, name: str, key: str) -> None:
+    """Show a figure and offer it as a PNG download."""
+    st.pyplot(fig, clear_figure=False)
+    st.download_button("Download PNG", _png(fig), file_name=name, mime="image/png", key=key)
 
 
 # --------------------------------------------------------------------------- sidebar
@@ -86,7 +125,9 @@ def model_ui():
             path = MODELS_DIR / choice
             model, card = _bundled_model(str(path), path.stat().st_mtime)
             return model, card, f"{path}:{path.stat().st_mtime}"
-        up = st.sidebar.file_uploader("A Keras 3 .keras file", type=["keras"], key="model_upload")
+        up = st.sidebar.file_uploader(
+            f"A Keras 3 .keras file (at most {MAX_MODEL_MB} MB)", type=["keras"], key="model_upload"
+        )
         card_up = st.sidebar.file_uploader(
             "Its model card (.json, optional: class names)", type=["json"], key="card_upload"
         )
@@ -115,10 +156,18 @@ def image_ui(card):
     default = next((i for i, n in enumerate(names) if card.dataset and n.startswith(card.dataset)), 0)
     choice = st.sidebar.selectbox("Image", names, index=default, key="image_choice")
     if choice == UPLOAD:
-        up = st.sidebar.file_uploader("An image", type=list(IMAGE_SUFFIXES), key="image_upload")
-        if up is None:
+        ups = st.sidebar.file_uploader(
+            "One or several images", type=list(IMAGE_SUFFIXES), accept_multiple_files=True, key="image_upload"
+        )
+        if not ups:
             st.info("Upload an image in the sidebar, or pick a sample.")
             st.stop()
+        pick = (
+            st.sidebar.selectbox("Uploaded image", [u.name for u in ups], key="uploaded_pick")
+            if len(ups) > 1
+            else ups[0].name
+        )
+        up = next(u for u in ups if u.name == pick)
         name, data = up.name, up.getvalue()
     else:
         name, data = choice, (SAMPLES_DIR / choice).read_bytes()
@@ -131,7 +180,7 @@ def image_ui(card):
     return name, pixels, f"{_digest(data)}:{h}x{w}x{c}"
 
 
-# --------------------------------------------------------------------------- main
+# --------------------------------------------------------------------------- tabs
 def _show_image(name: str, pixels: np.ndarray) -> None:
     img = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
     scale = max(1, 224 // max(img.size))
@@ -140,34 +189,175 @@ def _show_image(name: str, pixels: np.ndarray) -> None:
     st.image(img, caption=f"{name} as the model sees it ({pixels.shape[1]}x{pixels.shape[0]})")
 
 
-def layers_ui(model, card, acts: dict[str, np.ndarray]) -> None:
-    """Layer selector and that layer's feature-map grid (or bar chart for flat layers)."""
-    st.subheader("Layer activations")
-    rows = [r for r in layer_table(model) if r.index is not None]
+def layers_ui(model, card, acts: dict[str, np.ndarray], pixels: np.ndarray, name: str) -> None:
+    """Layer selector, that layer's feature-map grid (or bar chart), one channel enlarged."""
+    rows = [r for r in layer_table(model) if r.index is not None or r.is_spatial]
     labels = [r.label for r in rows]
     default = next((i for i, r in enumerate(rows) if r.type.startswith("Conv")), 0)
     chosen = st.selectbox("Layer (index · name (type) output shape)", labels, index=default, key="layer")
     info = rows[labels.index(chosen)]
+    if info.name not in acts:
+        acts = {**acts, **_nested_activations(model, info.name, pixels)}
     a = acts[info.name]
-    where = f"Layer {info.index}: {info.name} ({info.type}), output {info.output_shape}"
-    if info.is_spatial:
-        c1, c2 = st.columns(2)
-        max_maps = c1.slider(
-            "Feature maps shown", 1, int(min(a.shape[-1], 256)), int(min(a.shape[-1], 64)), key="max_maps"
-        )
-        normalize = c2.radio(
-            "Scale",
-            ["per_map", "layer"],
-            horizontal=True,
-            key="normalize",
-            format_func=lambda s: "each map alone" if s == "per_map" else "whole layer",
-        )
-        fig = feature_map_grid(a, title=where, max_maps=max_maps, normalize=normalize)
-    else:
+    where = f"Layer {info.index}: " if info.index is not None else "Nested layer "
+    title = f"{where}{info.name} ({info.type}), output {info.output_shape}"
+    if not info.is_spatial:
         flat = a.reshape(-1)
-        labels_ = list(card.class_names) if flat.size == len(card.class_names) else None
-        fig = activation_bars(flat, title=where, labels=labels_)
-    st.pyplot(fig, clear_figure=False)
+        names = list(card.class_names) if flat.size == len(card.class_names) else None
+        _figure(activation_bars(flat, title=title, labels=names), f"{info.name}_activations.png", "dl_bars")
+        return
+    c1, c2, c3 = st.columns(3)
+    n = a.shape[-1]
+    max_maps = c1.slider("Feature maps shown", 1, int(min(n, 256)), int(min(n, 64)), key="max_maps")
+    normalize = c2.radio(
+        "Scale",
+        ["per_map", "layer"],
+        horizontal=True,
+        key="normalize",
+        format_func=lambda s: "each map alone" if s == "per_map" else "whole layer",
+    )
+    by_mean = c3.checkbox("Sort channels by mean activation", key="sort_channels")
+    channels = list(np.argsort(-a.mean(axis=(0, 1)), kind="stable")) if by_mean else None
+    fig = feature_map_grid(a, title=title, channels=channels, max_maps=max_maps, normalize=normalize)
+    _figure(fig, f"{info.name.replace('/', '_')}_feature_maps.png", "dl_grid")
+    st.markdown("**One channel, enlarged over the image**")
+    d1, d2 = st.columns([1, 2])
+    strongest = int(np.argmax(a.mean(axis=(0, 1))))
+    channel = d1.number_input("Channel", 0, n - 1, strongest, key="channel")
+    d1.caption(f"Default: the channel with the highest mean activation ({strongest}).")
+    heat = channel_heatmap(a, int(channel), pixels.shape[:2])
+    with d2:
+        _figure(
+            heatmap_overlay(pixels, heat, title=f"{info.name}, channel {channel}", cmap="viridis", alpha=0.6),
+            f"{info.name.replace('/', '_')}_channel{channel}.png",
+            "dl_channel",
+        )
+
+
+def _nested_activations(model, name: str, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[0] for k, v in compute_activations(model, pixels, [name]).items()}
+
+
+def filters_ui(model) -> None:
+    """The kernels of a chosen convolution layer."""
+    names = conv_layers(model)
+    if not names:
+        st.info("This model has no convolution layer, so it has no filters to show.")
+        return
+    name = st.selectbox("Convolution layer", names, key="filter_layer")
+    kernels = conv_filters(model, name)
+    st.caption(
+        f"{kernels.shape[-1]} filters of {kernels.shape[0]}x{kernels.shape[1]} weights, averaged over the "
+        "input channels; each scaled to its own min-max (dark: most negative, bright: most positive)."
+    )
+    fig = feature_map_grid(kernels, title=f"Filters of {name}", max_maps=64, cmap="RdBu_r")
+    _figure(fig, f"{name.replace('/', '_')}_filters.png", "dl_filters")
+
+
+def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, pred) -> None:
+    """Methods side by side with faithfulness scores; LIME and the sanity check on buttons."""
+    spatial = [r.name for r in layer_table(model) if r.is_spatial and r.type not in ("Rescaling", "InputLayer")]
+    try:
+        default_layer = default_target_layer(model).name
+    except ExplainError:
+        default_layer = None
+    methods = st.multiselect(
+        "Methods", GRADIENT_METHODS, default=["gradcam"] if default_layer else ["saliency"], key="methods"
+    )
+    c1, c2, c3, c4 = st.columns(4)
+    top = pred.top_k[0][0]
+    class_index = c1.selectbox(
+        "Class to explain",
+        range(len(card.class_names)),
+        index=top,
+        key="explain_class",
+        format_func=lambda k: f"{k}: {card.class_names[k]}" + (" (top prediction)" if k == top else ""),
+    )
+    layer = (
+        c2.selectbox("Target layer (CAM methods)", spatial, index=spatial.index(default_layer), key="target_layer")
+        if default_layer
+        else None
+    )
+    cmap = c3.selectbox("Colormap", COLORMAPS, key="cmap")
+    alpha = c4.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="alpha")
+    if default_layer is None:
+        st.caption("This model has no layer with a spatial output: Grad-CAM and its family need a convolutional layer.")
+
+    panels = []
+    for method in methods:
+        if METHODS[method].needs_layer and layer is None:
+            st.warning(f"{method} needs a convolutional layer; skipped.")
+            continue
+        try:
+            result, scores = _attribution(
+                model,
+                model_key,
+                image_key,
+                pixels,
+                method,
+                int(class_index),
+                layer if METHODS[method].needs_layer else None,
+            )
+        except ExplainError as e:
+            st.error(f"{method}: {e}")
+            continue
+        label = method + (f" @ {result.layer}" if result.layer else "")
+        label += (
+            "\nflat heatmap"
+            if result.flat[0]
+            else (f"\ndeletion {scores.deletion_auc[0]:.3f} insertion {scores.insertion_auc[0]:.3f}")
+        )
+        panels.append((label, result.heatmap[0], bool(result.flat[0])))
+    if panels:
+        title = f"class {class_index} {card.class_names[class_index]!r}"
+        fig = attribution_panel(pixels, panels, title=title, cmap=cmap, alpha=alpha)
+        _figure(fig, f"explanations_class{class_index}.png", "dl_explain")
+        st.caption(
+            "Deletion / insertion AUC (Petsiuk et al. 2018): lower deletion and higher insertion mean the map "
+            "points at pixels the model really uses."
+        )
+
+    b1, b2 = st.columns(2)
+    if b1.button("Run LIME (1000 samples)", key="run_lime"):
+        bar = st.progress(0.0, text="LIME: sampling perturbed images…")
+        explainer = METHODS["lime"](
+            model, progress=lambda done, total: bar.progress(done / total, text=f"LIME: {done}/{total} samples")
+        )
+        result = explainer(pixels, int(class_index))
+        bar.empty()
+        lime_fig = attribution_panel(
+            pixels, [("lime", result.heatmap[0], bool(result.flat[0]))], cmap=cmap, alpha=alpha
+        )
+        st.session_state["lime_figs"] = (
+            _png(lime_fig),
+            _png(
+                lime_boundaries(
+                    pixels, explainer.segments[0], explainer.weights[0], num_features=explainer.num_features
+                )
+            ),
+        )
+    if "lime_figs" in st.session_state:
+        overlay, bounds = st.session_state["lime_figs"]
+        l1, l2 = st.columns(2)
+        l1.image(overlay, caption="LIME heatmap")
+        l2.image(bounds, caption="LIME superpixels")
+        st.download_button(
+            "Download LIME PNG", bounds, file_name="lime_superpixels.png", mime="image/png", key="dl_lime"
+        )
+    method = methods[0] if methods else "gradcam"
+    if b2.button(f"Sanity check {method}", key="run_sanity", disabled=not methods):
+        with st.spinner("Explaining again with randomised weights…"):
+            kwargs = {"layer": layer} if METHODS[method].needs_layer else {}
+            check = sanity_check(METHODS[method], model, pixels[None], int(class_index), **kwargs)
+        (st.success if check.passed else st.warning)(check.verdict)
+        fig = attribution_panel(
+            pixels,
+            [("trained weights", check.heatmap[0], False), ("random weights", check.random_heatmap[0], False)],
+            title=f"{method}: Spearman {check.spearman[0]:.2f}, SSIM {check.ssim[0]:.2f}",
+            cmap=cmap,
+            alpha=alpha,
+        )
+        _figure(fig, f"sanity_{method}.png", "dl_sanity")
 
 
 def main() -> None:
@@ -178,6 +368,20 @@ def main() -> None:
         f"{card.dataset}, test accuracy {card.test_accuracy:.1%}" if card.test_accuracy is not None else "no model card"
     )
     st.sidebar.caption(f"{model.name}: input {card.input_shape}, {len(card.class_names)} classes ({src}).")
+    with st.sidebar.expander("Layer table"):
+        st.dataframe(
+            [
+                {
+                    "index": r.index,
+                    "name": r.name,
+                    "type": r.type,
+                    "output shape": str(r.output_shape),
+                    "params": r.params,
+                }
+                for r in layer_table(model)
+            ],
+            hide_index=True,
+        )
     name, pixels, image_key = image_ui(card)
     try:
         pred = predict(model, pixels, card.class_names, k=5)[0]
@@ -193,7 +397,13 @@ def main() -> None:
         st.pyplot(top_k_bars(pred.probabilities, card.class_names, k=5))
         if not pred.outputs_probabilities:
             st.caption("The model outputs logits; softmax was applied to show probabilities.")
-    layers_ui(model, card, acts)
+    tab_layers, tab_filters, tab_explain = st.tabs(["Layers", "Filters", "Explain"])
+    with tab_layers:
+        layers_ui(model, card, acts, pixels, name)
+    with tab_filters:
+        filters_ui(model)
+    with tab_explain:
+        explain_ui(model, card, model_key, image_key, pixels, pred)
 
 
 try:

@@ -141,3 +141,31 @@ def compute_activations(
         for store, out in zip(chunks, outs, strict=True):
             store.append(keras.ops.convert_to_numpy(out).astype(np.float32, copy=False))
     return {n: np.concatenate(c, axis=0) for n, c in zip(names, chunks, strict=True)}
+
+
+def channel_heatmap(activations: np.ndarray, channel: int, size: tuple[int, int]) -> np.ndarray:
+    """One feature map, upsampled (bilinear) to ``size`` and scaled to [0, 1] by its min-max.
+
+    Args:
+        activations: float ``(h, w, C)``, one image's activations of one layer.
+        channel: the channel to take, in ``[0, C)``.
+        size: ``(H, W)``, usually the input image's size.
+
+    Returns:
+        float32 ``(H, W)`` in [0, 1]; all zeros for a constant (flat) map.
+
+    Raises:
+        ValueError: activations not 3-D, or channel out of range.
+    """
+    from PIL import Image
+
+    acts = np.asarray(activations, dtype=np.float32)
+    if acts.ndim != 3:
+        raise ValueError(f"channel_heatmap needs (h, w, C) activations, got shape {acts.shape}.")
+    if not 0 <= channel < acts.shape[-1]:
+        raise ValueError(f"Channel {channel} is out of range: the layer has {acts.shape[-1]} channels.")
+    m = np.nan_to_num(acts[..., channel])
+    span = float(m.max() - m.min())
+    m = (m - m.min()) / span if span > 0 else np.zeros_like(m)
+    up = Image.fromarray(m.astype(np.float32), "F").resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.clip(np.asarray(up, dtype=np.float32), 0.0, 1.0)

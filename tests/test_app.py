@@ -1,9 +1,14 @@
-"""The dashboard under streamlit.testing.v1.AppTest: no exception, real figures, controls work."""
+"""The dashboard under streamlit.testing.v1.AppTest: every tab and control, bad uploads, no traceback."""
 
+import io
+
+import keras
+import numpy as np
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import DEMO_MODEL, ROOT
+from tests.conftest import DEMO_MODEL, ROOT, tiny_sequential
 
 pytestmark = pytest.mark.skipif(not DEMO_MODEL.exists(), reason="the bundled demo model is missing")
 
@@ -11,16 +16,26 @@ pytestmark = pytest.mark.skipif(not DEMO_MODEL.exists(), reason="the bundled dem
 def _ok(at: AppTest) -> None:
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    # the input image, the top-5 chart and the layer figure
-    assert len(at.get("image")) == 3
 
 
-@pytest.fixture
-def app():
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+def _new() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     at.run()
     _ok(at)
     return at
+
+
+@pytest.fixture(scope="module")
+def app():
+    return _new()
+
+
+def _png_bytes(size=(40, 30), mode="RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (*size, 3), dtype=np.uint8)).convert(mode).save(
+        buf, "PNG"
+    )
+    return buf.getvalue()
 
 
 def test_opens_on_demo_model_and_a_fashion_sample(app):
@@ -29,23 +44,113 @@ def test_opens_on_demo_model_and_a_fashion_sample(app):
     assert app.selectbox(key="layer").value.startswith("1 · conv2d (Conv2D)")
     assert "fashion_mnist, test accuracy" in app.sidebar.caption[0].value
     assert app.slider(key="max_maps").value == 32  # conv2d has 32 channels
+    assert [t.label for t in app.tabs] == ["Layers", "Filters", "Explain"]
+    # every figure can be downloaded
+    keys = {b.key for b in app.get("download_button")}
+    assert {"dl_grid", "dl_channel", "dl_filters", "dl_explain"} <= keys
 
 
-def test_changing_layer_image_and_scale(app):
+def test_layers_controls(app):
     labels = app.selectbox(key="layer").options
     app.selectbox(key="layer").set_value(labels[3]).run()  # conv2d_1, 64 channels
     _ok(app)
     assert app.slider(key="max_maps").value == 64
-    app.selectbox(key="image_choice").set_value("photo_chelsea.jpg").run()  # RGB photo into a grayscale model
+    app.checkbox(key="sort_channels").check().run()
     _ok(app)
     app.radio(key="normalize").set_value("layer").run()
     _ok(app)
+    app.number_input(key="channel").set_value(5).run()
+    _ok(app)
     app.selectbox(key="layer").set_value(labels[-1]).run()  # the softmax output: a bar chart, no slider
     _ok(app)
-    assert not app.slider
+    assert not [s for s in app.slider if s.key == "max_maps"]
+    app.selectbox(key="layer").set_value(labels[1]).run()
 
 
-def test_upload_choice_without_a_file_asks_for_one(app):
-    app.selectbox(key="image_choice").set_value("Upload…").run()
-    assert not app.exception
-    assert any("Upload an image" in i.value for i in app.info)
+def test_rgb_photo_into_the_grayscale_model(app):
+    app.selectbox(key="image_choice").set_value("photo_chelsea.jpg").run()
+    _ok(app)
+    app.selectbox(key="image_choice").set_value("fashion_mnist_7_sneaker.png").run()
+    _ok(app)
+
+
+def test_filters_tab(app):
+    layers = app.selectbox(key="filter_layer").options
+    assert layers == ["conv2d", "conv2d_1"]
+    app.selectbox(key="filter_layer").set_value("conv2d_1").run()
+    _ok(app)
+
+
+def test_explain_tab_methods_class_and_buttons(app):
+    app.multiselect(key="methods").set_value(["gradcam", "gradcam++", "saliency"]).run()
+    _ok(app)
+    app.selectbox(key="explain_class").set_value(5).run()
+    _ok(app)
+    app.selectbox(key="target_layer").set_value("conv2d_1").run()
+    _ok(app)
+    app.selectbox(key="cmap").set_value("inferno").run()
+    app.slider(key="alpha").set_value(0.7).run()
+    _ok(app)
+    app.button(key="run_sanity").click().run()
+    _ok(app)
+    assert [m for m in [*app.success, *app.warning] if m.value.startswith("gradcam")]  # the verdict
+    app.button(key="run_lime").click().run()
+    _ok(app)
+    assert "lime_figs" in app.session_state
+    assert "dl_lime" in {b.key for b in app.get("download_button")}
+
+
+def test_upload_choice_without_a_file_asks_for_one():
+    at = _new()
+    at.selectbox(key="image_choice").set_value("Upload…").run()
+    assert not at.exception
+    assert any("Upload an image" in i.value for i in at.info)
+
+
+def test_several_uploaded_images_and_bad_ones():
+    at = _new()
+    at.selectbox(key="image_choice").set_value("Upload…").run()
+    good = ("a.png", _png_bytes(), "image/png")
+    rgba = ("b.png", _png_bytes(mode="RGBA"), "image/png")
+    at.file_uploader(key="image_upload").set_value([good, rgba]).run()
+    _ok(at)
+    at.selectbox(key="uploaded_pick").set_value("b.png").run()
+    _ok(at)
+    for name, data, message in [
+        ("empty.png", b"", "empty"),
+        ("notes.jpg", b"hello, not an image", "not an image"),
+        ("cut.png", _png_bytes()[:60], "truncated"),
+    ]:
+        at.file_uploader(key="image_upload").set_value((name, data, "image/png")).run()
+        assert not at.exception
+        assert at.error and message in at.error[0].value, [e.value for e in at.error]
+
+
+def test_bad_model_uploads_give_errors_not_tracebacks(tmp_path):
+    at = _new()
+    at.selectbox(key="model_choice").set_value("Upload…").run()
+    assert any("Upload a `.keras` model" in i.value for i in at.info)
+    inp = keras.Input((8, 8, 1))
+    lam = tmp_path / "lambda.keras"
+    keras.Model(inp, keras.layers.Lambda(lambda t: t * 2)(inp)).save(lam)
+    for name, data, message in [
+        ("empty.keras", b"", "empty"),
+        ("text.keras", b"not a zip file", "not a '.keras' archive"),
+        ("lambda.keras", lam.read_bytes(), "Lambda"),
+    ]:
+        at.file_uploader(key="model_upload").set_value((name, data, "application/octet-stream")).run()
+        assert not at.exception
+        assert at.error and message in at.error[0].value, [e.value for e in at.error]
+
+
+def test_uploaded_model_works_and_sessions_stay_apart(tmp_path):
+    path = tmp_path / "tiny.keras"
+    tiny_sequential(channels=3, size=16).save(path)
+    a, b = _new(), _new()
+    a.selectbox(key="model_choice").set_value("Upload…").run()
+    a.file_uploader(key="model_upload").set_value(("tiny.keras", path.read_bytes(), "application/octet-stream")).run()
+    _ok(a)
+    assert a.selectbox(key="layer").value.startswith("1 · conv_a")
+    b.run()  # the other session still has the demo model
+    _ok(b)
+    assert b.selectbox(key="layer").value.startswith("1 · conv2d (Conv2D)")
