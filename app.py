@@ -223,7 +223,11 @@ def layers_ui(model, card, acts: dict[str, np.ndarray], pixels: np.ndarray, name
     st.markdown("**One channel, enlarged over the image**")
     d1, d2 = st.columns([1, 2])
     strongest = int(np.argmax(a.mean(axis=(0, 1))))
-    channel = d1.number_input("Channel", 0, n - 1, strongest, key="channel")
+    shown_for = (info.name, name)
+    if st.session_state.get("channel_for") != shown_for:  # a new layer or image: start on its strongest channel
+        st.session_state["channel_for"] = shown_for
+        st.session_state["channel"] = strongest
+    channel = d1.number_input("Channel", 0, n - 1, key="channel")
     d1.caption(f"Default: the channel with the highest mean activation ({strongest}).")
     heat = channel_heatmap(a, int(channel), pixels.shape[:2])
     with d2:
