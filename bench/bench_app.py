@@ -78,7 +78,8 @@ def main() -> int:
         )
         at.run()
         print(
-            f"\nMobileNetV2 upload to first screen (load, predict, activations, Grad-CAM): {time.perf_counter() - start:.1f} s"
+            "\nMobileNetV2 upload to first screen (load, predict, activations, Grad-CAM): "
+            f"{time.perf_counter() - start:.1f} s"
         )
         bench("MobileNetV2 224x224", at, args.repeats)
     return 0
