@@ -107,9 +107,25 @@ def _png(fig) -> bytes:
 
 
 def _figure(fig, name: str, key: str) -> None:
-    """Show a figure and offer it as a PNG download."""
-    st.pyplot(fig, clear_figure=False)
-    st.download_button("Download PNG", _png(fig), file_name=name, mime="image/png", key=key)
+    """Show a figure and offer it as a PNG download (rendered once, for both)."""
+    _show_png(_png(fig), name, key)
+
+
+def _show_png(png: bytes, name: str, key: str) -> None:
+    st.image(png)
+    st.download_button("Download PNG", png, file_name=name, mime="image/png", key=key)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _grid_png(model_key, image_key, layer, channels_key, max_maps, normalize, title, _acts, _channels) -> bytes:
+    del model_key, image_key, layer, channels_key  # the cache key
+    return _png(feature_map_grid(_acts, title=title, channels=_channels, max_maps=max_maps, normalize=normalize))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _top_k_png(model_key, image_key, _probabilities, class_names) -> bytes:
+    del model_key, image_key  # the cache key
+    return _png(top_k_bars(_probabilities, class_names, k=5))
 
 
 # --------------------------------------------------------------------------- sidebar
@@ -189,7 +205,8 @@ def _show_image(name: str, pixels: np.ndarray) -> None:
     st.image(img, caption=f"{name} as the model sees it ({pixels.shape[1]}x{pixels.shape[0]})")
 
 
-def layers_ui(model, card, acts: dict[str, np.ndarray], pixels: np.ndarray, name: str) -> None:
+@st.fragment
+def layers_ui(model, card, model_key: str, image_key: str, acts: dict[str, np.ndarray], pixels, name: str) -> None:
     """Layer selector, that layer's feature-map grid (or bar chart), one channel enlarged."""
     rows = [r for r in layer_table(model) if r.index is not None or r.is_spatial]
     labels = [r.label for r in rows]
@@ -218,8 +235,8 @@ def layers_ui(model, card, acts: dict[str, np.ndarray], pixels: np.ndarray, name
     )
     by_mean = c3.checkbox("Sort channels by mean activation", key="sort_channels")
     channels = list(np.argsort(-a.mean(axis=(0, 1)), kind="stable")) if by_mean else None
-    fig = feature_map_grid(a, title=title, channels=channels, max_maps=max_maps, normalize=normalize)
-    _figure(fig, f"{info.name.replace('/', '_')}_feature_maps.png", "dl_grid")
+    png = _grid_png(model_key, image_key, info.name, by_mean, max_maps, normalize, title, a, channels)
+    _show_png(png, f"{info.name.replace('/', '_')}_feature_maps.png", "dl_grid")
     st.markdown("**One channel, enlarged over the image**")
     d1, d2 = st.columns([1, 2])
     strongest = int(np.argmax(a.mean(axis=(0, 1))))
@@ -242,6 +259,7 @@ def _nested_activations(model, name: str, pixels: np.ndarray) -> dict[str, np.nd
     return {k: v[0] for k, v in compute_activations(model, pixels, [name]).items()}
 
 
+@st.fragment
 def filters_ui(model) -> None:
     """The kernels of a chosen convolution layer."""
     names = conv_layers(model)
@@ -258,6 +276,7 @@ def filters_ui(model) -> None:
     _figure(fig, f"{name.replace('/', '_')}_filters.png", "dl_filters")
 
 
+@st.fragment
 def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, pred) -> None:
     """Methods side by side with faithfulness scores; LIME and the sanity check on buttons."""
     spatial = [r.name for r in layer_table(model) if r.is_spatial and r.type not in ("Rescaling", "InputLayer")]
@@ -398,12 +417,12 @@ def main() -> None:
         _show_image(name, pixels)
     with right:
         st.subheader("Top-5 predictions")
-        st.pyplot(top_k_bars(pred.probabilities, card.class_names, k=5))
+        st.image(_top_k_png(model_key, image_key, pred.probabilities, tuple(card.class_names)))
         if not pred.outputs_probabilities:
             st.caption("The model outputs logits; softmax was applied to show probabilities.")
     tab_layers, tab_filters, tab_explain = st.tabs(["Layers", "Filters", "Explain"])
     with tab_layers:
-        layers_ui(model, card, acts, pixels, name)
+        layers_ui(model, card, model_key, image_key, acts, pixels, name)
     with tab_filters:
         filters_ui(model)
     with tab_explain:
