@@ -122,6 +122,25 @@ def _grid_png(model_key, image_key, layer, channels_key, max_maps, normalize, ti
     return _png(feature_map_grid(_acts, title=title, channels=_channels, max_maps=max_maps, normalize=normalize))
 
 
+@st.cache_data(max_entries=256, show_spinner=False)
+def _channel_png(model_key, image_key, layer, channel, _acts, _pixels) -> bytes:
+    del model_key, image_key  # the cache key
+    heat = channel_heatmap(_acts, channel, _pixels.shape[:2])
+    return _png(heatmap_overlay(_pixels, heat, title=f"{layer}, channel {channel}", cmap="viridis", alpha=0.6))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _filters_png(model_key, layer, _kernels) -> bytes:
+    del model_key  # the cache key
+    return _png(feature_map_grid(_kernels, title=f"Filters of {layer}", max_maps=64, cmap="RdBu_r"))
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def _panel_png(key, _pixels, _panels, title, cmap, alpha) -> bytes:
+    del key  # the cache key: model, image, methods, class and layer
+    return _png(attribution_panel(_pixels, _panels, title=title, cmap=cmap, alpha=alpha))
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def _top_k_png(model_key, image_key, _probabilities, class_names) -> bytes:
     del model_key, image_key  # the cache key
@@ -246,10 +265,9 @@ def layers_ui(model, card, model_key: str, image_key: str, acts: dict[str, np.nd
         st.session_state["channel"] = strongest
     channel = d1.number_input("Channel", 0, n - 1, key="channel")
     d1.caption(f"Default: the channel with the highest mean activation ({strongest}).")
-    heat = channel_heatmap(a, int(channel), pixels.shape[:2])
     with d2:
-        _figure(
-            heatmap_overlay(pixels, heat, title=f"{info.name}, channel {channel}", cmap="viridis", alpha=0.6),
+        _show_png(
+            _channel_png(model_key, image_key, info.name, int(channel), a, pixels),
             f"{info.name.replace('/', '_')}_channel{channel}.png",
             "dl_channel",
         )
@@ -260,7 +278,7 @@ def _nested_activations(model, name: str, pixels: np.ndarray) -> dict[str, np.nd
 
 
 @st.fragment
-def filters_ui(model) -> None:
+def filters_ui(model, model_key: str) -> None:
     """The kernels of a chosen convolution layer."""
     names = conv_layers(model)
     if not names:
@@ -272,8 +290,7 @@ def filters_ui(model) -> None:
         f"{kernels.shape[-1]} filters of {kernels.shape[0]}x{kernels.shape[1]} weights, averaged over the "
         "input channels; each scaled to its own min-max (dark: most negative, bright: most positive)."
     )
-    fig = feature_map_grid(kernels, title=f"Filters of {name}", max_maps=64, cmap="RdBu_r")
-    _figure(fig, f"{name.replace('/', '_')}_filters.png", "dl_filters")
+    _show_png(_filters_png(model_key, name, kernels), f"{name.replace('/', '_')}_filters.png", "dl_filters")
 
 
 @st.fragment
@@ -333,8 +350,9 @@ def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, 
         panels.append((label, result.heatmap[0], bool(result.flat[0])))
     if panels:
         title = f"class {class_index} {card.class_names[class_index]!r}"
-        fig = attribution_panel(pixels, panels, title=title, cmap=cmap, alpha=alpha)
-        _figure(fig, f"explanations_class{class_index}.png", "dl_explain")
+        key = (model_key, image_key, tuple(methods), int(class_index), layer)
+        png = _panel_png(key, pixels, panels, title, cmap, alpha)
+        _show_png(png, f"explanations_class{class_index}.png", "dl_explain")
         st.caption(
             "Deletion / insertion AUC (Petsiuk et al. 2018): lower deletion and higher insertion mean the map "
             "points at pixels the model really uses."
@@ -424,7 +442,7 @@ def main() -> None:
     with tab_layers:
         layers_ui(model, card, model_key, image_key, acts, pixels, name)
     with tab_filters:
-        filters_ui(model)
+        filters_ui(model, model_key)
     with tab_explain:
         explain_ui(model, card, model_key, image_key, pixels, pred)
 

@@ -10,7 +10,23 @@ quiet_import()
 
 from explain.activations import compute_activations, feature_model  # noqa: E402
 from explain.attribution import METHODS, Attribution, AttributionMethod, get_method  # noqa: E402
-from explain.errors import ExplainError, ImageLoadError, LayerError, ModelLoadError  # noqa: E402
+from explain.errors import DataError, ExplainError, ImageLoadError, LayerError, ModelLoadError  # noqa: E402
+from explain.evaluation import (  # noqa: E402
+    ArraySource,
+    Confusion,
+    DataSource,
+    Evaluation,
+    FolderSource,
+    classification_metrics,
+    evaluate_model,
+    evaluation_from_predictions,
+    load_builtin_split,
+    match_classes,
+    misclassified,
+    model_input_size,
+    open_data,
+    top_confusions,
+)
 from explain.images import load_image  # noqa: E402
 from explain.metrics import deletion_insertion, sanity_check  # noqa: E402
 from explain.models import (  # noqa: E402
@@ -26,27 +42,44 @@ from explain.models import (  # noqa: E402
 from explain.plots import (  # noqa: E402
     activation_bars,
     attribution_panel,
+    confusion_gallery,
+    confusion_matrix_figure,
     feature_map_grid,
     heatmap_overlay,
+    per_class_accuracy_chart,
     top_k_bars,
+    top_k_grid,
+    training_curves,
 )
 from explain.predict import Prediction, predict  # noqa: E402
 
 __all__ = [
     "METHODS",
+    "ArraySource",
     "Attribution",
     "AttributionMethod",
+    "Confusion",
+    "DataError",
+    "DataSource",
+    "Evaluation",
     "ExplainError",
+    "FolderSource",
     "ImageLoadError",
     "LayerError",
     "LayerInfo",
     "ModelCard",
     "ModelLoadError",
     "Prediction",
+    "Report",
     "activation_bars",
     "attribution_panel",
+    "classification_metrics",
     "compute_activations",
+    "confusion_gallery",
+    "confusion_matrix_figure",
     "deletion_insertion",
+    "evaluate_model",
+    "evaluation_from_predictions",
     "feature_map_grid",
     "feature_model",
     "format_layer_table",
@@ -54,11 +87,31 @@ __all__ = [
     "get_method",
     "heatmap_overlay",
     "layer_table",
+    "load_builtin_split",
     "load_image",
     "load_model",
     "load_model_card",
+    "match_classes",
+    "misclassified",
+    "model_input_size",
+    "open_data",
+    "per_class_accuracy_chart",
     "predict",
     "resolve_layer",
     "sanity_check",
+    "top_confusions",
     "top_k_bars",
+    "top_k_grid",
+    "training_curves",
+    "write_report",
 ]
+
+
+def __getattr__(name: str):
+    # explain.report is also the CLI module run by ``python -m explain.report``; importing it here
+    # eagerly would make runpy warn that it was imported before being run, so it loads on first use.
+    if name in ("Report", "write_report"):
+        from explain import report
+
+        return getattr(report, name)
+    raise AttributeError(f"module 'explain' has no attribute {name!r}")

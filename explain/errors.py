@@ -17,3 +17,7 @@ class ModelLoadError(ExplainError):
 
 class LayerError(ExplainError):
     """A layer index or name does not exist, or the layer cannot be used as asked."""
+
+
+class DataError(ExplainError):
+    """A data set (a folder of class subfolders or a built-in split) cannot be used as asked."""

@@ -334,3 +334,370 @@ def lime_boundaries(
     ax.set_axis_off()
     ax.set_title(title or f"LIME superpixels: green for, red against (top {len(strongest)})", fontsize=9)
     return fig
+
+
+# -- model report: per-class accuracy, confusion matrix, galleries -------------------------
+def _short(text: str, width: int = 30) -> str:
+    """Shorten a long label from the left ("…/cats/img_0001.png"), keeping the file name."""
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+def per_class_accuracy_chart(
+    per_class_accuracy: np.ndarray,
+    class_names: list[str] | tuple[str, ...],
+    *,
+    support: np.ndarray | None = None,
+    overall: float | None = None,
+    title: str = "",
+    ax: Axes | None = None,
+) -> Figure:
+    """Horizontal bars of each class's accuracy, sorted worst (top) to best, percentage on each bar.
+
+    Args:
+        per_class_accuracy: float ``(C,)`` in [0, 1] (``Evaluation.per_class_accuracy``); NaN
+            marks a class without images, drawn last as "no images".
+        class_names: C names.
+        support: int ``(C,)`` images per class, shown as ``"Shirt (n=1000)"``; optional.
+        overall: the overall accuracy in [0, 1], drawn as a dashed line; optional.
+        title: axes title.
+        ax: axes to draw into; None makes a new figure.
+
+    Returns:
+        The ``Figure``. Bars (``ax.patches``) and y tick labels run from the worst class to the best.
+
+    Raises:
+        ValueError: lengths that do not match.
+    """
+    acc = np.asarray(per_class_accuracy, dtype=np.float64).reshape(-1)
+    if len(class_names) != acc.size or (support is not None and np.asarray(support).size != acc.size):
+        raise ValueError(f"{acc.size} accuracies for {len(class_names)} class names (and support sizes must match).")
+    known = np.isfinite(acc)
+    order = np.concatenate([np.flatnonzero(known)[np.argsort(acc[known], kind="stable")], np.flatnonzero(~known)])
+    labels = [
+        f"{class_names[i]} (n={int(support[i]):,})" if support is not None else str(class_names[i]) for i in order
+    ]
+    fig, ax = _figure_and_ax(ax, (7.5, 0.36 * len(order) + 1.4))
+    values = np.where(known[order], acc[order], 0.0)
+    # Red at 50% and below, yellow at 75%, green at 100%: the eye goes to the weak classes.
+    shade = np.clip((values - 0.5) / 0.5, 0.0, 1.0)
+    colors = [_colormap("RdYlGn")(0.1 + 0.8 * t) if k else "#bbbbbb" for t, k in zip(shade, known[order], strict=True)]
+    ax.barh(np.arange(len(order)), values, color=colors, edgecolor="#555555", linewidth=0.4)
+    ax.set_yticks(np.arange(len(order)), labels, fontsize=9 if len(order) <= 30 else 6)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.0)
+    ax.set_xticks(np.linspace(0, 1, 6), [f"{t:.0%}" for t in np.linspace(0, 1, 6)])
+    ax.set_xlabel("accuracy (share of the class's images predicted correctly)")
+    for y, i in enumerate(order):
+        # At the bar's start: clear of the bar's end and of the overall-accuracy line.
+        text = f"{acc[i]:.1%}" if known[i] else "no images"
+        ax.text(0.012, y, text, va="center", fontsize=8.5, fontweight="bold" if known[i] else "normal", zorder=3)
+    if overall is not None and np.isfinite(overall):
+        ax.set_ylim(len(order) - 0.5, -1.4)  # room above the first bar for the line's label
+        ax.axvline(overall, color="black", linestyle="--", linewidth=1)
+        ax.text(
+            overall,
+            -0.95,
+            f"overall {overall:.1%}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},
+        )
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.set_title(title or "Per-class accuracy, worst to best", fontsize=10)
+    return fig
+
+
+def _colormap(name: str):
+    import matplotlib
+
+    return matplotlib.colormaps[name]
+
+
+def _confusion_panel(ax: Axes, cm: np.ndarray, names: list[str], normalized: bool, title: str) -> None:
+    c = cm.shape[0]
+    counts = cm.astype(np.float64)
+    cmap = _colormap("Blues").with_extremes(bad="#e4e4e4")  # a class without images: a grey row
+    if normalized:
+        rows = counts.sum(axis=1, keepdims=True)
+        shown = np.where(rows > 0, counts / np.where(rows > 0, rows, 1.0), np.nan)
+        im = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, vmin=0.0, vmax=1.0)
+    else:
+        shown = counts
+        im = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=max(1.0, counts.max()))
+    fs = max(4.0, min(10.0, 130.0 / c))
+    ax.set_xticks(np.arange(c), names, rotation=45, ha="right", rotation_mode="anchor", fontsize=fs)
+    ax.set_yticks(np.arange(c), names, fontsize=fs)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=10)
+    if c <= 30:
+        top = np.nanmax(shown) if np.isfinite(shown).any() else 1.0
+        for t in range(c):
+            for p in range(c):
+                v = shown[t, p]
+                if normalized:
+                    if not np.isfinite(v):
+                        text = "–"
+                    elif cm[t, p] == 0:
+                        text = ""
+                    else:
+                        text = f"{v:.0%}" if v >= 0.095 else f"{v:.1%}"
+                else:
+                    text = f"{int(v)}"
+                dark = np.isfinite(v) and v > 0.55 * top
+                ax.text(p, t, text, ha="center", va="center", fontsize=fs * 0.9, color="white" if dark else "black")
+    bar = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03, format="{x:.0%}" if normalized else None)
+    if not normalized:
+        bar.ax.yaxis.get_major_locator().set_params(integer=True)  # counts: no 0.5-image ticks
+
+
+def confusion_matrix_figure(
+    confusion: np.ndarray,
+    class_names: list[str] | tuple[str, ...],
+    *,
+    normalize: str = "both",
+    title: str = "",
+    ax: Axes | None = None,
+) -> Figure:
+    """The confusion matrix as counts, row-normalised, or both side by side.
+
+    Rows are the true class, columns the predicted class (scikit-learn's convention). Each
+    cell is labelled (up to 30 classes); row-normalised cells read "share of the true class's
+    images", and a class without images has a grey row.
+
+    Args:
+        confusion: int ``(C, C)``, ``confusion[t, p]`` images of class ``t`` predicted as ``p``.
+        class_names: C names, on both axes.
+        normalize: ``"counts"``, ``"true"`` (row-normalised) or ``"both"`` (side by side;
+            needs ``ax=None``).
+        title: figure (``"both"``) or axes title.
+        ax: axes to draw one panel into; None makes a new figure.
+
+    Returns:
+        The ``Figure``.
+
+    Raises:
+        ValueError: a non-square matrix, names that do not match, a bad ``normalize``, or
+            ``normalize="both"`` with ``ax``.
+    """
+    cm = np.asarray(confusion)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(class_names):
+        raise ValueError(f"confusion must be (C, C) with C = {len(class_names)} class names, got {cm.shape}.")
+    if normalize not in ("counts", "true", "both"):
+        raise ValueError(f"normalize must be 'counts', 'true' or 'both', got {normalize!r}.")
+    names = [str(n) for n in class_names]
+    side = 0.42 * len(names) + 2.4
+    count_title = f"Counts ({int(cm.sum()):,} images)"
+    norm_title = "Row-normalised (share of each true class)"
+    if normalize == "both":
+        if ax is not None:
+            raise ValueError("normalize='both' draws two panels: pass ax=None, or draw 'counts' and 'true' separately.")
+        fig = Figure(figsize=(2 * side + 0.6, side), layout="constrained")
+        left, right = fig.subplots(1, 2)
+        _confusion_panel(left, cm, names, False, count_title)
+        _confusion_panel(right, cm, names, True, norm_title)
+        if title:
+            fig.suptitle(title, fontsize=11)
+        return fig
+    fig, ax = _figure_and_ax(ax, (side + 0.6, side))
+    _confusion_panel(ax, cm, names, normalize == "true", title or (norm_title if normalize == "true" else count_title))
+    return fig
+
+
+def confusion_gallery(
+    images: np.ndarray,
+    true_maps: np.ndarray,
+    predicted_maps: np.ndarray,
+    *,
+    true_name: str,
+    predicted_name: str,
+    labels: list[str] | None = None,
+    true_flat: np.ndarray | None = None,
+    predicted_flat: np.ndarray | None = None,
+    method: str = "Grad-CAM",
+    cols: int = 2,
+    title: str = "",
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    fig: Figure | None = None,
+) -> Figure:
+    """Misclassified examples of one confusion, each with its heatmaps for the true and the predicted class.
+
+    Every example is a framed group of three panels: the image, the heatmap for the TRUE
+    class over it, and the heatmap for the PREDICTED class over it, so one sees what the
+    model found of each class in the same picture.
+
+    Args:
+        images: uint8 ``(N, H, W, C)``, C = 1 or 3.
+        true_maps: float ``(N, H, W)`` in [0, 1], heatmaps for the true class.
+        predicted_maps: float ``(N, H, W)`` in [0, 1], heatmaps for the predicted class.
+        true_name, predicted_name: the two classes' names.
+        labels: one caption per example (e.g. ``"shirts/img_07.png · 97% T-shirt/top"``).
+        true_flat, predicted_flat: bool ``(N,)``: flat maps, drawn as "flat heatmap".
+        method: the heatmaps' method, for the panel titles (``"Grad-CAM"``, ``"saliency"``).
+        cols: examples per row (>= 1).
+        title: the figure's title, e.g. ``"Shirt predicted as T-shirt/top: 117 images"``.
+        cmap, alpha: as :func:`heatmap_overlay`.
+        fig: a ``Figure`` (or ``SubFigure``) to draw into; None makes a new one. (A gallery is
+            a grid of panels, so it takes a figure rather than one ``ax``.)
+
+    Returns:
+        The ``Figure``.
+
+    Raises:
+        ValueError: no examples, shapes that do not match, or ``cols < 1``.
+    """
+    imgs = np.asarray(images)
+    tm, pm = np.asarray(true_maps, np.float32), np.asarray(predicted_maps, np.float32)
+    n = len(imgs)
+    if n == 0 or imgs.ndim != 4 or tm.shape != (n, *imgs.shape[1:3]) or pm.shape != tm.shape:
+        raise ValueError(
+            f"confusion_gallery needs images (N, H, W, C) and two (N, H, W) heatmaps with N >= 1; got "
+            f"{imgs.shape}, {tm.shape}, {pm.shape}."
+        )
+    if cols < 1:
+        raise ValueError(f"cols must be at least 1, got {cols}.")
+    tf_ = np.zeros(n, bool) if true_flat is None else np.asarray(true_flat, bool)
+    pf_ = np.zeros(n, bool) if predicted_flat is None else np.asarray(predicted_flat, bool)
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    if fig is None:
+        fig = Figure(figsize=(cols * 6.3, rows * 2.55 + (0.5 if title else 0.1)), layout="constrained")
+    groups = np.atleast_1d(fig.subfigures(rows, cols, wspace=0.04, hspace=0.04)).reshape(-1)
+    for k, sub in enumerate(groups):
+        if k >= n:
+            continue
+        sub.set_facecolor("#f6f6f6")
+        sub.set_edgecolor("#cccccc")
+        sub.set_linewidth(1.0)
+        a_img, a_true, a_pred = sub.subplots(1, 3)
+        _show_image(a_img, imgs[k])
+        a_img.set_axis_off()
+        a_img.set_title("image", fontsize=8)
+        heatmap_overlay(
+            imgs[k],
+            tm[k],
+            title=f"{method}: {true_name}\n(true class)",
+            cmap=cmap,
+            alpha=alpha,
+            flat=bool(tf_[k]),
+            ax=a_true,
+        )
+        heatmap_overlay(
+            imgs[k],
+            pm[k],
+            title=f"{method}: {predicted_name}\n(predicted)",
+            cmap=cmap,
+            alpha=alpha,
+            flat=bool(pf_[k]),
+            ax=a_pred,
+        )
+        if labels is not None:
+            sub.suptitle(_short(labels[k], 60), fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def top_k_grid(
+    images: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: list[str] | tuple[str, ...],
+    *,
+    k: int = 5,
+    titles: list[str] | None = None,
+    fig: Figure | None = None,
+) -> Figure:
+    """Several images, each beside the bars of its ``k`` most probable classes.
+
+    Args:
+        images: uint8 ``(N, H, W, C)``.
+        probabilities: float ``(N, num_classes)`` in [0, 1].
+        class_names: one name per class.
+        k: classes per image (clipped to the number of classes).
+        titles: one caption per image (e.g. the file name and the true class).
+        fig: a ``Figure`` (or ``SubFigure``) to draw into; None makes a new one.
+
+    Returns:
+        The ``Figure``.
+
+    Raises:
+        ValueError: no images, or images and probabilities of different lengths.
+    """
+    imgs = np.asarray(images)
+    p = np.asarray(probabilities, dtype=np.float64)
+    if len(imgs) == 0 or p.ndim != 2 or len(p) != len(imgs):
+        raise ValueError(f"top_k_grid needs N >= 1 images and (N, classes) probabilities; got {imgs.shape}, {p.shape}.")
+    n = len(imgs)
+    kk = min(k, p.shape[1])
+    cols = 2 if n > 1 else 1
+    rows = math.ceil(n / cols)
+    if fig is None:
+        fig = Figure(figsize=(cols * 6.2, rows * (0.32 * kk + 1.3)), layout="constrained")
+    groups = np.atleast_1d(fig.subfigures(rows, cols, wspace=0.05, hspace=0.05)).reshape(-1)
+    for i, sub in enumerate(groups):
+        if i >= n:
+            continue
+        a_img, a_bar = sub.subplots(1, 2, width_ratios=[1, 2.6])
+        _show_image(a_img, imgs[i])
+        a_img.set_axis_off()
+        top_k_bars(p[i], class_names, k=kk, ax=a_bar)
+        a_bar.tick_params(axis="y", labelsize=8)
+        a_bar.set_xlabel("")
+        if titles is not None:
+            sub.suptitle(_short(titles[i], 70), fontsize=9)
+    return fig
+
+
+def training_curves(
+    history: dict[str, list[float]],
+    *,
+    best_epoch: int | None = None,
+    title: str = "",
+    fig: Figure | None = None,
+) -> Figure:
+    """Training and validation curves per epoch, one panel per metric (loss, accuracy, ...).
+
+    Args:
+        history: Keras ``History.history`` as the model card stores it:
+            ``{"loss": [...], "val_loss": [...], "accuracy": [...], "val_accuracy": [...]}``;
+            each ``val_<metric>`` goes in the panel of ``<metric>``; ``learning_rate`` is left out.
+        best_epoch: the kept epoch (1-based), marked with a dotted line; optional.
+        title: the figure's title.
+        fig: a ``Figure`` (or ``SubFigure``) to draw into; None makes a new one.
+
+    Returns:
+        The ``Figure``.
+
+    Raises:
+        ValueError: no metric with at least one number.
+    """
+    series = {
+        str(key): np.asarray(v, dtype=np.float64)
+        for key, v in history.items()
+        if isinstance(v, list | tuple) and v and all(isinstance(x, int | float) for x in v)
+    }
+    metrics = [m for m in series if not m.startswith("val_") and m not in ("learning_rate", "lr")]
+    metrics += [m[4:] for m in series if m.startswith("val_") and m[4:] not in series]
+    metrics = sorted(dict.fromkeys(metrics), key=lambda m: (m != "loss", m != "accuracy", m))[:4]
+    if not metrics:
+        raise ValueError("The history holds no metric with numbers per epoch.")
+    if fig is None:
+        fig = Figure(figsize=(4.6 * len(metrics), 3.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(metrics))).reshape(-1)
+    for ax, metric in zip(axes, metrics, strict=True):
+        for key, style, label in ((metric, "-o", "training"), (f"val_{metric}", "-s", "validation")):
+            if key in series:
+                ax.plot(np.arange(1, len(series[key]) + 1), series[key], style, markersize=3, label=label)
+        if best_epoch:
+            ax.axvline(best_epoch, color="gray", linestyle=":", linewidth=1, label=f"kept epoch {best_epoch}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
