@@ -401,6 +401,70 @@ def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, 
         _figure(fig, f"sanity_{method}.png", "dl_sanity")
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def _report(_model, model_key: str, spec: str, _card) -> dict:
+    """Run the model report into a temporary folder; keep its files' bytes."""
+    from explain.evaluation import open_data
+    from explain.report import write_report
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rep = write_report(_model, open_data(spec), Path(tmp) / "report", card=_card, progress=False, examples=6)
+        files = {p.name: p.read_bytes() for p in rep.files}
+        return {
+            "files": files,
+            "accuracy": rep.evaluation.accuracy,
+            "images": rep.evaluation.num_images,
+            "confusions": [(str(c), g.name) for c, g in zip(rep.confusions, rep.galleries, strict=True)],
+            "notes": list(rep.notes),
+        }
+
+
+@st.fragment
+def report_ui(model, card, model_key: str) -> None:
+    """Per-class accuracy and the confusion matrix on a data set; a confusion's images explained."""
+    builtin = [f"{card.dataset}:test"] if card.dataset in ("fashion_mnist", "mnist", "cifar10") else []
+    choice = st.selectbox("Data", [*builtin, "A folder of class subfolders…"], key="report_data")
+    spec = choice
+    if not builtin or choice != builtin[0]:
+        spec = st.text_input("Folder (one subfolder per class)", key="report_folder").strip()
+    if st.button("Evaluate and write the report", key="run_report", disabled=not spec):
+        st.session_state["report_spec"] = spec
+    spec = st.session_state.get("report_spec")
+    if not spec:
+        st.caption(
+            "Predicts every image of the data set (in batches, never shuffled) and explains the most frequent "
+            "confusions with Grad-CAM for the true and the predicted class."
+        )
+        return
+    try:
+        with st.spinner(f"Evaluating {spec}…"):
+            rep = _report(model, model_key, spec, card)
+    except ExplainError as e:
+        st.error(str(e))
+        return
+    st.markdown(f"**{spec}**: {rep['images']:,} images, accuracy **{rep['accuracy']:.2%}**")
+    for note in rep["notes"]:
+        st.caption(note)
+    files = rep["files"]
+    c1, c2 = st.columns(2)
+    with c1:
+        _show_png(files["per_class_accuracy.png"], "per_class_accuracy.png", "dl_per_class")
+    with c2:
+        _show_png(files["confusion_matrix.png"], "confusion_matrix.png", "dl_confusion")
+    if rep["confusions"]:
+        labels = [label for label, _ in rep["confusions"]]
+        pick = st.selectbox("Most frequent confusions", labels, key="confusion_pick")
+        gallery = dict(rep["confusions"])[pick]
+        _show_png(files[gallery], gallery, "dl_gallery")
+    st.download_button(
+        "Download the report (one HTML file, images embedded)",
+        files["report.html"],
+        file_name="report.html",
+        mime="text/html",
+        key="dl_report",
+    )
+
+
 def main() -> None:
     st.set_page_config(page_title="explain: what does my classifier see?", layout="wide")
     st.title("explain: what does my classifier see?")
@@ -438,13 +502,15 @@ def main() -> None:
         st.image(_top_k_png(model_key, image_key, pred.probabilities, tuple(card.class_names)))
         if not pred.outputs_probabilities:
             st.caption("The model outputs logits; softmax was applied to show probabilities.")
-    tab_layers, tab_filters, tab_explain = st.tabs(["Layers", "Filters", "Explain"])
+    tab_layers, tab_filters, tab_explain, tab_report = st.tabs(["Layers", "Filters", "Explain", "Report"])
     with tab_layers:
         layers_ui(model, card, model_key, image_key, acts, pixels, name)
     with tab_filters:
         filters_ui(model, model_key)
     with tab_explain:
         explain_ui(model, card, model_key, image_key, pixels, pred)
+    with tab_report:
+        report_ui(model, card, model_key)
 
 
 try:

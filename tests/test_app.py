@@ -44,7 +44,7 @@ def test_opens_on_demo_model_and_a_fashion_sample(app):
     assert app.selectbox(key="layer").value.startswith("1 · conv2d (Conv2D)")
     assert "fashion_mnist, test accuracy" in app.sidebar.caption[0].value
     assert app.slider(key="max_maps").value == 32  # conv2d has 32 channels
-    assert [t.label for t in app.tabs] == ["Layers", "Filters", "Explain"]
+    assert [t.label for t in app.tabs] == ["Layers", "Filters", "Explain", "Report"]
     # every figure can be downloaded
     keys = {b.key for b in app.get("download_button")}
     assert {"dl_grid", "dl_channel", "dl_filters", "dl_explain"} <= keys
@@ -154,3 +154,36 @@ def test_uploaded_model_works_and_sessions_stay_apart(tmp_path):
     b.run()  # the other session still has the demo model
     _ok(b)
     assert b.selectbox(key="layer").value.startswith("1 · conv2d (Conv2D)")
+
+
+def test_report_tab_on_a_folder(tmp_path):
+    import shutil
+
+    from tests.conftest import SAMPLES
+
+    for cls, sample in (
+        ("Trouser", "fashion_mnist_1_trouser.png"),
+        ("Bag", "fashion_mnist_8_bag.png"),
+        ("Shirt", "fashion_mnist_0_t_shirt_top.png"),
+    ):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            shutil.copy(SAMPLES / sample, tmp_path / cls / f"{i}.png")
+    at = _new()
+    at.selectbox(key="report_data").set_value("A folder of class subfolders…").run()
+    at.text_input(key="report_folder").input(str(tmp_path)).run()
+    at.button(key="run_report").click().run()
+    _ok(at)
+    assert any("9 images, accuracy" in m.value for m in at.markdown)
+    keys = {b.key for b in at.get("download_button")}
+    assert {"dl_per_class", "dl_confusion", "dl_report"} <= keys
+    assert at.selectbox(key="confusion_pick").value.startswith("Shirt predicted as T-shirt/top")
+
+
+def test_report_tab_bad_folder_gives_an_error(tmp_path):
+    at = _new()
+    at.selectbox(key="report_data").set_value("A folder of class subfolders…").run()
+    at.text_input(key="report_folder").input(str(tmp_path / "nope")).run()
+    at.button(key="run_report").click().run()
+    assert not at.exception
+    assert at.error
