@@ -288,7 +288,7 @@ def filters_ui(model, model_key: str) -> None:
     kernels = conv_filters(model, name)
     st.caption(
         f"{kernels.shape[-1]} filters of {kernels.shape[0]}x{kernels.shape[1]} weights, averaged over the "
-        "input channels; each scaled to its own min-max (dark: most negative, bright: most positive)."
+        "input channels; each scaled to its own min-max (blue: most negative, red: most positive)."
     )
     _show_png(_filters_png(model_key, name, kernels), f"{name.replace('/', '_')}_filters.png", "dl_filters")
 
