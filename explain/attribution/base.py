@@ -311,7 +311,7 @@ class AttributionMethod:
             An :class:`Attribution`.
 
         Raises:
-            ValueError: images of the wrong shape.
+            ValueError: images of the wrong shape, or no images.
             ExplainError: class index out of range.
         """
         x, idx = self._check(images, class_index)

@@ -221,9 +221,7 @@ class LIME(AttributionMethod):
             ValueError: images of the wrong shape, or no images.
             ExplainError: class index out of range.
         """
-        x, idx = self._check(images, class_index)
-        if len(x) == 0:
-            raise ValueError("No images to explain: got an empty batch.")
+        x, idx = self._check(images, class_index)  # also refuses an empty batch
         classes, scores = [], []
         for s in range(0, len(x), self.batch_size):
             cls, score = self.pick(
