@@ -41,6 +41,18 @@ def _check_archive(path: Path) -> None:
     if path.stat().st_size == 0:
         raise ModelLoadError(f"{path} is empty (0 bytes); it is not a '.keras' model.")
     if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if head == b"\x89HDF\r\n\x1a\n":  # an HDF5 file under another name (e.g. an upload)
+            raise ModelLoadError(
+                f"{path} holds a legacy HDF5 model, which cannot be loaded in Keras safe mode. "
+                "Re-save it as '.keras' (model.save('model.keras')) where you trust it."
+            )
+        if head.startswith(b"PK\x03\x04"):
+            raise ModelLoadError(
+                f"{path} is a truncated or damaged '.keras' archive: it starts as a zip file but its end "
+                "(the zip directory) is missing. Copy or download the file again."
+            )
         raise ModelLoadError(f"{path} is not a '.keras' archive (a '.keras' file is a zip file).")
     try:
         with zipfile.ZipFile(path) as zf:

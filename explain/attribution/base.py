@@ -75,6 +75,9 @@ def normalize_maps(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     raw = np.asarray(raw, dtype=np.float64)
     finite = np.isfinite(raw)
     x = np.where(finite, raw, 0.0)
+    # Scale each map by its largest magnitude first, so that hi - lo cannot overflow to inf.
+    mag = np.abs(x).max(axis=(1, 2), keepdims=True)
+    x = x / np.where(mag > 0, mag, 1.0)
     lo = x.min(axis=(1, 2), keepdims=True)
     hi = x.max(axis=(1, 2), keepdims=True)
     span = hi - lo
@@ -91,6 +94,8 @@ def normalize_maps_tf(raw: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     raw = tf.cast(raw, tf.float32)
     finite = tf.math.is_finite(raw)
     x = tf.where(finite, raw, 0.0)
+    mag = tf.reduce_max(tf.abs(x), axis=(1, 2), keepdims=True)  # scale first: hi - lo cannot overflow
+    x = x / tf.where(mag > 0, mag, 1.0)
     lo = tf.reduce_min(x, axis=(1, 2), keepdims=True)
     hi = tf.reduce_max(x, axis=(1, 2), keepdims=True)
     span = hi - lo
