@@ -593,3 +593,48 @@ def test_dashboard_bad_uploads(models, lambda_model, monkeypatch):
         assert not at.exception, (key, at.exception)
         _no_traceback(" ".join(e.value for e in at.error))
     test_dashboard_bad_uploads.count = tried
+
+
+# --------------------------------------------------------------------------- multi-input / multi-output
+def _multi_input_model():
+    a, b = keras.Input((16, 16, 3)), keras.Input((16, 16, 3))
+    x = keras.layers.Concatenate()([a, b])
+    x = keras.layers.Conv2D(2, 3, name="conv")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model([a, b], keras.layers.Dense(3, activation="softmax")(x))
+
+
+def _multi_output_model():
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(2, 3, name="conv")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, [keras.layers.Dense(3, activation="softmax")(x), keras.layers.Dense(2)(x)])
+
+
+def test_multi_input_model_is_refused_clearly(tmp_path, capsys):
+    from explain import ModelLoadError, load_model_card
+    from explain.layers import main as layers_main
+
+    path = tmp_path / "two_inputs.keras"
+    _multi_input_model().save(path)
+    with pytest.raises(ModelLoadError, match="2 inputs"):
+        load_model_card(path, explain.load_model(path))
+    assert layers_main([str(path), str(tmp_path / "x.png"), "--layer", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "2 inputs" in err and "Traceback" not in err
+
+
+def test_multi_output_model_gets_a_clear_attribution_error(tmp_path, capsys):
+    from explain.attribute import main as attribute_main
+    from explain.attribution import GradCAM
+
+    model = _multi_output_model()
+    with pytest.raises(explain.ExplainError, match="2 outputs"):
+        GradCAM(model)
+    path = tmp_path / "two_outputs.keras"
+    model.save(path)
+    img = tmp_path / "i.png"
+    Image.new("RGB", (16, 16), (10, 200, 30)).save(img)
+    assert attribute_main([str(path), str(img), "--out", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err
+    assert "2 outputs" in err and "Traceback" not in err and not (tmp_path / "o.png").exists()
