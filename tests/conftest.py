@@ -73,6 +73,20 @@ def tiny_nested(channels: int = 3, size: int = 16) -> keras.Model:
     )
 
 
+def left_half_model(size=16, gain=10.0):
+    """A model whose answer is known: softmax over 2 classes with
+    logit(1) - logit(0) = gain * (mean brightness of the left half - 0.5)."""
+    model = keras.Sequential(
+        [keras.Input((size, size, 3)), L.Rescaling(1 / 255), L.Flatten(), L.Dense(2, activation="softmax")]
+    )
+    left = np.zeros((size, size, 3), np.float32)
+    left[:, : size // 2] = 1.0
+    kernel = np.zeros((size * size * 3, 2), np.float32)
+    kernel[:, 1] = gain * left.ravel() / left.sum()
+    model.layers[-1].set_weights([kernel, np.array([0.0, -gain / 2], np.float32)])
+    return model
+
+
 BUILDERS = {"sequential": tiny_sequential, "functional": tiny_functional, "nested": tiny_nested}
 
 

@@ -7,7 +7,7 @@ import pytest
 from explain.attribution import METHODS
 from explain.attribution.lime import LIME
 from explain.errors import ExplainError
-from tests.conftest import tiny_functional, tiny_sequential
+from tests.conftest import left_half_model, tiny_functional, tiny_sequential
 
 L = keras.layers
 FAST = {"num_samples": 100}
@@ -29,19 +29,6 @@ def binary_model(size=16):
         ],
         name="binary",
     )
-
-
-def left_half_model(size=16, gain=10.0):
-    """Softmax over 2 classes; logit(1) - logit(0) = gain * (mean brightness of the left half - 0.5)."""
-    model = keras.Sequential(
-        [keras.Input((size, size, 3)), L.Rescaling(1 / 255), L.Flatten(), L.Dense(2, activation="softmax")]
-    )
-    left = np.zeros((size, size, 3), np.float32)
-    left[:, : size // 2] = 1.0
-    kernel = np.zeros((size * size * 3, 2), np.float32)
-    kernel[:, 1] = gain * left.ravel() / left.sum()
-    model.layers[-1].set_weights([kernel, np.array([0.0, -gain / 2], np.float32)])
-    return model
 
 
 @pytest.fixture(scope="module")
