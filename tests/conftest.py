@@ -73,6 +73,20 @@ def tiny_nested(channels: int = 3, size: int = 16) -> keras.Model:
     )
 
 
+def tiny_sigmoid() -> keras.Model:
+    """A binary classifier: one conv layer and a single sigmoid output."""
+    keras.utils.set_random_seed(4)
+    return keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            L.Rescaling(1 / 255),
+            L.Conv2D(4, 3, activation="relu", name="conv"),
+            L.GlobalAveragePooling2D(),
+            L.Dense(1, activation="sigmoid", name="predictions"),
+        ]
+    )
+
+
 def left_half_model(size=16, gain=10.0):
     """A model whose answer is known: softmax over 2 classes with
     logit(1) - logit(0) = gain * (mean brightness of the left half - 0.5)."""

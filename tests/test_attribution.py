@@ -5,23 +5,10 @@ import pytest
 from explain import ExplainError, LayerError
 from explain.attribute import main
 from explain.attribution import METHODS, GradCAM, Saliency, normalize_maps
-from tests.conftest import SAMPLES, tiny_functional, tiny_nested, tiny_sequential
+from tests.conftest import SAMPLES, tiny_functional, tiny_nested, tiny_sequential, tiny_sigmoid
 
 L = keras.layers
 FAST = {"smoothgrad": {"samples": 4}, "integrated_gradients": {"steps": 8}, "lime": {"num_samples": 60}}
-
-
-def tiny_sigmoid() -> keras.Model:
-    keras.utils.set_random_seed(4)
-    return keras.Sequential(
-        [
-            keras.Input((16, 16, 3)),
-            L.Rescaling(1 / 255),
-            L.Conv2D(4, 3, activation="relu", name="conv"),
-            L.GlobalAveragePooling2D(),
-            L.Dense(1, activation="sigmoid", name="predictions"),
-        ]
-    )
 
 
 def tiny_mlp() -> keras.Model:

@@ -7,7 +7,7 @@ import pytest
 from explain.attribution import METHODS
 from explain.attribution.lime import LIME
 from explain.errors import ExplainError
-from tests.conftest import left_half_model, tiny_functional, tiny_sequential
+from tests.conftest import left_half_model, tiny_functional, tiny_sequential, tiny_sigmoid
 
 L = keras.layers
 FAST = {"num_samples": 100}
@@ -15,20 +15,6 @@ FAST = {"num_samples": 100}
 
 def images(n=2, size=16, channels=3, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, size, size, channels)).astype(np.float32)
-
-
-def binary_model(size=16):
-    keras.utils.set_random_seed(4)
-    return keras.Sequential(
-        [
-            keras.Input((size, size, 3)),
-            L.Rescaling(1 / 255),
-            L.Conv2D(4, 3, activation="relu"),
-            L.GlobalAveragePooling2D(),
-            L.Dense(1, activation="sigmoid", name="p"),
-        ],
-        name="binary",
-    )
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +105,7 @@ def test_grayscale_model():
 
 
 def test_binary_sigmoid_model():
-    model = binary_model()
+    model = tiny_sigmoid()
     method = LIME(model, **FAST)
     x = images(2)
     probs = method.predict_proba(x)

@@ -15,23 +15,10 @@ from explain.metrics import (
     randomized_copy,
     sanity_check,
 )
-from tests.conftest import left_half_model, tiny_functional, tiny_nested, tiny_sequential
+from tests.conftest import left_half_model, tiny_functional, tiny_nested, tiny_sequential, tiny_sigmoid
 
 L = keras.layers
 SIZE = 16
-
-
-def binary_model():
-    keras.utils.set_random_seed(4)
-    return keras.Sequential(
-        [
-            keras.Input((SIZE, SIZE, 3)),
-            L.Rescaling(1 / 255),
-            L.Conv2D(4, 3, activation="relu"),
-            L.GlobalAveragePooling2D(),
-            L.Dense(1, activation="sigmoid"),
-        ]
-    )
 
 
 def images(n=2, seed=0):
@@ -100,7 +87,7 @@ def test_flat_and_non_finite_heatmaps_are_not_scored():
 
 
 def test_binary_sigmoid_probabilities():
-    model = binary_model()
+    model = tiny_sigmoid()
     x = images(2)
     heat = np.random.default_rng(1).random((2, SIZE, SIZE))
     s0 = deletion_insertion(model, x, heat, 0, steps=4)
