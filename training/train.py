@@ -534,16 +534,3 @@ def train(
     return TrainingResult(
         out, card_path, curves_path, test_acc, test_loss, val_acc, state["epoch"], card["training_time_s"]
     )
-
-
-def train_builtin(dataset: str, out: str | os.PathLike, **kwargs) -> TrainingResult:
-    """Train on a built-in data set: :func:`prepare_builtin` then :func:`train`.
-
-    Keyword arguments of :func:`prepare_builtin` (``batch_size``, ``validation_fraction``,
-    ``data_dir``, ``limit``, ``seed``) and of :func:`train` are accepted.
-    """
-    _check_args(Path(out), kwargs.get("epochs", 10), kwargs.get("learning_rate", 1e-3))
-    prep_keys = ("batch_size", "validation_fraction", "data_dir", "limit")
-    prep = {k: kwargs.pop(k) for k in prep_keys if k in kwargs}
-    data = prepare_builtin(dataset, seed=kwargs.get("seed", 0), **prep)
-    return train(data, out, **kwargs)
