@@ -43,12 +43,14 @@ from explain.attribution import default_target_layer
 from explain.filters import conv_filters, conv_layers
 from explain.images import IMAGE_SUFFIXES
 from explain.plots import lime_boundaries
+from explain.preprocessing import DESCRIPTIONS, MODES, saturation_hint
 
 ROOT = Path(__file__).resolve().parent
 MODELS_DIR = ROOT / "models"
 SAMPLES_DIR = ROOT / "sample_images"
 DEMO_MODEL = MODELS_DIR / "fashion_mnist_cnn.keras"
 MAX_MODEL_MB = 200
+MODEL_SUFFIXES = ["keras", "h5", "hdf5", "zip"]
 UPLOAD = "Upload…"
 GRADIENT_METHODS = [m for m in METHODS if m != "lime"]  # LIME runs behind its own button
 COLORMAPS = ["jet", "inferno", "viridis", "magma", "turbo"]
@@ -63,36 +65,47 @@ def _bundled_model(path: str, mtime: float):
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading uploaded model…")
-def _uploaded_model(digest: str, _data: bytes, _card: bytes | None):
+def _uploaded_model(digest: str, name: str, _data: bytes, _card: bytes | None):
+    """Load an upload (.keras, .h5, a .zip of a SavedModel) from a temporary folder, under
+    the upload's own file name; errors name the upload, not the temporary path."""
     del digest  # the cache key
+    safe = Path(name).name or "model.keras"
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "uploaded.keras"
+        path = Path(tmp) / safe
         path.write_bytes(_data)
         if _card is not None:
             path.with_suffix(".json").write_bytes(_card)
-        model = load_model(path)
-        card = load_model_card(path, model)
+        try:
+            model = load_model(path)
+            card = load_model_card(path, model)
+        except ExplainError as e:
+            raise type(e)(str(e).replace(str(path), safe).replace(tmp + os.sep, "")) from None
     return model, card
 
 
 @st.cache_resource(max_entries=32, show_spinner="Preparing the explainer…")
-def _explainer(_model, model_key: str, method: str, layer: str | None):
+def _explainer(_model, model_key: str, method: str, layer: str | None, preprocess: str):
     del model_key  # the cache key
     cls = METHODS[method]
-    return cls(_model, layer=layer) if cls.needs_layer else cls(_model)
+    kwargs = {"layer": layer} if cls.needs_layer else {}
+    return cls(_model, preprocess=preprocess, **kwargs)
 
 
 @st.cache_data(max_entries=64, show_spinner="Running the model…")
-def _activations(_model, model_key: str, image_key: str, _image: np.ndarray) -> dict[str, np.ndarray]:
+def _activations(
+    _model, model_key: str, image_key: str, _image: np.ndarray, preprocess: str
+) -> dict[str, np.ndarray]:
     del model_key, image_key  # the cache key
-    acts = compute_activations(_model, _image)
+    acts = compute_activations(_model, _image, preprocess=preprocess)
     return {name: a[0] for name, a in acts.items()}
 
 
 @st.cache_data(max_entries=128, show_spinner="Explaining…")
-def _attribution(_model, model_key: str, image_key: str, _image: np.ndarray, method: str, class_index: int, layer):
-    result = _explainer(_model, model_key, method, layer)(_image, class_index)
-    scores = deletion_insertion(_model, _image[None], result.heatmap, result.class_index)
+def _attribution(
+    _model, model_key: str, image_key: str, _image: np.ndarray, method: str, class_index: int, layer, preprocess: str
+):
+    result = _explainer(_model, model_key, method, layer, preprocess)(_image, class_index)
+    scores = deletion_insertion(_model, _image[None], result.heatmap, result.class_index, preprocess=preprocess)
     return result, scores
 
 
@@ -161,25 +174,62 @@ def model_ui():
             model, card = _bundled_model(str(path), path.stat().st_mtime)
             return model, card, f"{path}:{path.stat().st_mtime}"
         up = st.sidebar.file_uploader(
-            f"A Keras 3 .keras file (at most {MAX_MODEL_MB} MB)", type=["keras"], key="model_upload"
+            f"A model: .keras, Keras 2 .h5, or a .zip of a SavedModel folder (at most {MAX_MODEL_MB} MB)",
+            type=MODEL_SUFFIXES,
+            key="model_upload",
         )
         card_up = st.sidebar.file_uploader(
             "Its model card (.json, optional: class names)", type=["json"], key="card_upload"
         )
         if up is None:
-            st.info("Upload a `.keras` model in the sidebar, or pick a bundled one.")
+            st.info(
+                "Upload a model (`.keras`, `.h5`, or a `.zip` of a SavedModel folder) in the sidebar, "
+                "or pick a bundled one."
+            )
             st.stop()
         if up.size > MAX_MODEL_MB * 1024**2:
             st.error(f"{up.name} is {up.size / 1024**2:.0f} MB; the limit is {MAX_MODEL_MB} MB.")
             st.stop()
         data = up.getvalue()
         card_bytes = card_up.getvalue() if card_up is not None else None
-        key = _digest(data + (card_bytes or b""))
-        model, card = _uploaded_model(key, data, card_bytes)
+        key = _digest(up.name.encode() + data + (card_bytes or b""))
+        model, card = _uploaded_model(key, up.name, data, card_bytes)
         return model, card, key
     except ExplainError as e:
         st.error(str(e))
         st.stop()
+
+
+def model_options_ui(card, model_key: str):
+    """Sidebar: the model's input scaling and its class names. Returns ``(card, key)``: the card
+    with the user's choices, and a cache key for everything computed with them."""
+    if st.session_state.get("options_for") != model_key:  # a new model: start on what its card says
+        st.session_state["options_for"] = model_key
+        st.session_state["preprocess"] = card.preprocessing
+    mode = st.sidebar.selectbox(
+        "Input scaling (preprocessing)",
+        MODES,
+        key="preprocess",
+        format_func=lambda m: f"{m}: {DESCRIPTIONS[m]}",
+        help="How the model's training scaled its pixels. Images, heatmaps and perturbations stay in raw pixels; "
+        "this scaling is applied in front of the model only.",
+    )
+    if mode == card.preprocessing and card.preprocessing_note:
+        st.sidebar.caption(card.preprocessing_note.replace("--preprocess", "this menu"))
+    names_up = st.sidebar.file_uploader(
+        "Class names (.txt, one per line; optional)", type=["txt"], key="classes_upload"
+    )
+    names = None
+    if names_up is not None:
+        names = names_up.getvalue().decode("utf-8-sig", errors="replace").splitlines()
+    try:
+        card = card.with_overrides(preprocess=mode, classes=names)
+    except ExplainError as e:
+        st.sidebar.error(f"{names_up.name}: {e}" if names_up is not None else str(e))
+        card = card.with_overrides(preprocess=mode)
+    if card.class_names_note:
+        st.sidebar.caption(card.class_names_note)
+    return card, f"{model_key}|{mode}|{_digest(chr(10).join(card.class_names).encode())[:16]}"
 
 
 def image_ui(card):
@@ -233,7 +283,7 @@ def layers_ui(model, card, model_key: str, image_key: str, acts: dict[str, np.nd
     chosen = st.selectbox("Layer (index · name (type) output shape)", labels, index=default, key="layer")
     info = rows[labels.index(chosen)]
     if info.name not in acts:
-        acts = {**acts, **_nested_activations(model, info.name, pixels)}
+        acts = {**acts, **_nested_activations(model, info.name, pixels, card.preprocessing)}
     a = acts[info.name]
     where = f"Layer {info.index}: " if info.index is not None else "Nested layer "
     title = f"{where}{info.name} ({info.type}), output {info.output_shape}"
@@ -273,8 +323,8 @@ def layers_ui(model, card, model_key: str, image_key: str, acts: dict[str, np.nd
         )
 
 
-def _nested_activations(model, name: str, pixels: np.ndarray) -> dict[str, np.ndarray]:
-    return {k: v[0] for k, v in compute_activations(model, pixels, [name]).items()}
+def _nested_activations(model, name: str, pixels: np.ndarray, preprocess: str) -> dict[str, np.ndarray]:
+    return {k: v[0] for k, v in compute_activations(model, pixels, [name], preprocess=preprocess).items()}
 
 
 @st.fragment
@@ -323,7 +373,7 @@ def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, 
     if default_layer is None:
         st.caption("This model has no layer with a spatial output: Grad-CAM and its family need a convolutional layer.")
 
-    panels = []
+    panels, hint = [], None
     for method in methods:
         if METHODS[method].needs_layer and layer is None:
             st.warning(f"{method} needs a convolutional layer; skipped.")
@@ -337,6 +387,7 @@ def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, 
                 method,
                 int(class_index),
                 layer if METHODS[method].needs_layer else None,
+                card.preprocessing,
             )
         except ExplainError as e:
             st.error(f"{method}: {e}")
@@ -348,6 +399,9 @@ def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, 
             else (f"\ndeletion {scores.deletion_auc[0]:.3f} insertion {scores.insertion_auc[0]:.3f}")
         )
         panels.append((label, result.heatmap[0], bool(result.flat[0])))
+        hint = saturation_hint(float(result.score[0]), card.preprocessing) if result.score_kind == "logit" else None
+    if panels and hint and card.preprocessing_from == "assumed":
+        st.warning(hint.replace("pass --preprocess unit", "choose 'unit' under Input scaling in the sidebar"))
     if panels:
         title = f"class {class_index} {card.class_names[class_index]!r}"
         key = (model_key, image_key, tuple(methods), int(class_index), layer)
@@ -362,7 +416,9 @@ def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, 
     if b1.button("Run LIME (1000 samples)", key="run_lime"):
         bar = st.progress(0.0, text="LIME: sampling perturbed images…")
         explainer = METHODS["lime"](
-            model, progress=lambda done, total: bar.progress(done / total, text=f"LIME: {done}/{total} samples")
+            model,
+            preprocess=card.preprocessing,
+            progress=lambda done, total: bar.progress(done / total, text=f"LIME: {done}/{total} samples"),
         )
         result = explainer(pixels, int(class_index))
         bar.empty()
@@ -370,6 +426,7 @@ def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, 
             pixels, [("lime", result.heatmap[0], bool(result.flat[0]))], cmap=cmap, alpha=alpha
         )
         st.session_state["lime_figs"] = (
+            (model_key, image_key, int(class_index)),
             _png(lime_fig),
             _png(
                 lime_boundaries(
@@ -377,8 +434,9 @@ def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, 
                 )
             ),
         )
-    if "lime_figs" in st.session_state:
-        overlay, bounds = st.session_state["lime_figs"]
+    shown = st.session_state.get("lime_figs")
+    if shown and shown[0] == (model_key, image_key, int(class_index)):  # never another image's LIME
+        _, overlay, bounds = shown
         l1, l2 = st.columns(2)
         l1.image(overlay, caption="LIME heatmap")
         l2.image(bounds, caption="LIME superpixels")
@@ -389,7 +447,9 @@ def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, 
     if b2.button(f"Sanity check {method}", key="run_sanity", disabled=not methods):
         with st.spinner("Explaining again with randomised weights…"):
             kwargs = {"layer": layer} if METHODS[method].needs_layer else {}
-            check = sanity_check(METHODS[method], model, pixels[None], int(class_index), **kwargs)
+            check = sanity_check(
+                METHODS[method], model, pixels[None], int(class_index), preprocess=card.preprocessing, **kwargs
+            )
         (st.success if check.passed else st.warning)(check.verdict)
         fig = attribution_panel(
             pixels,
@@ -469,6 +529,7 @@ def main() -> None:
     st.set_page_config(page_title="explain: what does my classifier see?", layout="wide")
     st.title("explain: what does my classifier see?")
     model, card, model_key = model_ui()
+    card, model_key = model_options_ui(card, model_key)
     src = (
         f"{card.dataset}, test accuracy {card.test_accuracy:.1%}" if card.test_accuracy is not None else "no model card"
     )
@@ -489,8 +550,8 @@ def main() -> None:
         )
     name, pixels, image_key = image_ui(card)
     try:
-        pred = predict(model, pixels, card.class_names, k=5)[0]
-        acts = _activations(model, model_key, image_key, pixels)
+        pred = predict(model, pixels, card.class_names, k=5, preprocess=card.preprocessing)[0]
+        acts = _activations(model, model_key, image_key, pixels, card.preprocessing)
     except (ExplainError, ValueError) as e:
         st.error(str(e))
         st.stop()

@@ -17,6 +17,7 @@ import numpy as np
 from explain._quiet import quiet_import
 from explain.errors import LayerError
 from explain.models import layer_table, resolve_layer
+from explain.preprocessing import from_raw_pixels
 
 quiet_import()
 import keras  # noqa: E402
@@ -74,24 +75,31 @@ def _symbolic_outputs(container: keras.Model, names: list[str], x=None) -> dict[
     return dict(zip(keys, outs, strict=True))
 
 
-def feature_model(model: keras.Model, names: Sequence[str]) -> keras.Model:
-    """A model that maps the model's input to the outputs of the named layers.
+def feature_model(model: keras.Model, names: Sequence[str], preprocess: str = "raw") -> keras.Model:
+    """A model that maps raw pixels to the outputs of the named layers.
 
-    Built once per ``(model, names)`` and cached (weakly keyed on the model).
+    Built once per ``(model, names, preprocess)`` and cached (weakly keyed on the model).
 
     Args:
         model: the classifier.
         names: layer names or nested paths, as in :func:`explain.models.layer_table`.
+        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`), applied
+            in front of it.
 
     Returns:
-        A ``keras.Model`` sharing ``model``'s weights, with one output per name, in order.
+        A ``keras.Model`` sharing ``model``'s weights, taking raw pixels in [0, 255], with
+        one output per name, in order.
+
+    Raises:
+        ExplainError: an unknown preprocessing mode.
     """
-    key = tuple(names)
+    key = (tuple(names), preprocess)
     per_model = _FEATURE_MODELS.setdefault(model, {})
     if key in per_model:
         return per_model[key]
-    outputs = _symbolic_outputs(model, list(key))
-    fm = keras.Model(_single(model.inputs), [outputs[n] for n in key], name=f"{model.name}_features")
+    outputs = _symbolic_outputs(model, list(names))
+    fm = keras.Model(_single(model.inputs), [outputs[n] for n in names], name=f"{model.name}_features")
+    fm = from_raw_pixels(fm, preprocess)
     if len(per_model) >= _MAX_CACHED_PER_MODEL:
         per_model.pop(next(iter(per_model)))
     per_model[key] = fm
@@ -103,21 +111,25 @@ def compute_activations(
     images: np.ndarray,
     layers: Sequence[int | str] | None = None,
     batch_size: int = 32,
+    preprocess: str = "raw",
 ) -> dict[str, np.ndarray]:
     """Run the images once through the model and return the chosen layers' activations.
 
     Args:
-        model: the classifier (its preprocessing inside, so raw pixels go in).
+        model: the classifier.
         images: ``(N, H, W, C)`` or one ``(H, W, C)`` image, raw pixels in [0, 255] (any
             numeric dtype; cast to float32), at the model's input size.
         layers: indices, names or nested paths; None means every top-level layer.
         batch_size: images per forward pass.
+        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`), applied
+            to the raw pixels in front of the model; ``"raw"`` feeds them unchanged.
 
     Returns:
         ``{layer name: float32 array (N, *output_shape[1:])}`` in the order asked.
 
     Raises:
         LayerError: a layer does not exist.
+        ExplainError: an unknown preprocessing mode.
         ValueError: the images do not match the model's input shape.
     """
     x = np.asarray(images, dtype=np.float32)
@@ -133,7 +145,7 @@ def compute_activations(
         names = [r.name for r in layer_table(model) if r.index is not None]
     else:
         names = list(dict.fromkeys(resolve_layer(model, layer).name for layer in layers))
-    fm = feature_model(model, names)
+    fm = feature_model(model, names, preprocess)
     chunks: list[list[np.ndarray]] = [[] for _ in names]
     for start in range(0, len(x), batch_size):
         outs = fm(x[start : start + batch_size], training=False)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from explain.cli import MODEL_HELP, add_model_arguments, fail, open_model
+
 PROG = "python -m explain.attribute"
 
 
@@ -26,7 +28,7 @@ def _parser(methods: list[str]) -> argparse.ArgumentParser:
         epilog=f"example: {PROG} models/fashion_mnist_cnn.keras sample_images/fashion_mnist_9_ankle_boot.png "
         "--method gradcam --scores",
     )
-    p.add_argument("model", help="a Keras 3 .keras model file")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("image", help="an image file")
     p.add_argument(
         "--method", default="gradcam", choices=[*methods, "all"], help="attribution method (default gradcam)"
@@ -38,12 +40,12 @@ def _parser(methods: list[str]) -> argparse.ArgumentParser:
     p.add_argument("--scores", action="store_true", help="print the deletion and insertion AUC (Petsiuk et al. 2018)")
     p.add_argument("--cmap", default="jet", help="matplotlib colormap (default jet)")
     p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in [0, 1] (default 0.5)")
+    add_model_arguments(p)
     return p
 
 
 def _fail(message: str) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    return 2
+    return fail(PROG, message)
 
 
 def _class_index(value: str | None, class_names: tuple[str, ...]) -> int | None:
@@ -75,12 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     from explain.errors import ExplainError
     from explain.images import load_image
     from explain.io import atomic_path, save_figure
-    from explain.models import load_model, load_model_card
     from explain.plots import attribution_panel, heatmap_overlay, lime_boundaries
+    from explain.preprocessing import saturation_hint
 
     try:
-        model = load_model(args.model)
-        card = load_model_card(args.model, model)
+        model, card = open_model(args, PROG)
         h, w, c = card.input_shape
         image = load_image(args.image, target_size=(h, w) if h and w else None, channels=c)
         class_index = _class_index(args.class_index, card.class_names)
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         results, explainers = [], {}
         for name in names:
             kwargs = {"layer": args.layer} if METHODS[name].needs_layer else {}
+            kwargs["preprocess"] = card.preprocessing
             try:
                 explainers[name] = METHODS[name](model, **kwargs)
                 results.append(explainers[name](image, class_index))
@@ -99,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.scores:
             from explain.metrics import deletion_insertion
 
-            scores = [deletion_insertion(model, image[None], r.heatmap, r.class_index) for r in results]
+            scores = [
+                deletion_insertion(model, image[None], r.heatmap, r.class_index, preprocess=card.preprocessing)
+                for r in results
+            ]
     except (ExplainError, ValueError) as e:
         return _fail(str(e))
 
@@ -165,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
             "note: the model's last layer is not a Dense or Activation with softmax/sigmoid, so the "
             "pre-softmax score could not be recovered; probabilities are explained (gradients may saturate)."
         )
+    hint = saturation_hint(float(first.score[0]), card.preprocessing) if first.score_kind == "logit" else None
+    if hint and card.preprocessing_from == "assumed":
+        print(hint)
     for lab, r in zip(labels, results, strict=True):
         flat = " (flat heatmap: no information)" if r.flat[0] else ""
         print(f"{lab.replace(chr(10), ': ')}{flat}")

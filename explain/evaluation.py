@@ -41,6 +41,7 @@ from explain.errors import DataError, ImageLoadError
 from explain.images import IMAGE_SUFFIXES, load_image
 from explain.models import load_model_card
 from explain.predict import _as_probabilities
+from explain.preprocessing import from_raw_pixels
 
 quiet_import()
 import keras  # noqa: E402
@@ -692,6 +693,7 @@ def evaluate_model(
     top_k: int = 5,
     image_size: tuple[int, int] | None = None,
     progress: bool = True,
+    preprocess: str = "raw",
 ) -> Evaluation:
     """Predict every image of a data set, in order and in batches, and tally the results.
 
@@ -712,6 +714,8 @@ def evaluate_model(
         image_size: ``(height, width)`` for a model that accepts any size; default the data's
             own size (built-in splits). Ignored when the model's input size is fixed.
         progress: show a tqdm progress bar on stderr.
+        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`), applied
+            to the raw pixels in front of the model.
 
     Returns:
         An :class:`Evaluation`.
@@ -766,7 +770,8 @@ def evaluate_model(
         kind = {1: "grayscale", 3: "RGB"}
         notes.append(f"Images converted from {kind[source.channels]} to {kind[channels]} for the model.")
 
-    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    net = from_raw_pixels(model, preprocess)
+    forward = tf.function(lambda x: net(x, training=False), reduce_retracing=True)
     kept, probs, skipped = [], [], []
     outputs_probabilities = True
     bar = tqdm(total=len(source), desc="Predicting", unit="img", disable=not progress, file=sys.stderr, leave=False)

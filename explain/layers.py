@@ -15,6 +15,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from explain.cli import MODEL_HELP, add_model_arguments, fail, open_model
+
 PROG = "python -m explain.layers"
 
 
@@ -24,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Write a PNG grid of one layer's feature maps for one image.",
         epilog=f"example: {PROG} models/fashion_mnist_cnn.keras sample_images/fashion_mnist_9_ankle_boot.png --layer 1",
     )
-    p.add_argument("model", help="a Keras 3 .keras model file (its model card <name>.json is read when present)")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("image", nargs="?", help="an image file (PNG, JPEG, BMP, GIF, WebP, TIFF)")
     p.add_argument("--layer", help="layer index or name (nested: outer/inner); see --list")
     p.add_argument(
@@ -36,14 +38,15 @@ def _parser() -> argparse.ArgumentParser:
         "--normalize", choices=("per_map", "layer"), default="per_map", help="scale each map alone or the layer as one"
     )
     p.add_argument("--list", action="store_true", help="print the layer table and exit")
+    add_model_arguments(p)
     return p
 
 
 def _fail(message: str, table: str | None = None) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    code = fail(PROG, message)
     if table:
         print("\n" + table, file=sys.stderr)
-    return 2
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,12 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     from explain.errors import ExplainError
     from explain.images import load_image
     from explain.io import save_figure
-    from explain.models import format_layer_table, layer_table, load_model, load_model_card, resolve_layer
+    from explain.models import format_layer_table, layer_table, resolve_layer
     from explain.plots import feature_map_grid
 
     try:
-        model = load_model(args.model)
-        card = load_model_card(args.model, model)
+        model, card = open_model(args, PROG)
     except ExplainError as e:
         return _fail(str(e))
     table = format_layer_table(layer_table(model))
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         h, w, c = card.input_shape
         image = load_image(args.image, target_size=(h, w) if h and w else None, channels=c)
-        acts = compute_activations(model, image, [info.name])[info.name][0]
+        acts = compute_activations(model, image, [info.name], preprocess=card.preprocessing)[info.name][0]
     except ExplainError as e:
         return _fail(str(e))
     where = f"Layer {info.index}" if info.index is not None else "Nested layer"

@@ -34,8 +34,8 @@ class _Probabilities(AttributionMethod):
 
     name = "probability"
 
-    def __init__(self, model: keras.Model, batch_size: int = 64):
-        super().__init__(model, batch_size=batch_size)
+    def __init__(self, model: keras.Model, batch_size: int = 64, preprocess: str = "raw"):
+        super().__init__(model, batch_size=batch_size, preprocess=preprocess)
         self._compiled_proba = tf.function(self._class_probability, reduce_retracing=True)
 
     def _class_probability(self, x: tf.Tensor, cls: tf.Tensor) -> tf.Tensor:
@@ -123,6 +123,7 @@ def deletion_insertion(
     baseline: str = "blur",
     batch_size: int = 64,
     blur_sigma: float | None = None,
+    preprocess: str = "raw",
 ) -> FaithfulnessScores:
     """Deletion and insertion AUC of heatmaps (Petsiuk et al. 2018, RISE,
     https://arxiv.org/abs/1806.07421).
@@ -149,6 +150,8 @@ def deletion_insertion(
             default ``max(H, W) / 8``) or ``"black"`` (zeros).
         batch_size: perturbed images per model call.
         blur_sigma: the blur's standard deviation in pixels; None for the default.
+        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`): pixels
+            are removed and inserted in the raw image, then preprocessed for the model.
 
     Returns:
         A :class:`FaithfulnessScores`. Flat or non-finite heatmaps get ``flat=True``, NaN
@@ -157,14 +160,14 @@ def deletion_insertion(
     Raises:
         ValueError: shapes that do not match, unknown baseline, ``steps < 1``.
         ExplainError: class index out of range; a model that is not a single-output
-            classifier.
+            classifier; an unknown preprocessing mode.
     """
     if baseline not in BASELINES:
         raise ValueError(f"Unknown baseline {baseline!r}. Baselines are: {', '.join(BASELINES)}.")
     if int(steps) < 1:
         raise ValueError(f"steps must be at least 1, got {steps}.")
     steps = int(steps)
-    head = _Probabilities(model, batch_size=max(1, int(batch_size)))
+    head = _Probabilities(model, batch_size=max(1, int(batch_size)), preprocess=preprocess)
     x, idx = head._check(images, class_index)
     maps = np.asarray(heatmaps, dtype=np.float64)
     if maps.ndim == 2:
@@ -347,7 +350,8 @@ def sanity_check(
         class_index: the class to explain, one int or ``(N,)``; None: the trained model's
             top prediction for each image.
         seed: seeds the random weights.
-        **method_kwargs: passed to ``method_cls`` for both models (e.g. ``layer=...``).
+        **method_kwargs: passed to ``method_cls`` for both models (e.g. ``layer=...``,
+            ``preprocess="unit"``).
 
     Returns:
         A :class:`SanityCheck`.

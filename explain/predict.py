@@ -11,6 +11,8 @@ from explain._quiet import quiet_import
 quiet_import()
 import keras  # noqa: E402
 
+from explain.preprocessing import from_raw_pixels  # noqa: E402
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -43,7 +45,11 @@ def _as_probabilities(out: np.ndarray) -> tuple[np.ndarray, bool]:
 
 
 def predict(
-    model: keras.Model, images: np.ndarray, class_names: list[str] | tuple[str, ...], k: int = 5
+    model: keras.Model,
+    images: np.ndarray,
+    class_names: list[str] | tuple[str, ...],
+    k: int = 5,
+    preprocess: str = "raw",
 ) -> list[Prediction]:
     """Predict class probabilities for a batch of images.
 
@@ -52,6 +58,8 @@ def predict(
         images: ``(N, H, W, C)`` or ``(H, W, C)``, raw pixels in [0, 255].
         class_names: one name per class (two for a single sigmoid output).
         k: how many top classes to list.
+        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`), applied
+            in front of the model.
 
     Returns:
         One :class:`Prediction` per image.
@@ -59,11 +67,12 @@ def predict(
     Raises:
         ValueError: the model's output is not ``(N, num_classes)``, or there are too few
             class names, or the outputs are not finite (e.g. NaN weights).
+        ExplainError: an unknown preprocessing mode.
     """
     x = np.asarray(images, dtype=np.float32)
     if x.ndim == 3:
         x = x[None]
-    out = keras.ops.convert_to_numpy(model(x, training=False))
+    out = keras.ops.convert_to_numpy(from_raw_pixels(model, preprocess)(x, training=False))
     if out.ndim != 2:
         raise ValueError(f"The model outputs shape {out.shape}; a classifier outputs (batch, classes).")
     if not np.all(np.isfinite(out)):

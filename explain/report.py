@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from explain.cli import MODEL_HELP, add_model_arguments, fail, open_model
+
 PROG = "python -m explain.report"
 
 #: Names of the files every report writes (galleries and optional figures come on top).
@@ -96,20 +98,17 @@ def _png(fig, dpi: int = 110) -> bytes:
 
 
 def _card_class_names(card) -> tuple[str, ...] | None:
-    """The card's class names when the card really names the classes (not the fallback)."""
-    raw = card.raw.get("class_names") if card.from_file else None
-    if isinstance(raw, list) and [str(c) for c in raw] == list(card.class_names):
-        return tuple(card.class_names)
-    return None
+    """The card's class names when they really name the classes (not ``"class i"``)."""
+    return None if card.class_names_from == "indices" else tuple(card.class_names)
 
 
-def _heatmap_method(model, layer):
+def _heatmap_method(model, layer, preprocess: str):
     """Grad-CAM at ``layer``; saliency when the model has no conv layer (and no layer was asked for)."""
     from explain.attribution import METHODS
     from explain.errors import ExplainError, LayerError
 
     try:
-        return METHODS["gradcam"](model, layer=layer), None
+        return METHODS["gradcam"](model, layer=layer, preprocess=preprocess), None
     except LayerError as e:
         if layer is not None or "convolutional layer" not in str(e):
             raise
@@ -118,7 +117,7 @@ def _heatmap_method(model, layer):
             f"saliency maps instead ({METHODS['saliency'].reference})."
         )
     try:
-        return METHODS["saliency"](model), note
+        return METHODS["saliency"](model, preprocess=preprocess), note
     except ExplainError as e:
         return None, f"No heatmaps: {e}"
 
@@ -353,6 +352,7 @@ def write_report(
         training_curves,
     )
     from explain.predict import predict
+    from explain.preprocessing import DESCRIPTIONS
 
     for name, value, least in (("confusions", confusions, 0), ("examples", examples, 1), ("top_k", top_k, 1)):
         if value < least:
@@ -363,14 +363,21 @@ def write_report(
     card = card or load_model_card(model_path, model)
     h, w, c = model_input_size(model, source, image_size)
     chosen = [(Path(p), load_image(p, target_size=(h, w), channels=c)) for p in images or ()]
-    explainer, method_note = _heatmap_method(model, layer)
+    explainer, method_note = _heatmap_method(model, layer, card.preprocessing)
     names_from_card = _card_class_names(card)
 
     result = evaluate_model(
-        model, source, names_from_card, batch_size=batch_size, top_k=top_k, image_size=(h, w), progress=progress
+        model,
+        source,
+        names_from_card,
+        batch_size=batch_size,
+        top_k=top_k,
+        image_size=(h, w),
+        progress=progress,
+        preprocess=card.preprocessing,
     )
     names = result.class_names
-    notes = list(result.notes) + ([method_note] if method_note else [])
+    notes = [*card.notes, *result.notes] + ([method_note] if method_note else [])
     metrics = classification_metrics(result)
     top = top_confusions(result, confusions)
 
@@ -449,7 +456,7 @@ def write_report(
             if (result.y_true != result.y_pred).any()
             else "No image was misclassified: the first images of the data."
         )
-    probs = np.stack([p.probabilities for p in predict(model, x, names, k=top_k)])
+    probs = np.stack([p.probabilities for p in predict(model, x, names, k=top_k, preprocess=card.preprocessing)])
     pngs[TOP_K_PNG] = _png(top_k_grid(x, probs, names, k=top_k, titles=titles))
 
     history = card.raw.get("history") if card.from_file else None
@@ -497,6 +504,7 @@ def write_report(
     summary = [
         ("Model", model_name + (f" ({arch})" if arch else "")),
         ("Input", f"{h}x{w}x{c} ({'grayscale' if c == 1 else 'RGB'}), {len(names)} classes"),
+        ("Preprocessing", f"{card.preprocessing}: {DESCRIPTIONS[card.preprocessing]}"),
         ("Trained on", trained_on),
         ("Data", f"{result.data}: {result.num_images:,} images"),
         ("Heatmaps", method_label or "none"),
@@ -550,7 +558,7 @@ def _parser() -> argparse.ArgumentParser:
         "metrics, the most frequent confusions with Grad-CAM, and one self-contained HTML page.",
         epilog=f"example: {PROG} models/fashion_mnist_cnn.keras fashion_mnist:test --out report/",
     )
-    p.add_argument("model", help="a Keras 3 .keras model file (its model card <name>.json is read when present)")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument(
         "data", help="a folder of class subfolders, or a built-in split: fashion_mnist:test, mnist:test, cifar10:test"
     )
@@ -565,12 +573,12 @@ def _parser() -> argparse.ArgumentParser:
         "--image-size", type=int, nargs=2, metavar=("H", "W"), help="for a model that accepts any image size"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_model_arguments(p)
     return p
 
 
 def _fail(message: str) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    return 2
+    return fail(PROG, message)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -590,12 +598,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from explain.errors import ExplainError
     from explain.evaluation import open_data
-    from explain.models import load_model, load_model_card
-
     command = " ".join([PROG, *(sys.argv[1:] if argv is None else argv)])
     try:
-        model = load_model(args.model)
-        card = load_model_card(args.model, model)
+        model, card = open_model(args, PROG)
         source = open_data(args.data)
         report = write_report(
             model,
@@ -624,7 +629,8 @@ def main(argv: list[str] | None = None) -> int:
     r = report.evaluation
     print(f"Accuracy {r.accuracy:.1%} on {r.num_images:,} images of {r.data}.")
     for note in report.notes:
-        print(f"Note: {note}")
+        if note not in card.notes:  # those were printed when the model was opened
+            print(f"Note: {note}")
     if report.confusions:
         print("Most frequent confusions:")
         for c in report.confusions:

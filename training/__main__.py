@@ -102,8 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--trial-epochs", type=int, default=3, help="epochs per grid point (default 3)")
     u.add_argument("--out", required=True, help="the best model's .keras; the grid's CSV and PNG go beside it")
 
-    e = sub.add_parser("evaluate", help="evaluate a model", description="Evaluate a .keras model on a test split.")
-    e.add_argument("model", help="a .keras model")
+    from explain.cli import MODEL_HELP
+    from explain.preprocessing import DESCRIPTIONS, MODES
+
+    e = sub.add_parser("evaluate", help="evaluate a model", description="Evaluate a model on a test split.")
+    e.add_argument("model", help=MODEL_HELP)
     src = e.add_mutually_exclusive_group(required=True)
     from training.datasets import BUILTIN
 
@@ -111,6 +114,14 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--data", metavar="DIR", help="a folder of class subfolders")
     e.add_argument("--data-dir", help="offline copy of a built-in data set")
     e.add_argument("--batch-size", type=int, default=128)
+    e.add_argument(
+        "--preprocess",
+        choices=MODES,
+        metavar="MODE",
+        help="the model's input scaling: "
+        + "; ".join(f"{m} = {DESCRIPTIONS[m]}" for m in MODES)
+        + " (default: the model card's, else raw)",
+    )
     return p
 
 
@@ -181,7 +192,12 @@ def _run(args) -> int:
 
         print(
             evaluate(
-                args.model, dataset=args.dataset, folder=args.data, data_dir=args.data_dir, batch_size=args.batch_size
+                args.model,
+                dataset=args.dataset,
+                folder=args.data,
+                data_dir=args.data_dir,
+                batch_size=args.batch_size,
+                preprocess=args.preprocess,
             )
         )
         return 0

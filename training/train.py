@@ -492,7 +492,8 @@ def train(
         "class_names": list(data.class_names),
         "input_shape": list(data.input_shape),
         "color_mode": data.color_mode,
-        "preprocessing": "Inside the model (its first layers): feed raw pixels in [0, 255].",
+        "preprocessing": "raw",  # explain.preprocessing's mode name: the model rescales itself
+        "preprocessing_note": "Inside the model (its first layers): feed raw pixels in [0, 255].",
         "output": "sigmoid, probability of class_names[1]" if num_classes == 2 else "softmax over class_names",
         **data.description,
         "hyperparameters": {

@@ -25,6 +25,7 @@ from explain._quiet import quiet_import
 from explain.activations import _node, _single
 from explain.errors import ExplainError, LayerError
 from explain.models import LayerInfo, layer_table, resolve_layer
+from explain.preprocessing import check_mode, from_raw_pixels
 
 quiet_import()
 import keras  # noqa: E402
@@ -205,19 +206,26 @@ class AttributionMethod:
         layer: target layer (index, name or nested path) for CAM methods; None picks the last
             layer with a spatial output. Ignored by input-gradient methods.
         batch_size: images per compiled call.
+        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`), applied
+            in front of the model: images stay raw pixels, and input gradients are taken
+            with respect to them.
 
     Raises:
         LayerError: bad or non-spatial target layer; no conv layer for a CAM method.
-        ExplainError: the model has several outputs or a non-classifier output.
+        ExplainError: the model has several outputs or a non-classifier output; an unknown
+            preprocessing mode.
     """
 
     name = "base"
     needs_layer = False
     reference = ""
 
-    def __init__(self, model: keras.Model, layer: int | str | None = None, batch_size: int = 32):
+    def __init__(
+        self, model: keras.Model, layer: int | str | None = None, batch_size: int = 32, preprocess: str = "raw"
+    ):
         self.model = model
         self.batch_size = int(batch_size)
+        self.preprocess = check_mode(preprocess)
         h, self._to_scores, self.score_kind, self.binary = _logit_head(model)
         self.num_classes = 2 if self.binary else int(model.outputs[0].shape[-1])
         self.input_shape = tuple(model.inputs[0].shape[1:])
@@ -231,8 +239,8 @@ class AttributionMethod:
                     f"{default_target_layer(model).name!r}."
                 )
             self.layer = info
-            self._explainer = _with_target(model, info.name.split("/"), h)
-        head_model = keras.Model(_single(model.inputs), h)
+            self._explainer = from_raw_pixels(_with_target(model, info.name.split("/"), h), self.preprocess)
+        head_model = from_raw_pixels(keras.Model(_single(model.inputs), h), self.preprocess)
         self._score_input = lambda x: self._to_scores(head_model(x, training=False))
         self._compiled: Callable | None = None
 

@@ -19,8 +19,8 @@ class IntegratedGradients(Saliency):
     name = "integrated_gradients"
     reference = "Sundararajan et al. 2017, https://arxiv.org/abs/1703.01365"
 
-    def __init__(self, model, layer=None, batch_size=32, steps: int = 32):
-        super().__init__(model, layer, batch_size)
+    def __init__(self, model, layer=None, batch_size=32, steps: int = 32, preprocess: str = "raw"):
+        super().__init__(model, layer, batch_size, preprocess)
         self.steps = int(steps)
 
     def _raw_maps(self, x, class_index):

@@ -124,8 +124,9 @@ class LIME(AttributionMethod):
         seed: int = 0,
         progress: Callable[[int, int], None] | None = None,
         segmentation_params: dict | None = None,
+        preprocess: str = "raw",
     ):
-        super().__init__(model, layer=None, batch_size=batch_size)
+        super().__init__(model, layer=None, batch_size=batch_size, preprocess=preprocess)
         if segmentation not in SEGMENTATIONS:
             raise ValueError(f"Unknown segmentation {segmentation!r}. Segmentations are: {', '.join(SEGMENTATIONS)}.")
         if int(num_samples) < 1 or self.batch_size < 1:

@@ -18,8 +18,17 @@ class SmoothGrad(Saliency):
     name = "smoothgrad"
     reference = "Smilkov et al. 2017, https://arxiv.org/abs/1706.03825"
 
-    def __init__(self, model, layer=None, batch_size=32, samples: int = 25, noise: float = 0.15, seed: int = 0):
-        super().__init__(model, layer, batch_size)
+    def __init__(
+        self,
+        model,
+        layer=None,
+        batch_size=32,
+        samples: int = 25,
+        noise: float = 0.15,
+        seed: int = 0,
+        preprocess: str = "raw",
+    ):
+        super().__init__(model, layer, batch_size, preprocess)
         self.samples, self.noise, self.seed = int(samples), float(noise), int(seed)
 
     def _raw_maps(self, x, class_index):

@@ -1,0 +1,60 @@
+"""What every CLI shares: the model arguments (``--preprocess``, ``--classes``), opening the
+model with its card, and the one-line user error on stderr with exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from explain.preprocessing import DESCRIPTIONS, MODES
+
+#: The help text of a CLI's MODEL argument.
+MODEL_HELP = (
+    "a Keras model: .keras, Keras 2 .h5, a SavedModel folder or a .zip of one "
+    "(its model card <name>.json is read when present)"
+)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--preprocess`` and ``--classes`` to a CLI that opens a model."""
+    parser.add_argument(
+        "--preprocess",
+        choices=MODES,
+        metavar="MODE",
+        help="the model's input scaling: "
+        + "; ".join(f"{m} = {DESCRIPTIONS[m]}" for m in MODES)
+        + " (default: the model card's, else raw)",
+    )
+    parser.add_argument(
+        "--classes",
+        metavar="NAMES",
+        help="class names: a text file with one name per line, or a,b,c "
+        "(default: the model card's; ImageNet's for a 1000-class model)",
+    )
+
+
+def fail(prog: str, message: str) -> int:
+    """Print ``prog: error: message`` on stderr; return the exit code 2."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def open_model(args: argparse.Namespace, prog: str):
+    """Load ``args.model`` and its model card with ``--preprocess`` / ``--classes`` applied.
+
+    The card's notes (what was assumed: no card, the preprocessing guessed) are printed on
+    stderr as ``prog: note: ...`` lines.
+
+    Returns:
+        ``(keras.Model, ModelCard)``.
+
+    Raises:
+        ExplainError: the model cannot be opened; a bad class-name list or count.
+    """
+    from explain.models import load_model, load_model_card
+
+    model = load_model(args.model)
+    card = load_model_card(args.model, model, preprocess=args.preprocess, classes=args.classes)
+    for note in card.notes:
+        print(f"{prog}: note: {note}", file=sys.stderr)
+    return model, card
