@@ -109,6 +109,21 @@ def _attribution(
     return result, scores
 
 
+def _in_dashboard_words(text: str) -> str:
+    """A CLI hint (``--preprocess``) as the dashboard says it (the Input scaling menu)."""
+    return text.replace("pass --preprocess unit", "choose 'unit' under Input scaling").replace(
+        "with --preprocess", "under Input scaling"
+    )
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _top_score(_model, model_key: str, image_key: str, _image: np.ndarray, preprocess: str) -> tuple[float, str]:
+    """The top class's score (its pre-softmax logit where the model has one) and its kind."""
+    explainer = _explainer(_model, model_key, "saliency", None, preprocess)
+    scores = explainer.scores_from_input(_image[None].astype(np.float32)).numpy()[0]
+    return float(scores.max() if scores.size > 1 else abs(scores[0])), explainer.score_kind
+
+
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -215,7 +230,7 @@ def model_options_ui(card, model_key: str):
         "this scaling is applied in front of the model only.",
     )
     if mode == card.preprocessing and card.preprocessing_note:
-        st.sidebar.caption(card.preprocessing_note.replace("--preprocess", "this menu"))
+        st.sidebar.caption(_in_dashboard_words(card.preprocessing_note))
     names_up = st.sidebar.file_uploader(
         "Class names (.txt, one per line; optional)", type=["txt"], key="classes_upload"
     )
@@ -356,6 +371,9 @@ def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, 
     )
     c1, c2, c3, c4 = st.columns(4)
     top = pred.top_k[0][0]
+    if st.session_state.get("class_for") != (model_key, image_key):  # a new model or image: its top prediction
+        st.session_state["class_for"] = (model_key, image_key)
+        st.session_state["explain_class"] = top
     class_index = c1.selectbox(
         "Class to explain",
         range(len(card.class_names)),
@@ -373,7 +391,7 @@ def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, 
     if default_layer is None:
         st.caption("This model has no layer with a spatial output: Grad-CAM and its family need a convolutional layer.")
 
-    panels, hint = [], None
+    panels = []
     for method in methods:
         if METHODS[method].needs_layer and layer is None:
             st.warning(f"{method} needs a convolutional layer; skipped.")
@@ -399,9 +417,6 @@ def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, 
             else (f"\ndeletion {scores.deletion_auc[0]:.3f} insertion {scores.insertion_auc[0]:.3f}")
         )
         panels.append((label, result.heatmap[0], bool(result.flat[0])))
-        hint = saturation_hint(float(result.score[0]), card.preprocessing) if result.score_kind == "logit" else None
-    if panels and hint and card.preprocessing_from == "assumed":
-        st.warning(hint.replace("pass --preprocess unit", "choose 'unit' under Input scaling in the sidebar"))
     if panels:
         title = f"class {class_index} {card.class_names[class_index]!r}"
         key = (model_key, image_key, tuple(methods), int(class_index), layer)
@@ -563,6 +578,10 @@ def main() -> None:
         st.image(_top_k_png(model_key, image_key, pred.probabilities, tuple(card.class_names)))
         if not pred.outputs_probabilities:
             st.caption("The model outputs logits; softmax was applied to show probabilities.")
+        score, kind = _top_score(model, model_key, image_key, pixels, card.preprocessing)
+        hint = saturation_hint(score, card.preprocessing) if kind == "logit" else None
+        if hint and card.preprocessing_from == "assumed":
+            st.warning(_in_dashboard_words(hint))
     tab_layers, tab_filters, tab_explain, tab_report = st.tabs(["Layers", "Filters", "Explain", "Report"])
     with tab_layers:
         layers_ui(model, card, model_key, image_key, acts, pixels, name)

@@ -188,3 +188,42 @@ def test_report_tab_bad_folder_gives_an_error(tmp_path):
     at.button(key="run_report").click().run()
     assert not at.exception
     assert at.error
+
+
+def test_input_scaling_and_class_names_controls(tmp_path):
+    """A model trained on x / 255 without a scaling layer: the dashboard says it assumes raw pixels,
+    warns about the huge logit, and explains it properly once 'unit' is chosen; a class-names file
+    names the classes, and one of the wrong length is an error that leaves the app up."""
+    layers = keras.layers
+    model = keras.Sequential(
+        [
+            keras.Input((16, 16, 1)),
+            layers.Conv2D(2, 3, name="conv"),
+            layers.Flatten(),
+            layers.Dense(3, name="logits"),
+            layers.Activation("softmax"),
+        ]
+    )
+    model.get_layer("conv").set_weights([np.full((3, 3, 1, 2), 0.1, np.float32), np.zeros(2, np.float32)])
+    kernel = np.zeros((14 * 14 * 2, 3), np.float32)
+    kernel[:, 2] = 0.01
+    model.get_layer("logits").set_weights([kernel, np.zeros(3, np.float32)])
+    path = tmp_path / "unit.keras"
+    model.save(path)
+    at = _new()
+    at.selectbox(key="model_choice").set_value("Upload…").run()
+    at.file_uploader(key="model_upload").set_value(("unit.keras", path.read_bytes(), "application/octet-stream")).run()
+    _ok(at)
+    assert at.selectbox(key="preprocess").value == "raw"
+    assert any("assuming it takes raw pixels" in c.value for c in at.sidebar.caption)
+    assert any("top logit" in w.value and "Input scaling" in w.value for w in at.warning), [w.value for w in at.warning]
+    at.selectbox(key="preprocess").set_value("unit").run()
+    _ok(at)
+    assert not any("top logit" in w.value for w in at.warning)
+    at.file_uploader(key="classes_upload").set_value(("names.txt", b"cat\ndog\nbird\n", "text/plain")).run()
+    _ok(at)
+    assert "2: bird (top prediction)" in at.selectbox(key="explain_class").options
+    at.file_uploader(key="classes_upload").set_value(("names.txt", b"cat\ndog\n", "text/plain")).run()
+    assert not at.exception
+    assert any("names.txt" in e.value and "2 class names given" in e.value for e in at.sidebar.error)
+    assert "2: class 2 (top prediction)" in at.selectbox(key="explain_class").options
