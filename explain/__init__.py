@@ -1,6 +1,6 @@
 """explain: see what a Keras image classifier sees, and why it decides.
 
-The public API; see DESIGN.md for the data flow
+The public API; see docs/architecture.md for the data flow
 ``image file -> images -> models -> activations -> plots -> app.py / CLIs``.
 """
 

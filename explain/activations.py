@@ -29,7 +29,7 @@ _MAX_CACHED_PER_MODEL = 8
 def _node(container: keras.Model, layer: keras.layers.Layer):
     """The call of ``layer`` that belongs to ``container``'s own graph.
 
-    A layer's ``.output`` is not enough (DESIGN.md, known traps): a nested ``Functional``
+    A layer's ``.output`` is not enough (docs/architecture.md, known traps): a nested ``Functional``
     model's ``.output`` is its inner graph's output, not connected to the outer inputs.
     """
     graph = container._functional if isinstance(container, keras.Sequential) else container
