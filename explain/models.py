@@ -1,6 +1,6 @@
 """Load a ``.keras`` model safely, read its model card, and name its layers.
 
-Layers are addressed by ``int | str`` (DESIGN.md): an index counts ``model.layers``; a
+Layers are addressed by ``int | str`` (docs/architecture.md): an index counts ``model.layers``; a
 name may be a path into a nested model, e.g. ``"mobilenetv2_1.00_224/block_16_project"``.
 """
 
@@ -27,43 +27,17 @@ MAX_UNCOMPRESSED_BYTES = 4 * 1024**3
 MAX_COMPRESSION_RATIO = 200
 
 
-def _check_archive(path: Path) -> None:
-    if path.is_dir():
-        if (path / "saved_model.pb").exists():
-            raise ModelLoadError(
-                f"{path} is a TensorFlow SavedModel directory; explain reads Keras 3 '.keras' files. "
-                "Re-save the model with model.save('model.keras') where it was trained."
-            )
-        raise ModelLoadError(f"{path} is a directory, not a '.keras' model file.")
-    if path.suffix.lower() in (".h5", ".hdf5"):
-        raise ModelLoadError(
-            f"{path} is a legacy HDF5 model, which cannot be loaded in Keras safe mode. "
-            "Re-save it as '.keras' (model.save('model.keras')) where you trust it."
-        )
-    if path.stat().st_size == 0:
-        raise ModelLoadError(f"{path} is empty (0 bytes); it is not a '.keras' model.")
-    if not zipfile.is_zipfile(path):
-        with open(path, "rb") as f:
-            head = f.read(8)
-        if head == b"\x89HDF\r\n\x1a\n":  # an HDF5 file under another name (e.g. an upload)
-            raise ModelLoadError(
-                f"{path} holds a legacy HDF5 model, which cannot be loaded in Keras safe mode. "
-                "Re-save it as '.keras' (model.save('model.keras')) where you trust it."
-            )
-        if head.startswith(b"PK\x03\x04"):
-            raise ModelLoadError(
-                f"{path} is a truncated or damaged '.keras' archive: it starts as a zip file but its end "
-                "(the zip directory) is missing. Copy or download the file again."
-            )
-        raise ModelLoadError(f"{path} is not a '.keras' archive (a '.keras' file is a zip file).")
-    try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError) as e:
-        raise ModelLoadError(f"{path} is a damaged '.keras' archive ({e}).") from None
-    names = {i.filename for i in infos}
-    if "config.json" not in names:
-        raise ModelLoadError(f"{path} is a zip file but not a Keras 3 model: it has no config.json.")
+def check_zip_sizes(path: str | os.PathLike, infos: list[zipfile.ZipInfo]) -> None:
+    """Zip-bomb guards for an archive about to be read or unpacked.
+
+    Args:
+        path: the archive, as messages name it.
+        infos: its members (``ZipFile.infolist()``).
+
+    Raises:
+        ModelLoadError: it would unpack to more than :data:`MAX_UNCOMPRESSED_BYTES`, or a member
+            over 16 MiB is compressed more than :data:`MAX_COMPRESSION_RATIO`:1.
+    """
     total = sum(i.file_size for i in infos)
     if total > MAX_UNCOMPRESSED_BYTES:
         raise ModelLoadError(
@@ -78,25 +52,60 @@ def _check_archive(path: Path) -> None:
             )
 
 
-def load_model(path: str | os.PathLike) -> keras.Model:
-    """Load a Keras 3 ``.keras`` model for inference, with Keras safe mode on.
+def _check_archive(path: Path) -> None:
+    if path.is_dir():
+        raise ModelLoadError(
+            f"{path} is a directory, not a model file (a SavedModel folder would hold saved_model.pb)."
+        )
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"{path} is empty (0 bytes); it is not a '.keras' model.")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if head.startswith(b"PK\x03\x04"):
+            raise ModelLoadError(
+                f"{path} is a truncated or damaged '.keras' archive: it starts as a zip file but its end "
+                "(the zip directory) is missing. Copy or download the file again."
+            )
+        raise ModelLoadError(f"{path} is not a '.keras' archive (a '.keras' file is a zip file).")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ModelLoadError(f"{path} is a damaged '.keras' archive ({e}).") from None
+    names = {i.filename for i in infos}
+    if "config.json" not in names:
+        raise ModelLoadError(f"{path} is a zip file but not a Keras 3 model: it has no config.json.")
+    check_zip_sizes(path, infos)
 
-    Safe mode refuses ``Lambda`` layers and any other deserialised Python code, so a
-    model file cannot run code on load. The model is not compiled.
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """Load a Keras model for inference without running code from the file.
+
+    A Keras 3 ``.keras`` file is loaded with Keras safe mode on, which refuses ``Lambda``
+    layers and any other deserialised Python code. Keras 2 files (a legacy HDF5 ``.h5`` file,
+    also under another name, a SavedModel folder written by Keras, or a ``.zip`` of one) are
+    checked and converted in memory by :func:`explain.legacy.load_legacy_model`. The model
+    is not compiled.
 
     Args:
-        path: a ``.keras`` file.
+        path: a ``.keras`` or ``.h5`` file, a Keras 2 SavedModel folder or a ``.zip`` of one.
 
     Returns:
         The ``keras.Model``.
 
     Raises:
-        ModelLoadError: missing file, directory (SavedModel), ``.h5``, not a zip, a damaged
-            or oversized archive, a Lambda layer, or any other Keras loading failure.
+        ModelLoadError: missing file, a directory that is no SavedModel, not a model file, a
+            damaged or oversized archive, a Lambda layer or custom class, or any other Keras
+            loading failure.
     """
+    from explain import legacy  # imported here: explain.legacy imports this module
+
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"No such model file: {path}. Check the path.")
+    if legacy.legacy_kind(path) is not None:
+        return legacy.load_legacy_model(path)
     _check_archive(path)
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
