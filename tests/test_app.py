@@ -1,6 +1,7 @@
 """The dashboard under streamlit.testing.v1.AppTest: every tab and control, bad uploads, no traceback."""
 
 import io
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -227,3 +228,38 @@ def test_input_scaling_and_class_names_controls(tmp_path):
     assert not at.exception
     assert any("names.txt" in e.value and "2 class names given" in e.value for e in at.sidebar.error)
     assert "2: class 2 (top prediction)" in at.selectbox(key="explain_class").options
+
+
+def test_keras2_h5_and_zipped_savedmodel_uploads(tmp_path):
+    """What a user of the R / Keras 2 tutorials has: an .h5 file and a zipped SavedModel folder."""
+    import shutil
+    import warnings
+
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(0)
+    k = tf_keras.layers
+    model = tf_keras.Sequential(
+        [
+            k.Input((16, 16, 3)),
+            k.Rescaling(1 / 255),
+            k.Conv2D(4, 3, activation="relu", name="k2_conv"),
+            k.GlobalAveragePooling2D(),
+            k.Dense(3, activation="softmax"),
+        ]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(tmp_path / "tutorial.h5")
+        model.save(tmp_path / "saved" / "tutorial", save_format="tf")
+    archive = shutil.make_archive(str(tmp_path / "tutorial"), "zip", tmp_path / "saved")
+    at = _new()
+    at.selectbox(key="model_choice").set_value("Upload…").run()
+    for name, path in (("tutorial.h5", tmp_path / "tutorial.h5"), ("tutorial.zip", Path(archive))):
+        at.file_uploader(key="model_upload").set_value((name, path.read_bytes(), "application/octet-stream")).run()
+        _ok(at)
+        assert at.selectbox(key="layer").value.startswith("1 · k2_conv (Conv2D)")
+        assert at.multiselect(key="methods").value == ["gradcam"]
+        assert {"dl_grid", "dl_explain"} <= {b.key for b in at.get("download_button")}  # a grid, a Grad-CAM
+    at.file_uploader(key="model_upload").set_value(("broken.h5", b"\x89HDF\r\n\x1a\n" + b"0" * 64, "x")).run()
+    assert not at.exception and at.error and "broken.h5" in at.error[0].value
