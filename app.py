@@ -410,7 +410,7 @@ def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, 
         except ExplainError as e:
             st.error(f"{method}: {e}")
             continue
-        label = method + (f" @ {result.layer}" if result.layer else "")
+        label = method + (f"\n@ {result.layer}" if result.layer else "")
         label += (
             "\nflat heatmap"
             if result.flat[0]

@@ -16,7 +16,9 @@ For each file: the time ``explain.load_model`` takes (scan, tf-keras read, Keras
 the largest absolute difference between the predictions of the converted model and of the
 Keras 2 model on the same images; whether the top-5 classes agree on every image; and the
 Pearson correlation between explain's Grad-CAM (default target layer) and a Grad-CAM computed
-on the Keras 2 model with its own GradientTape. ``--keep DIR`` leaves the files there (with
+on the Keras 2 model with its own GradientTape, over the images whose map is not flat (a map
+that is negative everywhere is all zeros after Grad-CAM's ReLU; the "flat maps" column counts
+them in the reference, and says DIFF if explain flags other images as flat). ``--keep DIR`` leaves the files there (with
 a few images) to try the CLIs and the dashboard on them.
 """
 
@@ -125,8 +127,9 @@ def reference_gradcam(model, layer_path: str, x: np.ndarray, classes: np.ndarray
     else:
         base = model.get_layer(parts[0])
         inner = k2.Model(base.inputs, [base.get_layer(parts[1]).output, base.output])
-        before = k2.Model(model.inputs, base.get_input_at(1))
-        after = k2.Model(base.get_output_at(1), dense.input)
+        call = len(base.inbound_nodes) - 1  # the base's call inside the classifier's graph
+        before = k2.Model(model.inputs, base.get_input_at(call))
+        after = k2.Model(base.get_output_at(call), dense.input)
 
         def run(t):
             acts, out = inner(before(t, training=False), training=False)
@@ -180,7 +183,8 @@ def measure(name: str, k2_model, mode: str, path: Path, n: int) -> dict:
     top5 = lambda p: np.argsort(-p, axis=1, kind="stable")[:, :5]  # noqa: E731
     cam = GradCAM(model, preprocess=mode)(x)
     ref = reference_gradcam(k2_model, cam.layer, fed, cam.class_index)
-    r = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(cam.heatmap, ref, strict=True) if b.std() > 0]
+    ref_flat = ref.std(axis=(1, 2)) == 0  # all-negative maps (ReLU): flat in Grad-CAM's own definition
+    r = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b, f in zip(cam.heatmap, ref, ref_flat, strict=True) if not f]
     return {
         "model": name,
         "file": path.name,
@@ -188,6 +192,7 @@ def measure(name: str, k2_model, mode: str, path: Path, n: int) -> dict:
         "max_abs_diff": float(np.max(np.abs(p2 - p3))),
         "top5_same": bool((top5(p2) == top5(p3)).all()) if p2.shape[1] > 1 else bool(((p2 > 0.5) == (p3 > 0.5)).all()),
         "gradcam_layer": cam.layer,
+        "flat": f"{int(ref_flat.sum())}/{len(x)}" + ("" if (ref_flat == cam.flat).all() else " DIFF"),
         "gradcam_r_min": float(np.min(r)) if r else float("nan"),
         "gradcam_r_median": float(np.median(r)) if r else float("nan"),
     }
@@ -215,11 +220,15 @@ def main(argv: list[str] | None = None) -> int:
         for path in (h5, saved):
             rows.append(measure(name, k2_model, mode, path, args.images))
             print(rows[-1], flush=True)
-    print(f"\n{'model':<22} {'file':<34} {'load s':>7} {'max |diff|':>11} {'top-5':>6} {'Grad-CAM r min/median':>22}")
+    print(
+        f"\n{'model':<22} {'file':<34} {'load s':>7} {'max |diff|':>11} {'top-5':>6} {'flat maps':>10} "
+        f"{'Grad-CAM r min/median':>22}"
+    )
     for r in rows:
         print(
             f"{r['model']:<22} {r['file']:<34} {r['load_s']:7.2f} {r['max_abs_diff']:11.2e} "
-            f"{'same' if r['top5_same'] else 'DIFF':>6} {r['gradcam_r_min']:10.4f} / {r['gradcam_r_median']:.4f}"
+            f"{'same' if r['top5_same'] else 'DIFF':>6} {r['flat']:>10} "
+            f"{r['gradcam_r_min']:10.4f} / {r['gradcam_r_median']:.4f}"
             f"   @ {r['gradcam_layer']}"
         )
     print(f"\nFiles in {out}")

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     what = f"class {k} {card.class_names[k]!r}" if k < len(card.class_names) else f"class {k}"
     labels = []
     for i, r in enumerate(results):
-        label = r.method + (f" @ {r.layer}" if r.layer else "")
+        label = r.method + (f"\n@ {r.layer}" if r.layer else "")
         if scores:
             s = scores[i]
             label += "\nflat" if s.flat[0] else f"\ndeletion {s.deletion_auc[0]:.3f} insertion {s.insertion_auc[0]:.3f}"

@@ -97,19 +97,23 @@ def _settled(page) -> None:
     page.wait_for_timeout(500)
 
 
+def _launch(p):
+    return p.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--disable-sync",
+        ],
+    )
+
+
 def test_sample_layers_and_gradcam_in_chromium(server, shots):
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
-        )
+        browser = _launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -140,3 +144,57 @@ def test_sample_layers_and_gradcam_in_chromium(server, shots):
     assert not errors, errors
     for name in ("1_opened.png", "2_layer_conv2d_1.png", "3_gradcam.png"):
         assert (shots / name).stat().st_size > 10_000
+
+
+def test_keras2_h5_upload_with_input_scaling_in_chromium(server, shots, tmp_path):
+    """A Keras 2 .h5 trained on x / 255 (no scaling layer), uploaded as a user would, then 'unit'."""
+    import warnings
+
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(0)
+    k = tf_keras.layers
+    model = tf_keras.Sequential(
+        [
+            k.Conv2D(8, 3, activation="relu", input_shape=(28, 28, 1), name="k2_conv"),
+            k.MaxPooling2D(),
+            k.Flatten(),
+            k.Dense(10, activation="softmax"),
+        ]
+    )
+    path = tmp_path / "my_keras2_model.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(path)
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(f"garment {i}" for i in range(10)))
+    with playwright.sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server, timeout=60_000)
+        page.get_by_text("Top-5 predictions").wait_for(timeout=120_000)
+        _settled(page)
+        _choose(page, "Model", "Upload…")
+        _settled(page)
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(path))
+        page.get_by_text("Top-5 predictions").wait_for(timeout=120_000)
+        _settled(page)
+        assert "assuming it takes raw pixels" in page.inner_text("body")
+        _choose(page, "Input scaling (preprocessing)", "unit: x / 255, to [0, 1]")
+        _settled(page)
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').nth(2).set_input_files(str(names))
+        _settled(page)
+        page.get_by_role("tab", name="Explain").click()
+        page.get_by_text("Deletion / insertion AUC").wait_for(timeout=120_000)
+        _settled(page)
+        page.screenshot(path=shots / "4_keras2_h5_unit.png", full_page=True)
+        body = page.inner_text("body")
+        explained = page.get_by_label("Class to explain", exact=True).input_value()
+        layer = page.get_by_label("Layer (index · name (type) output shape)", exact=True).input_value()
+        browser.close()
+    assert "Traceback" not in body and "Something went wrong" not in body
+    assert "garment" in explained and "(top prediction)" in explained
+    assert layer.startswith("0 · k2_conv (Conv2D)")
+    assert not errors, errors
