@@ -15,8 +15,8 @@ MODEL_HELP = (
 )
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--preprocess`` and ``--classes`` to a CLI that opens a model."""
+def add_preprocess_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--preprocess MODE`` (one of :data:`explain.preprocessing.MODES`; default None: the card's)."""
     parser.add_argument(
         "--preprocess",
         choices=MODES,
@@ -25,6 +25,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         + "; ".join(f"{m} = {DESCRIPTIONS[m]}" for m in MODES)
         + " (default: the model card's, else raw)",
     )
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--preprocess`` and ``--classes`` to a CLI that opens a model."""
+    add_preprocess_argument(parser)
     parser.add_argument(
         "--classes",
         metavar="NAMES",

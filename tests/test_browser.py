@@ -111,15 +111,21 @@ def _launch(p):
     )
 
 
+def _open_dashboard(browser, url: str):
+    """A new page on the dashboard, once its first run is on screen; and the list its page errors go to."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url, timeout=60_000)
+    page.get_by_text("Top-5 predictions").wait_for(timeout=120_000)
+    _settled(page)
+    return page, errors
+
+
 def test_sample_layers_and_gradcam_in_chromium(server, shots):
     with playwright.sync_playwright() as p:
         browser = _launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(server, timeout=60_000)
-        page.get_by_text("Top-5 predictions").wait_for(timeout=120_000)
-        _settled(page)
+        page, errors = _open_dashboard(browser, server)
         page.screenshot(path=shots / "1_opened.png")
 
         _choose(page, "Image", "fashion_mnist_7_sneaker.png")
@@ -170,12 +176,7 @@ def test_keras2_h5_upload_with_input_scaling_in_chromium(server, shots, tmp_path
     names.write_text("\n".join(f"garment {i}" for i in range(10)))
     with playwright.sync_playwright() as p:
         browser = _launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(server, timeout=60_000)
-        page.get_by_text("Top-5 predictions").wait_for(timeout=120_000)
-        _settled(page)
+        page, errors = _open_dashboard(browser, server)
         _choose(page, "Model", "Upload…")
         _settled(page)
         page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(path))

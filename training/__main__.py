@@ -102,8 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--trial-epochs", type=int, default=3, help="epochs per grid point (default 3)")
     u.add_argument("--out", required=True, help="the best model's .keras; the grid's CSV and PNG go beside it")
 
-    from explain.cli import MODEL_HELP
-    from explain.preprocessing import DESCRIPTIONS, MODES
+    from explain.cli import MODEL_HELP, add_preprocess_argument
 
     e = sub.add_parser("evaluate", help="evaluate a model", description="Evaluate a model on a test split.")
     e.add_argument("model", help=MODEL_HELP)
@@ -114,14 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--data", metavar="DIR", help="a folder of class subfolders")
     e.add_argument("--data-dir", help="offline copy of a built-in data set")
     e.add_argument("--batch-size", type=int, default=128)
-    e.add_argument(
-        "--preprocess",
-        choices=MODES,
-        metavar="MODE",
-        help="the model's input scaling: "
-        + "; ".join(f"{m} = {DESCRIPTIONS[m]}" for m in MODES)
-        + " (default: the model card's, else raw)",
-    )
+    add_preprocess_argument(e)
     return p
 
 
