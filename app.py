@@ -363,9 +363,9 @@ def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, 
     """Methods side by side with faithfulness scores; LIME and the sanity check on buttons."""
     spatial = [r.name for r in layer_table(model) if r.is_spatial and r.type not in ("Rescaling", "InputLayer")]
     try:
-        default_layer = default_target_layer(model).name
-    except ExplainError:
-        default_layer = None
+        default_layer, no_cam = default_target_layer(model).name, None
+    except ExplainError as e:  # no spatial layer, or only 1x1 ones: the message says which
+        default_layer, no_cam = None, str(e)
     methods = st.multiselect(
         "Methods", GRADIENT_METHODS, default=["gradcam"] if default_layer else ["saliency"], key="methods"
     )
@@ -388,8 +388,8 @@ def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, 
     )
     cmap = c3.selectbox("Colormap", COLORMAPS, key="cmap")
     alpha = c4.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="alpha")
-    if default_layer is None:
-        st.caption("This model has no layer with a spatial output: Grad-CAM and its family need a convolutional layer.")
+    if no_cam:
+        st.caption(no_cam)
 
     panels = []
     for method in methods:

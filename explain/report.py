@@ -103,7 +103,8 @@ def _card_class_names(card) -> tuple[str, ...] | None:
 
 
 def _heatmap_method(model, layer, preprocess: str):
-    """Grad-CAM at ``layer``; saliency when the model has no conv layer (and no layer was asked for)."""
+    """Grad-CAM at ``layer``; saliency when the model has no conv layer, or only 1x1 feature maps (and no
+    layer was asked for)."""
     from explain.attribution import METHODS
     from explain.errors import ExplainError, LayerError
 
@@ -112,8 +113,10 @@ def _heatmap_method(model, layer, preprocess: str):
     except LayerError as e:
         if layer is not None or "convolutional layer" not in str(e):
             raise
+        # default_target_layer's two messages: no spatial layer at all, or only 1x1 ones.
+        why = "only 1x1 feature maps at this image size" if "larger than 1x1" in str(e) else "no convolutional layer"
         note = (
-            "The model has no convolutional layer, so Grad-CAM cannot be computed: the galleries show "
+            f"The model has {why}, so Grad-CAM cannot be computed: the galleries show "
             f"saliency maps instead ({METHODS['saliency'].reference})."
         )
     try:

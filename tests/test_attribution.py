@@ -4,7 +4,8 @@ import pytest
 
 from explain import ExplainError, LayerError
 from explain.attribute import main
-from explain.attribution import METHODS, GradCAM, Saliency, normalize_maps
+from explain.attribution import METHODS, GradCAM, Saliency, default_target_layer, normalize_maps
+from explain.models import layer_table
 from tests.conftest import SAMPLES, tiny_functional, tiny_nested, tiny_sequential, tiny_sigmoid
 
 L = keras.layers
@@ -90,6 +91,49 @@ def test_model_without_conv_layer():
     with pytest.raises(LayerError, match="Grad-CAM needs a convolutional layer"):
         GradCAM(model)
     assert Saliency(model)(_images()).heatmap.shape == (2, 16, 16)
+
+
+def test_default_target_layer_skips_mobilenetv3s_1x1_top():
+    """MobileNetV3's classifier top is 1x1 convolutions after global pooling: Grad-CAM there is flat."""
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV3Small(weights=None, input_shape=(64, 64, 3), classes=3)
+    x = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype(np.float32)
+    rows = layer_table(model)
+    top = [r for r in rows if r.name in ("conv_2", "logits")]
+    assert [(r.type, r.output_shape[1:3]) for r in top] == [("Conv2D", (1, 1))] * 2
+    info = default_target_layer(model)
+    assert info.output_shape[1:3] == (2, 2)  # the last conv block, 64 / 32 pixels
+    later = rows[[r.name for r in rows].index(info.name) + 1 :]
+    assert all(not r.is_spatial or r.output_shape[1:3] == (1, 1) for r in later)
+    result = GradCAM(model)(x)
+    assert result.layer == info.name and not result.flat.any()
+    assert GradCAM(model, layer="logits")(x).flat.all()  # a 1x1 layer can still be asked for: flat
+
+
+def test_default_target_layer_rules_on_tiny_models():
+    def classifier(shape, *layers):
+        return keras.Sequential(
+            [keras.Input(shape), *layers, L.GlobalAveragePooling2D(), L.Dense(2, activation="softmax")]
+        )
+
+    padded = classifier((8, 8, 3), L.Conv2D(4, 3, padding="same", name="conv"), L.ZeroPadding2D(name="pad"))
+    assert default_target_layer(padded).name == "conv"  # padding shifts the map against the image
+    free_size = classifier((None, None, 3), L.Conv2D(4, 3, name="conv"))
+    assert default_target_layer(free_size).name == "conv"  # a free height and width count as larger than 1x1
+    pooled = classifier((8, 8, 3), L.Conv2D(4, 3, name="conv"), L.MaxPooling2D(name="pool"), L.Conv2D(4, 3, name="c2"))
+    assert [r.output_shape[1:3] for r in layer_table(pooled)[:3]] == [(6, 6), (3, 3), (1, 1)]
+    assert default_target_layer(pooled).name == "pool"
+    inp = keras.Input((4, 4, 3))
+    trunk = L.Conv2D(4, 3, padding="same", name="trunk")(inp)
+    branch = L.GlobalAveragePooling2D()(L.Conv2D(4, 3, padding="same", name="branch")(trunk))  # the last 4x4 layer
+    pooled = L.Flatten()(L.MaxPooling2D(4, name="pool")(trunk))
+    branched = keras.Model(inp, L.Dense(2, activation="softmax")(L.Concatenate()([branch, pooled])))
+    assert [r.name for r in layer_table(branched) if r.is_spatial and r.output_shape[1:3] != (1, 1)][-1] == "branch"
+    assert default_target_layer(branched).name == "trunk"  # every path goes through it, not through "branch"
+    one_pixel = classifier((1, 1, 3), L.Conv2D(4, 1, name="conv"))
+    with pytest.raises(LayerError, match=r"Grad-CAM needs a convolutional layer.*every spatial layer.*1x1.*'conv'"):
+        GradCAM(one_pixel)
+    assert GradCAM(one_pixel, layer="conv")(np.ones((1, 1, 1, 3), np.float32)).flat.all()
 
 
 def test_bad_layer_and_class():

@@ -1,4 +1,4 @@
-"""Issue 7: DESIGN.md's bad-input list through every entry point.
+"""Issue 7: the bad-input list (docs/architecture.md, errors) through every entry point.
 
 The Python API, the CLIs (``main(argv)`` in process, plus one real subprocess each to prove
 no traceback reaches stderr) and the dashboard (AppTest). Each case asserts the clear

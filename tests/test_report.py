@@ -264,6 +264,22 @@ def test_model_without_conv_layer_falls_back_to_saliency(tmp_path, folder):
     assert any("No class names from a model card" in n for n in report.notes)
 
 
+def test_model_with_only_1x1_feature_maps_falls_back_to_saliency(tmp_path, folder):
+    keras.utils.set_random_seed(5)
+    layers = [
+        keras.layers.Rescaling(1 / 255),
+        keras.layers.MaxPooling2D(28),  # 1x1 from here on: Grad-CAM would be flat
+        keras.layers.Conv2D(4, 1, activation="relu", name="conv"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(3, activation="softmax"),
+    ]
+    pooled = keras.Sequential([keras.Input((28, 28, 1)), *layers])
+    report = write_report(pooled, FolderSource(folder), tmp_path / "out", confusions=1, examples=2, progress=False)
+    assert report.heatmap_method == "saliency"
+    assert any("only 1x1 feature maps" in n and "saliency" in n for n in report.notes)
+    assert not any("no convolutional layer" in n for n in report.notes)
+
+
 def test_builtin_fashion_mnist_from_the_local_idx_files():
     if not Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip("dataset-fashion-mnist not installed")

@@ -144,16 +144,101 @@ def _logit_head(model: keras.Model) -> tuple[object, Callable, str, bool]:
     return out, lambda t: t, "probability", binary
 
 
+#: Layer types never chosen as the default target layer: the input-side ones only carry the image;
+#: padding and cropping shift the map against the image (MobileNetV2 at 32x32 pads its 2x2 map to 3x3
+#: before a strided convolution; ResNet50V2 pads a 1x1 map to 3x3), so their upsampled heatmap would
+#: not line up with it.
+_NOT_DEFAULT_TARGETS = ("InputLayer", "Rescaling", "Normalization", "Resizing", "ZeroPadding2D", "Cropping2D")
+
+
+def _larger_than_1x1(row: LayerInfo) -> bool:
+    """Whether a spatial output has more than one pixel; a free (None) height or width counts as larger."""
+    h, w = row.output_shape[1:3]
+    return h is None or w is None or h * w > 1
+
+
+def _on_every_path_in(container: keras.Model) -> set[str]:
+    """Names of the layers of ``container``'s own graph that every path from its input to its output
+    goes through (not one branch of an Inception block, nor the residual branch of a block).
+
+    Keras gives each call (node) of the graph a depth, larger than that of every node consuming its
+    output; a node is on every path iff it is alone at its depth and no edge jumps over that depth.
+    A model without a graph of its own (subclassed) has no such layer here.
+    """
+    graph = container._functional if isinstance(container, keras.Sequential) else container
+    by_depth = getattr(graph, "_nodes_by_depth", None)
+    if not by_depth:
+        return set()
+    depth_of = {id(n): depth for depth, nodes in by_depth.items() for n in nodes}
+    jumped: set[int] = set()
+    for depth, nodes in by_depth.items():
+        for node in nodes:
+            for parent in node.parent_nodes:
+                jumped.update(range(depth + 1, depth_of.get(id(parent), depth + 1)))
+    return {nodes[0].operation.name for depth, nodes in by_depth.items() if len(nodes) == 1 and depth not in jumped}
+
+
+def _on_every_path(model: keras.Model, name: str, cache: dict) -> bool:
+    """Whether every path from ``model``'s input to its output goes through layer ``name`` (a nested
+    path: through each model on the way, and through the layer inside the last one)."""
+    container = model
+    for part in name.split("/"):
+        if id(container) not in cache:
+            cache[id(container)] = _on_every_path_in(container)
+        if part not in cache[id(container)]:
+            return False
+        container = container.get_layer(part)
+    return True
+
+
 def default_target_layer(model: keras.Model) -> LayerInfo:
-    """The last layer with a spatial ``(batch, H, W, C)`` output, searching nested models.
+    """The last layer whose output is spatial ``(batch, H, W, C)`` AND larger than 1x1, searching nested models.
+
+    "Last" is the order of :func:`explain.models.layer_table` (each nested model's layers right
+    after it), so the layer may be a path ``"base/inner"``. The rules:
+
+    * maps of 1x1 are skipped (docs/architecture.md, known traps): a class activation map there is one
+      number, upsampled to a flat heatmap. They come after global pooling in classifier tops
+      built of 1x1 convolutions (MobileNet, MobileNetV3) and at the end of most networks on
+      small inputs (ResNet50 on 32x32 images ends in 1x1x2048). A free (None) height or width
+      counts as larger than 1x1;
+    * input-side layers (``InputLayer``, ``Rescaling``, ``Normalization``, ``Resizing``) and
+      padding or cropping (``ZeroPadding2D``, ``Cropping2D``: the map is shifted against the
+      image) are skipped; any layer can still be asked for explicitly;
+    * of the rest, the last layer that every path from the input to the output goes through is
+      taken, else the last one. The last layer is often on one branch only and sees part of the
+      signal: InceptionV3 at 75x75 ends its 3x3 maps inside a branch of ``mixed8``, so ``mixed7``
+      is taken; NASNet's last 2x2 layer at 32x32 reaches the output through a strided 1x1
+      pooling, at 2 of its 4 pixels (a flat map for every class). On 224x224 images the
+      ``keras.applications`` networks get their last stage's output; ConvNeXt the input of its
+      last stage (``downsampling_conv_2``), as its blocks add their residual with ``+``, no layer.
+
+    Returns:
+        The target layer's :class:`~explain.models.LayerInfo`.
 
     Raises:
-        LayerError: the model has no such layer ("Grad-CAM needs a convolutional layer").
+        LayerError: the model has no layer with a spatial output; or every spatial layer is 1x1
+            (images too small for the network), where the message names the last of them, which
+            can still be asked for explicitly (``layer=...``; its heatmap is then flat). Both
+            messages say "Grad-CAM needs a convolutional layer", which the report, the CLI and
+            the dashboard take as "fall back to a gradient method".
     """
-    rows = layer_table(model)
-    for row in reversed(rows):
-        if row.is_spatial and row.type not in ("InputLayer", "Rescaling", "Normalization", "Resizing"):
+    spatial = [row for row in layer_table(model) if row.is_spatial and row.type not in _NOT_DEFAULT_TARGETS]
+    larger = [row for row in spatial if _larger_than_1x1(row)]
+    cache: dict = {}
+    for row in reversed(larger):
+        if _on_every_path(model, row.name, cache):
             return row
+    if larger:
+        return larger[-1]
+    if spatial:
+        last = spatial[-1]
+        raise LayerError(
+            f"Grad-CAM needs a convolutional layer with feature maps larger than 1x1, and every spatial layer of "
+            f"model {model.name!r} is 1x1 (the last: {last.name!r}, {last.output_shape}), so a class activation "
+            "map would be flat. Use larger images, or a gradient method (saliency, smoothgrad, "
+            "integrated_gradients) or LIME instead."
+        )
     raise LayerError(
         f"Grad-CAM needs a convolutional layer, and model {model.name!r} has no layer with a spatial "
         "(height x width x channels) output. Use a gradient method (saliency, smoothgrad, "
@@ -165,7 +250,7 @@ def _with_target(container: keras.Model, parts: list[str], end) -> keras.Model:
     """A model from ``container``'s input to ``[target activations, end]`` in ONE forward pass.
 
     ``end`` is a tensor of ``container``'s graph. Gradients of ``end`` with respect to the
-    activations are then real (DESIGN.md, known traps): for a layer inside a nested model the
+    activations are then real (docs/architecture.md, known traps): for a layer inside a nested model the
     nested model is run as a sub-model returning both its inner layer and its own output, so
     the head consumes the very tensor the gradient is taken against. Skip connections inside
     the nested model (ResNet blocks) are fine; a skip connection in the outer graph that
