@@ -28,15 +28,18 @@ from explain.evaluation import (  # noqa: E402
     top_confusions,
 )
 from explain.images import load_image  # noqa: E402
+from explain.legacy import convert_to_keras3  # noqa: E402
 from explain.metrics import deletion_insertion, sanity_check  # noqa: E402
 from explain.models import (  # noqa: E402
     LayerInfo,
     ModelCard,
     format_layer_table,
     get_layer,
+    imagenet_class_names,
     layer_table,
     load_model,
     load_model_card,
+    read_class_names,
     resolve_layer,
 )
 from explain.plots import (  # noqa: E402
@@ -52,9 +55,12 @@ from explain.plots import (  # noqa: E402
     training_curves,
 )
 from explain.predict import Prediction, predict  # noqa: E402
+from explain.preprocessing import MODES as PREPROCESSING_MODES  # noqa: E402
+from explain.preprocessing import from_raw_pixels, infer_preprocessing, preprocess  # noqa: E402
 
 __all__ = [
     "METHODS",
+    "PREPROCESSING_MODES",
     "ArraySource",
     "Attribution",
     "AttributionMethod",
@@ -77,15 +83,19 @@ __all__ = [
     "compute_activations",
     "confusion_gallery",
     "confusion_matrix_figure",
+    "convert_to_keras3",
     "deletion_insertion",
     "evaluate_model",
     "evaluation_from_predictions",
     "feature_map_grid",
     "feature_model",
     "format_layer_table",
+    "from_raw_pixels",
     "get_layer",
     "get_method",
     "heatmap_overlay",
+    "imagenet_class_names",
+    "infer_preprocessing",
     "layer_table",
     "load_builtin_split",
     "load_image",
@@ -97,6 +107,8 @@ __all__ = [
     "open_data",
     "per_class_accuracy_chart",
     "predict",
+    "preprocess",
+    "read_class_names",
     "resolve_layer",
     "sanity_check",
     "top_confusions",
