@@ -229,21 +229,20 @@ def model_options_ui(card, model_key: str):
         help="How the model's training scaled its pixels. Images, heatmaps and perturbations stay in raw pixels; "
         "this scaling is applied in front of the model only.",
     )
-    if mode == card.preprocessing and card.preprocessing_note:
-        st.sidebar.caption(_in_dashboard_words(card.preprocessing_note))
     names_up = st.sidebar.file_uploader(
         "Class names (.txt, one per line; optional)", type=["txt"], key="classes_upload"
     )
     names = None
     if names_up is not None:
         names = names_up.getvalue().decode("utf-8-sig", errors="replace").splitlines()
+    chosen = mode if mode != card.preprocessing else None  # the card's own mode keeps its note and origin
     try:
-        card = card.with_overrides(preprocess=mode, classes=names)
+        card = card.with_overrides(preprocess=chosen, classes=names)
     except ExplainError as e:
         st.sidebar.error(f"{names_up.name}: {e}" if names_up is not None else str(e))
-        card = card.with_overrides(preprocess=mode)
-    if card.class_names_note:
-        st.sidebar.caption(card.class_names_note)
+        card = card.with_overrides(preprocess=chosen)
+    for note in card.notes:  # what was assumed, unless the user chose otherwise
+        st.sidebar.caption(_in_dashboard_words(note))
     return card, f"{model_key}|{mode}|{_digest(chr(10).join(card.class_names).encode())[:16]}"
 
 

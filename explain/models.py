@@ -188,7 +188,7 @@ class ModelCard:
                 model); a number of class names other than the model's classes.
         """
         card = self
-        if preprocess is not None and check_mode(preprocess, self.channels) != self.preprocessing:
+        if preprocess is not None:
             mode = check_mode(preprocess, self.channels)
             card = replace(card, preprocessing=mode, preprocessing_from="given", preprocessing_note=None)
         if classes is not None:
@@ -346,9 +346,10 @@ def load_model_card(
     card_path = Path(model_path).with_suffix(".json") if model_path is not None else None
     raw = _read_card(card_path) if card_path is not None else {}
     names, names_from, names_note = _class_names(model, raw)
-    mode, mode_from, mode_note = (
-        ("raw", "given", None) if preprocess is not None else _preprocessing(model, raw, card_path)
-    )
+    if preprocess is None:
+        mode, mode_from, mode_note = _preprocessing(model, raw, card_path)
+    else:  # the user's choice wins, even over a card that names no valid mode
+        mode, mode_from, mode_note = check_mode(preprocess, shape[-1]), "given", None
     metrics = raw.get("test_metrics")
     acc = metrics.get("accuracy") if isinstance(metrics, dict) else None
     card = ModelCard(
@@ -365,7 +366,7 @@ def load_model_card(
         preprocessing_note=mode_note,
         class_names_note=names_note,
     )
-    return card.with_overrides(preprocess, classes)
+    return card.with_overrides(classes=classes)
 
 
 @dataclass(frozen=True)
