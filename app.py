@@ -477,20 +477,20 @@ def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _report(_model, model_key: str, spec: str, _card) -> dict:
-    """Run the model report into a temporary folder; keep its files' bytes."""
+    """Compute and render the model report in memory; keep its files' bytes."""
     from explain.evaluation import open_data
-    from explain.report import write_report
+    from explain.report import compute_report, render_report
 
-    with tempfile.TemporaryDirectory() as tmp:
-        rep = write_report(_model, open_data(spec), Path(tmp) / "report", card=_card, progress=False, examples=6)
-        files = {p.name: p.read_bytes() for p in rep.files}
-        return {
-            "files": files,
-            "accuracy": rep.evaluation.accuracy,
-            "images": rep.evaluation.num_images,
-            "confusions": [(str(c), g.name) for c, g in zip(rep.confusions, rep.galleries, strict=True)],
-            "notes": list(rep.notes),
-        }
+    del model_key  # the cache key, with spec
+    data = compute_report(_model, open_data(spec), card=_card, progress=False, examples=6)
+    rendered = render_report(data, model_name=_model.name, command=f"dashboard report on {spec}")
+    return {
+        "files": rendered.files,
+        "accuracy": data.evaluation.accuracy,
+        "images": data.evaluation.num_images,
+        "confusions": [(str(g.confusion), f) for g, f in zip(data.galleries, rendered.galleries, strict=True) if f],
+        "notes": list(rendered.notes),
+    }
 
 
 @st.fragment

@@ -191,6 +191,92 @@ def _fmt(v) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
+def _html_head(title: str, summary, kpis, notes: Sequence[str], has_curves: bool) -> list[str]:
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+        f'<p class="sub">Generated {e(datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))} by explain.report</p>',
+        '<div class="kpi">' + "".join(f"<div><b>{e(v)}</b><span>{e(k)}</span></div>" for k, v in kpis) + "</div>",
+        "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in summary) + "</table>",
+    ]
+    parts += [f'<p class="note">{e(n)}</p>' for n in notes]
+    links = [("accuracy", "Per-class accuracy"), ("confusion", "Confusion matrix"), ("confusions", "Top confusions")]
+    links += [("top-k", "Top-k predictions")] + ([("training", "Training curves")] if has_curves else [])
+    parts.append("<nav>" + "".join(f'<a href="#{a}">{e(t)}</a>' for a, t in links) + "</nav>")
+    return parts
+
+
+def _html_accuracy(pngs: dict[str, bytes], metrics: dict) -> list[str]:
+    e = html.escape
+    parts = ['<h2 id="accuracy">Per-class accuracy</h2>']
+    parts.append(_img(pngs[PER_CLASS_PNG], "per-class accuracy, worst to best"))
+    rows = ["<table><tr><th>class</th><th>accuracy (recall)</th><th>precision</th><th>F1</th><th>images</th></tr>"]
+    lines = [(name, m, "") for name, m in metrics["per_class"].items()]
+    lines += [(key, metrics[key], " class=avg") for key in ("macro avg", "weighted avg")]
+    for name, m, css in lines:
+        rows.append(
+            f"<tr{css}><td>{e(name)}</td><td class=n>{_fmt(m['recall'])}</td><td class=n>{_fmt(m['precision'])}</td>"
+            f"<td class=n>{_fmt(m['f1-score'])}</td><td class=n>{m['support']:,}</td></tr>"
+        )
+    parts.append("".join(rows) + "</table>")
+    parts.append(
+        "<p>Precision: of the images predicted as the class, the share that are; recall (the class's accuracy): "
+        "of the class's images, the share predicted as it; F1: their harmonic mean. – : undefined (class never "
+        "predicted, or without images).</p>"
+    )
+    parts.append('<h2 id="confusion">Confusion matrix</h2>')
+    parts.append(
+        f"<p>Rows are the true class, columns the predicted class; the same counts are in {CONFUSION_CSV}.</p>"
+    )
+    parts.append(_img(pngs[CONFUSION_PNG], "confusion matrix: counts and row-normalised"))
+    return parts
+
+
+def _html_confusions(pngs: dict[str, bytes], confusions, method_label: str | None) -> list[str]:
+    e = html.escape
+    parts = ['<h2 id="confusions">Most frequent confusions</h2>']
+    if not confusions:
+        return [*parts, "<p>No image was misclassified.</p>"]
+    if method_label:
+        parts.append(
+            f"<p>For each confusion, the most confidently wrong examples: the image, then {e(method_label)} "
+            "for the <b>true</b> class and for the <b>predicted</b> class (red = most relevant).</p>"
+        )
+    items = [f'<li><a href="#confusion-{k}">{e(t)}</a> ({e(s)})</li>' for k, (t, s, _) in enumerate(confusions, 1)]
+    parts.append("<ol>" + "".join(items) + "</ol>")
+    for k, (text, _share, gallery) in enumerate(confusions, 1):
+        parts.append(f'<h3 id="confusion-{k}">{k}. {e(text)}</h3>')
+        if gallery:
+            parts.append(_img(pngs[gallery], text))
+    return parts
+
+
+def _html_rest(pngs: dict[str, bytes], top_k_caption: str, has_curves: bool, result, files, command) -> list[str]:
+    e = html.escape
+    parts = ['<h2 id="top-k">Top-k predictions</h2>']
+    parts.append(f"<p>{e(top_k_caption).replace('--images', '<code>--images</code>')}</p>")
+    parts.append(_img(pngs[TOP_K_PNG], "top-k predictions"))
+    if has_curves:
+        parts.append('<h2 id="training">Training curves (from the model card)</h2>')
+        parts.append(_img(pngs[CURVES_PNG], "training and validation curves"))
+    if result.skipped:
+        parts.append("<h2>Unreadable files (skipped)</h2><table>")
+        for name, reason in result.skipped[:50]:
+            parts.append(f"<tr><td class=mono>{e(name)}</td><td class=bad>{e(reason)}</td></tr>")
+        parts.append("</table>")
+        if len(result.skipped) > 50:
+            parts.append(f"<p>and {len(result.skipped) - 50} more (see {METRICS_JSON}).</p>")
+    parts.append(
+        "<footer>Files beside this page: " + e(", ".join(files)) + f'.<br>Command: <span class="mono">{e(command)}'
+        "</span></footer></body></html>"
+    )
+    return parts
+
+
 def _html(
     *,
     title: str,
@@ -207,89 +293,382 @@ def _html(
     files: list[str],
     command: str,
 ) -> str:
-    e = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{e(title)}</h1>",
-        f'<p class="sub">Generated {e(datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))} by explain.report</p>',
-        '<div class="kpi">' + "".join(f"<div><b>{e(v)}</b><span>{e(k)}</span></div>" for k, v in kpis) + "</div>",
-        "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in summary) + "</table>",
-    ]
-    parts += [f'<p class="note">{e(n)}</p>' for n in notes]
-    links = [("accuracy", "Per-class accuracy"), ("confusion", "Confusion matrix"), ("confusions", "Top confusions")]
-    links += [("top-k", "Top-k predictions")] + ([("training", "Training curves")] if has_curves else [])
-    parts.append("<nav>" + "".join(f'<a href="#{a}">{e(t)}</a>' for a, t in links) + "</nav>")
-
-    parts.append('<h2 id="accuracy">Per-class accuracy</h2>')
-    parts.append(_img(pngs[PER_CLASS_PNG], "per-class accuracy, worst to best"))
-    rows = ["<table><tr><th>class</th><th>accuracy (recall)</th><th>precision</th><th>F1</th><th>images</th></tr>"]
-    for name, m in metrics["per_class"].items():
-        rows.append(
-            f"<tr><td>{e(name)}</td><td class=n>{_fmt(m['recall'])}</td><td class=n>{_fmt(m['precision'])}</td>"
-            f"<td class=n>{_fmt(m['f1-score'])}</td><td class=n>{m['support']:,}</td></tr>"
-        )
-    for key in ("macro avg", "weighted avg"):
-        m = metrics[key]
-        rows.append(
-            f"<tr class=avg><td>{e(key)}</td><td class=n>{_fmt(m['recall'])}</td><td class=n>"
-            f"{_fmt(m['precision'])}</td><td class=n>{_fmt(m['f1-score'])}</td><td class=n>{m['support']:,}</td></tr>"
-        )
-    parts.append("".join(rows) + "</table>")
-    parts.append(
-        "<p>Precision: of the images predicted as the class, the share that are; recall (the class's accuracy): "
-        "of the class's images, the share predicted as it; F1: their harmonic mean. – : undefined (class never "
-        "predicted, or without images).</p>"
-    )
-
-    parts.append('<h2 id="confusion">Confusion matrix</h2>')
-    parts.append(
-        f"<p>Rows are the true class, columns the predicted class; the same counts are in {CONFUSION_CSV}.</p>"
-    )
-    parts.append(_img(pngs[CONFUSION_PNG], "confusion matrix: counts and row-normalised"))
-
-    parts.append('<h2 id="confusions">Most frequent confusions</h2>')
-    if not confusions:
-        parts.append("<p>No image was misclassified.</p>")
-    else:
-        if method_label:
-            parts.append(
-                f"<p>For each confusion, the most confidently wrong examples: the image, then {e(method_label)} "
-                "for the <b>true</b> class and for the <b>predicted</b> class (red = most relevant).</p>"
-            )
-        items = [f'<li><a href="#confusion-{k}">{e(t)}</a> ({e(s)})</li>' for k, (t, s, _) in enumerate(confusions, 1)]
-        parts.append("<ol>" + "".join(items) + "</ol>")
-        for k, (text, _share, gallery) in enumerate(confusions, 1):
-            parts.append(f'<h3 id="confusion-{k}">{k}. {e(text)}</h3>')
-            if gallery:
-                parts.append(_img(pngs[gallery], text))
-
-    parts.append('<h2 id="top-k">Top-k predictions</h2>')
-    parts.append(f"<p>{e(top_k_caption).replace('--images', '<code>--images</code>')}</p>")
-    parts.append(_img(pngs[TOP_K_PNG], "top-k predictions"))
-
-    if has_curves:
-        parts.append('<h2 id="training">Training curves (from the model card)</h2>')
-        parts.append(_img(pngs[CURVES_PNG], "training and validation curves"))
-
-    if result.skipped:
-        parts.append("<h2>Unreadable files (skipped)</h2><table>")
-        for name, reason in result.skipped[:50]:
-            parts.append(f"<tr><td class=mono>{e(name)}</td><td class=bad>{e(reason)}</td></tr>")
-        parts.append("</table>")
-        if len(result.skipped) > 50:
-            parts.append(f"<p>and {len(result.skipped) - 50} more (see {METRICS_JSON}).</p>")
-
-    parts.append(
-        "<footer>Files beside this page: " + e(", ".join(files)) + f'.<br>Command: <span class="mono">{e(command)}'
-        "</span></footer></body></html>"
-    )
+    """The self-contained page: every figure embedded as a data: URI."""
+    parts = _html_head(title, summary, kpis, notes, has_curves)
+    parts += _html_accuracy(pngs, metrics)
+    parts += _html_confusions(pngs, confusions, method_label)
+    parts += _html_rest(pngs, top_k_caption, has_curves, result, files, command)
     return "\n".join(parts)
 
 
-# -- the report ----------------------------------------------------------------------------
+# -- compute -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Gallery:
+    """One confusion's examples, with a heatmap for the true and for the predicted class.
+
+    Attributes:
+        confusion: the :class:`~explain.evaluation.Confusion`.
+        share: e.g. ``"11.2% of the Shirt images"``.
+        images: uint8 ``(n, H, W, C)`` raw pixels (n may be 0 when no example could be read).
+        labels: one caption per image.
+        true_maps, predicted_maps: float32 ``(n, H, W)`` in [0, 1].
+        true_flat, predicted_flat: bool ``(n,)``: flat maps (drawn as zeros).
+    """
+
+    confusion: Confusion
+    share: str
+    images: np.ndarray
+    labels: tuple[str, ...]
+    true_maps: np.ndarray
+    predicted_maps: np.ndarray
+    true_flat: np.ndarray
+    predicted_flat: np.ndarray
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything a report shows, computed, before any figure is drawn (:func:`compute_report`).
+
+    Attributes:
+        evaluation: the predictions and tallies.
+        metrics: :func:`~explain.evaluation.classification_metrics` of it.
+        galleries: the most frequent confusions, most frequent first, with their examples.
+        heatmap_method: ``"gradcam"``, ``"saliency"`` or None; ``method_label`` says it for people.
+        top_k_images: ``(m, H, W, C)`` images whose top-k predictions are shown, with
+            ``top_k_probabilities`` ``(m, classes)``, ``top_k_titles`` and ``top_k_caption``.
+        notes: what a reader should know.
+        card: the model card used; ``input_size`` the ``(H, W, C)`` images were read at.
+        top_k: classes per top-k bar chart.
+    """
+
+    evaluation: Evaluation
+    metrics: dict
+    galleries: tuple[Gallery, ...]
+    heatmap_method: str | None
+    method_label: str | None
+    top_k_images: np.ndarray
+    top_k_probabilities: np.ndarray
+    top_k_titles: tuple[str, ...]
+    top_k_caption: str
+    notes: tuple[str, ...]
+    card: object
+    input_size: tuple[int, int, int]
+    top_k: int
+
+
+def _gallery(source, result, conf, explainer, examples: int, size: tuple[int, int, int]) -> Gallery:
+    """Read a confusion's most confident examples again and explain both classes on them."""
+    share = f"{conf.count / result.support[conf.true_index]:.1%} of the {conf.true_name} images"
+    ex = conf.examples[:examples]
+    imgs, kept, _ = source.load(result.source_indices[ex], size[:2], size[2])
+    pos = {int(s): int(e) for s, e in zip(result.source_indices[ex], ex, strict=True)}
+    ex = [pos[int(s)] for s in kept]
+    labels = tuple(f"{result.image_ids[i]} · {result.top_k_probabilities[i, 0]:.0%} {conf.predicted_name}" for i in ex)
+    if explainer is not None and len(imgs):
+        a_true, a_pred = explainer(imgs, conf.true_index), explainer(imgs, conf.predicted_index)
+        maps = (a_true.heatmap, a_pred.heatmap, a_true.flat, a_pred.flat)
+    else:
+        zeros = np.zeros(imgs.shape[:3], np.float32)
+        maps = (zeros, zeros, np.ones(len(imgs), bool), np.ones(len(imgs), bool))
+    return Gallery(conf, share, imgs, labels, *maps)
+
+
+def _top_k_examples(source, result, chosen, size) -> tuple[np.ndarray, tuple[str, ...], str]:
+    """The images whose top-k predictions to show: the chosen ones, else a few misclassified."""
+    if chosen:
+        caption = "The images chosen with --images, with the model's most probable classes."
+        return np.stack([img for _, img in chosen]), tuple(p.name for p, _ in chosen), caption
+    picks = _pick_examples(result, 6)
+    x, kept, _ = source.load(result.source_indices[picks], size[:2], size[2])
+    by_source = {int(result.source_indices[i]): i for i in picks}
+    picks = [by_source[int(s)] for s in kept]
+    names = result.class_names
+    wrong = result.y_true != result.y_pred
+    titles = tuple(f"{result.image_ids[i]} · true: {names[result.y_true[i]]}{' ✗' if wrong[i] else ''}" for i in picks)
+    caption = (
+        "Misclassified images where the model hesitated most (lowest top probability; one per true class "
+        "first), with its most probable classes. Choose other images with --images."
+        if wrong.any()
+        else "No image was misclassified: the first images of the data."
+    )
+    return x, titles, caption
+
+
+def compute_report(
+    model,
+    source,
+    *,
+    card=None,
+    model_path: str | os.PathLike | None = None,
+    images: Sequence[str | os.PathLike] | None = None,
+    confusions: int = 5,
+    examples: int = 6,
+    top_k: int = 5,
+    batch_size: int = 256,
+    layer: int | str | None = None,
+    image_size: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> ReportData:
+    """Evaluate ``model`` on ``source`` and compute everything the report shows, in memory.
+
+    Every input is checked (the chosen images are read, the heatmap method is built, the data
+    classes are matched to the model's) before the long prediction pass.
+
+    Args: as :func:`write_report` (without ``out_dir`` and ``command``).
+
+    Returns:
+        A :class:`ReportData`, for :func:`render_report`.
+
+    Raises:
+        ExplainError: bad data, image, layer or model.
+        ValueError: bad numeric arguments; model outputs that are not a classifier's.
+    """
+    from explain.evaluation import classification_metrics, evaluate_model, model_input_size, top_confusions
+    from explain.images import load_image
+    from explain.models import load_model_card
+    from explain.predict import predict
+
+    for name, value, least in (("confusions", confusions, 0), ("examples", examples, 1), ("top_k", top_k, 1)):
+        if value < least:
+            raise ValueError(f"{name} must be at least {least}, got {value}.")
+    card = card or load_model_card(model_path, model)
+    size = model_input_size(model, source, image_size)
+    chosen = [(Path(p), load_image(p, target_size=size[:2], channels=size[2])) for p in images or ()]
+    explainer, method_note = _heatmap_method(model, layer, card.preprocessing)
+    result = evaluate_model(
+        model,
+        source,
+        _card_class_names(card),
+        batch_size=batch_size,
+        top_k=top_k,
+        image_size=size[:2],
+        progress=progress,
+        preprocess=card.preprocessing,
+    )
+    top = top_confusions(result, confusions)
+    galleries = tuple(_gallery(source, result, c, explainer, examples, size) for c in top)
+    x, titles, caption = _top_k_examples(source, result, chosen, size)
+    predictions = predict(model, x, result.class_names, k=top_k, preprocess=card.preprocessing)
+    probs = np.stack([p.probabilities for p in predictions])
+    method = explainer.name if explainer is not None else None
+    label = {"gradcam": "Grad-CAM", "saliency": "saliency"}.get(method) if method else None
+    if method == "gradcam" and explainer.layer is not None:
+        label += f" (layer {explainer.layer.name})"
+    return ReportData(
+        evaluation=result,
+        metrics=classification_metrics(result),
+        galleries=galleries,
+        heatmap_method=method,
+        method_label=label,
+        top_k_images=x,
+        top_k_probabilities=probs,
+        top_k_titles=titles,
+        top_k_caption=caption,
+        notes=(*card.notes, *result.notes, *([method_note] if method_note else [])),
+        card=card,
+        input_size=size,
+        top_k=top_k,
+    )
+
+
+# -- render --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RenderedReport:
+    """The report's files, in memory (:func:`render_report`).
+
+    Attributes:
+        files: ``{file name: bytes}`` in writing order, ``report.html`` last.
+        galleries: each confusion's gallery file name, most frequent first (None where no
+            example could be read).
+        notes: what a reader should know, as the page and ``metrics.json`` say it.
+    """
+
+    files: dict[str, bytes]
+    galleries: tuple[str | None, ...]
+    notes: tuple[str, ...]
+
+
+def _gallery_name(k: int, g: Gallery) -> str:
+    return f"confusion_{k:02d}_{_slug(g.confusion.true_name)}_as_{_slug(g.confusion.predicted_name)}.png"
+
+
+def _figures(data: ReportData, model_name: str) -> tuple[dict[str, bytes], list[str | None], list[str]]:
+    """The report's PNGs by file name; the gallery file of each confusion (None: no example);
+    and notes added while drawing."""
+    from explain.plots import (
+        confusion_gallery,
+        confusion_matrix_figure,
+        per_class_accuracy_chart,
+        top_k_grid,
+        training_curves,
+    )
+
+    r, names, notes = data.evaluation, data.evaluation.class_names, []
+    pngs = {
+        PER_CLASS_PNG: _png(
+            per_class_accuracy_chart(
+                r.per_class_accuracy,
+                names,
+                support=r.support,
+                overall=r.accuracy,
+                title=f"Per-class accuracy on {r.data}, worst to best ({r.num_images:,} images)",
+            )
+        ),
+        CONFUSION_PNG: _png(confusion_matrix_figure(r.confusion, names, title=f"Confusion matrix on {r.data}")),
+    }
+    gallery_files: list[str | None] = []
+    method = {"gradcam": "Grad-CAM", "saliency": "Saliency"}.get(data.heatmap_method, "")
+    for k, g in enumerate(data.galleries, 1):
+        if not len(g.images):
+            gallery_files.append(None)
+            continue
+        shown = f"the {len(g.images)} most confident shown" if g.confusion.count > len(g.images) else "all shown"
+        fig = confusion_gallery(
+            g.images,
+            g.true_maps,
+            g.predicted_maps,
+            true_name=g.confusion.true_name,
+            predicted_name=g.confusion.predicted_name,
+            labels=list(g.labels),
+            true_flat=g.true_flat,
+            predicted_flat=g.predicted_flat,
+            method=method,
+            title=f"{g.confusion} ({g.share}); {shown}",
+        )
+        gallery_files.append(_gallery_name(k, g))
+        pngs[gallery_files[-1]] = _png(fig, dpi=90)
+    pngs[TOP_K_PNG] = _png(
+        top_k_grid(data.top_k_images, data.top_k_probabilities, names, k=data.top_k, titles=list(data.top_k_titles))
+    )
+    card = data.card
+    history = card.raw.get("history") if card.from_file else None
+    if isinstance(history, dict) and history:
+        best = card.raw.get("best_epoch")
+        try:
+            fig = training_curves(
+                history,
+                best_epoch=best if isinstance(best, int) else None,
+                title=f"Training history of {model_name} (model card)",
+            )
+            pngs[CURVES_PNG] = _png(fig)
+        except ValueError as e:
+            notes.append(f"The model card's training history could not be drawn: {e}")
+    return pngs, gallery_files, notes
+
+
+def _metrics_document(data: ReportData, model_label: str, gallery_files, notes) -> bytes:
+    r = data.evaluation
+    doc = {
+        "model": model_label,
+        "data": r.data,
+        **data.metrics,
+        "class_names": list(r.class_names),
+        "top_confusions": [
+            {"true": g.confusion.true_name, "predicted": g.confusion.predicted_name, "count": g.confusion.count,
+             "gallery": f}
+            for g, f in zip(data.galleries, gallery_files, strict=True)
+        ],
+        "classes_without_images": list(r.classes_without_images),
+        "skipped_files": [{"image": i, "reason": why} for i, why in r.skipped],
+        "heatmap_method": data.heatmap_method,
+        "notes": list(notes),
+    }
+    return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
+
+
+def _summary(data: ReportData, model_name: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The summary table and the key figures at the top of the page."""
+    from explain.preprocessing import DESCRIPTIONS
+
+    r, card, (h, w, c) = data.evaluation, data.card, data.input_size
+    arch = card.raw.get("architecture") if card.from_file else None
+    skipped = f", {len(r.skipped)} unreadable skipped" if r.skipped else ""
+    summary = [
+        ("Model", model_name + (f" ({arch})" if arch else "")),
+        ("Input", f"{h}x{w}x{c} ({'grayscale' if c == 1 else 'RGB'}), {len(r.class_names)} classes"),
+        ("Preprocessing", f"{card.preprocessing}: {DESCRIPTIONS[card.preprocessing]}"),
+        ("Trained on", card.dataset or "unknown (no model card)"),
+        ("Data", f"{r.data}: {r.num_images:,} images{skipped}"),
+        ("Heatmaps", data.method_label or "none"),
+    ]
+    kpis = [("accuracy", f"{r.accuracy:.1%}"), ("images", f"{r.num_images:,}")]
+    if card.test_accuracy is not None:
+        kpis.append(("test accuracy in the model card", f"{card.test_accuracy:.1%}"))
+    if data.galleries:
+        kpis.append(("most frequent confusion", f"{data.galleries[0].confusion.count:,}"))
+    return summary, kpis
+
+
+def render_report(
+    data: ReportData, *, model_path: str | os.PathLike | None = None, model_name: str = "model", command: str = ""
+) -> RenderedReport:
+    """Draw the report's figures and write its documents, in memory.
+
+    Args:
+        data: from :func:`compute_report`.
+        model_path: the model file, named in the page and in ``metrics.json``.
+        model_name: the model's name when there is no ``model_path``.
+        command: the command line, printed in the page's footer.
+
+    Returns:
+        A :class:`RenderedReport`: the PNGs, CSVs, ``metrics.json`` and the self-contained HTML
+        page as bytes.
+    """
+    name = Path(model_path).name if model_path else model_name
+    pngs, gallery_files, drawing_notes = _figures(data, name)
+    notes = [*data.notes, *drawing_notes]
+    r = data.evaluation
+    files: dict[str, bytes] = {
+        PER_CLASS_PNG: pngs[PER_CLASS_PNG],
+        CONFUSION_PNG: pngs[CONFUSION_PNG],
+        CONFUSION_CSV: _confusion_csv(r),
+        METRICS_JSON: _metrics_document(data, str(model_path) if model_path else name, gallery_files, notes),
+        PREDICTIONS_CSV: _predictions_csv(r),
+        **{f: pngs[f] for f in gallery_files if f},
+        TOP_K_PNG: pngs[TOP_K_PNG],
+        **({CURVES_PNG: pngs[CURVES_PNG]} if CURVES_PNG in pngs else {}),
+    }
+    summary, kpis = _summary(data, name)
+    page = _html(
+        title=f"Model report: {name} on {r.data}",
+        summary=summary,
+        kpis=kpis,
+        notes=notes,
+        metrics=data.metrics,
+        result=r,
+        pngs=pngs,
+        confusions=[(str(g.confusion), g.share, f) for g, f in zip(data.galleries, gallery_files, strict=True)],
+        method_label=data.method_label,
+        top_k_caption=data.top_k_caption,
+        has_curves=CURVES_PNG in pngs,
+        files=[*files, HTML_FILE],
+        command=command or f"write_report({name!r}, {r.data!r})",
+    )
+    files[HTML_FILE] = page.encode("utf-8")
+    return RenderedReport(files, tuple(gallery_files), tuple(notes))
+
+
+# -- save ----------------------------------------------------------------------------------
+def save_report(files: dict[str, bytes], out_dir: str | os.PathLike) -> tuple[Path, ...]:
+    """Write the rendered files into ``out_dir`` (created if missing), each atomically.
+
+    Returns:
+        The paths written, in order.
+
+    Raises:
+        OSError: a file could not be written (the files written before it stay complete).
+    """
+    from explain.io import atomic_path
+
+    out_dir = Path(out_dir)
+    written = []
+    for name, data in files.items():
+        with atomic_path(out_dir / name) as tmp:
+            tmp.write_bytes(data)
+        written.append(out_dir / name)
+    return tuple(written)
+
+
 def write_report(
     model,
     source,
@@ -307,22 +686,21 @@ def write_report(
     progress: bool = True,
     command: str = "",
 ) -> Report:
-    """Evaluate ``model`` on ``source`` and write the report files into ``out_dir``.
+    """Evaluate ``model`` on ``source`` and write the report files into ``out_dir``:
+    :func:`compute_report`, then :func:`render_report`, then :func:`save_report`.
 
-    Every input is checked (the chosen images are read, the heatmap method is built, the data
-    classes are matched to the model's) before the long prediction pass, everything is
-    computed before the first file is written, and each file is written atomically
-    (:func:`explain.io.atomic_path`): on any error ``out_dir`` is left as it was (and is not
-    created).
+    Everything is computed and rendered before the first file is written, and each file is
+    written atomically (:func:`explain.io.atomic_path`): on any error ``out_dir`` is left as it
+    was (and is not created).
 
     Args:
         model: a Keras classifier taking raw pixels.
         source: the data (:func:`explain.evaluation.open_data`).
         out_dir: the folder to write (created if missing).
-        model_path: the ``.keras`` file, for the summary and the model card.
-        card: the :class:`~explain.models.ModelCard`; default read from ``model_path``. Its
-            class names are matched to the data's; without a card the data's classes are taken
-            to be the model's outputs in order.
+        model_path: the model file, for the summary and the model card.
+        card: the :class:`~explain.models.ModelCard` (its class names are matched to the
+            data's; its preprocessing mode is applied); default read from ``model_path``.
+            Without class names the data's classes are taken to be the model's outputs in order.
         images: image files whose top-k predictions to show; default a few misclassified images.
         confusions: how many of the most frequent confusions get a gallery (>= 0).
         examples: images per gallery (>= 1).
@@ -343,213 +721,33 @@ def write_report(
         OSError: a file could not be written.
     """
     from explain.errors import ExplainError
-    from explain.evaluation import classification_metrics, evaluate_model, model_input_size, top_confusions
-    from explain.images import load_image
-    from explain.io import atomic_path
-    from explain.models import load_model_card
-    from explain.plots import (
-        confusion_gallery,
-        confusion_matrix_figure,
-        per_class_accuracy_chart,
-        top_k_grid,
-        training_curves,
-    )
-    from explain.predict import predict
-    from explain.preprocessing import DESCRIPTIONS
 
-    for name, value, least in (("confusions", confusions, 0), ("examples", examples, 1), ("top_k", top_k, 1)):
-        if value < least:
-            raise ValueError(f"{name} must be at least {least}, got {value}.")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ExplainError(f"--out {out_dir} is a file; give a folder for the report.")
-    card = card or load_model_card(model_path, model)
-    h, w, c = model_input_size(model, source, image_size)
-    chosen = [(Path(p), load_image(p, target_size=(h, w), channels=c)) for p in images or ()]
-    explainer, method_note = _heatmap_method(model, layer, card.preprocessing)
-    names_from_card = _card_class_names(card)
-
-    result = evaluate_model(
+    data = compute_report(
         model,
         source,
-        names_from_card,
-        batch_size=batch_size,
+        card=card,
+        model_path=model_path,
+        images=images,
+        confusions=confusions,
+        examples=examples,
         top_k=top_k,
-        image_size=(h, w),
+        batch_size=batch_size,
+        layer=layer,
+        image_size=image_size,
         progress=progress,
-        preprocess=card.preprocessing,
     )
-    names = result.class_names
-    notes = [*card.notes, *result.notes] + ([method_note] if method_note else [])
-    metrics = classification_metrics(result)
-    top = top_confusions(result, confusions)
-
-    pngs: dict[str, bytes] = {}
-    pngs[PER_CLASS_PNG] = _png(
-        per_class_accuracy_chart(
-            result.per_class_accuracy,
-            names,
-            support=result.support,
-            overall=result.accuracy,
-            title=f"Per-class accuracy on {result.data}, worst to best ({result.num_images:,} images)",
-        )
-    )
-    pngs[CONFUSION_PNG] = _png(
-        confusion_matrix_figure(result.confusion, names, title=f"Confusion matrix on {result.data}")
-    )
-
-    method_label = {"gradcam": "Grad-CAM", "saliency": "saliency"}.get(explainer.name) if explainer else None
-    if explainer is not None and explainer.name == "gradcam" and explainer.layer is not None:
-        method_label += f" (layer {explainer.layer.name})"
-    shown_confusions: list[tuple[str, str, str | None]] = []
-    gallery_files: list[str] = []
-    for k, conf in enumerate(top, 1):
-        share = f"{conf.count / result.support[conf.true_index]:.1%} of the {conf.true_name} images"
-        ex = conf.examples[:examples]
-        imgs, kept, _ = source.load(result.source_indices[ex], (h, w), c)
-        fname = None
-        if len(kept):
-            pos = {int(s): int(e) for s, e in zip(result.source_indices[ex], ex, strict=True)}
-            ex = [pos[int(s)] for s in kept]
-            labels = [
-                f"{result.image_ids[i]} · {result.top_k_probabilities[i, 0]:.0%} {conf.predicted_name}" for i in ex
-            ]
-            if explainer is not None:
-                a_true = explainer(imgs, conf.true_index)
-                a_pred = explainer(imgs, conf.predicted_index)
-                maps = (a_true.heatmap, a_pred.heatmap, a_true.flat, a_pred.flat)
-            else:
-                zeros = np.zeros(imgs.shape[:3], np.float32)
-                maps = (zeros, zeros, np.ones(len(imgs), bool), np.ones(len(imgs), bool))
-            fig = confusion_gallery(
-                imgs,
-                maps[0],
-                maps[1],
-                true_name=conf.true_name,
-                predicted_name=conf.predicted_name,
-                labels=labels,
-                true_flat=maps[2],
-                predicted_flat=maps[3],
-                method={"gradcam": "Grad-CAM", "saliency": "Saliency"}.get(explainer.name, "") if explainer else "",
-                title=f"{conf} ({share}); "
-                + (f"the {len(ex)} most confident shown" if conf.count > len(ex) else "all shown"),
-            )
-            fname = f"confusion_{k:02d}_{_slug(conf.true_name)}_as_{_slug(conf.predicted_name)}.png"
-            pngs[fname] = _png(fig, dpi=90)
-            gallery_files.append(fname)
-        shown_confusions.append((str(conf), share, fname))
-
-    if chosen:
-        x = np.stack([img for _, img in chosen])
-        titles = [p.name for p, _ in chosen]
-        caption = "The images chosen with --images, with the model's most probable classes."
-    else:
-        picks = _pick_examples(result, 6)
-        x, kept, _ = source.load(result.source_indices[picks], (h, w), c)
-        by_source = {int(result.source_indices[i]): i for i in picks}
-        picks = [by_source[int(s)] for s in kept]
-        titles = [
-            f"{result.image_ids[i]} · true: {names[result.y_true[i]]}"
-            + ("" if result.y_true[i] == result.y_pred[i] else " ✗")
-            for i in picks
-        ]
-        caption = (
-            "Misclassified images where the model hesitated most (lowest top probability; one per true class "
-            "first), with its most probable classes. Choose other images with --images."
-            if (result.y_true != result.y_pred).any()
-            else "No image was misclassified: the first images of the data."
-        )
-    probs = np.stack([p.probabilities for p in predict(model, x, names, k=top_k, preprocess=card.preprocessing)])
-    pngs[TOP_K_PNG] = _png(top_k_grid(x, probs, names, k=top_k, titles=titles))
-
-    history = card.raw.get("history") if card.from_file else None
-    has_curves = False
-    if isinstance(history, dict) and history:
-        best = card.raw.get("best_epoch")
-        try:
-            fig = training_curves(
-                history,
-                best_epoch=best if isinstance(best, int) else None,
-                title=f"Training history of {Path(model_path).name if model_path else 'the model'} (model card)",
-            )
-            pngs[CURVES_PNG] = _png(fig)
-            has_curves = True
-        except ValueError as e:
-            notes.append(f"The model card's training history could not be drawn: {e}")
-
-    model_name = Path(model_path).name if model_path else getattr(model, "name", "model")
-    metrics_doc = {
-        "model": str(model_path) if model_path else model_name,
-        "data": result.data,
-        **metrics,
-        "class_names": list(names),
-        "top_confusions": [
-            {"true": cf.true_name, "predicted": cf.predicted_name, "count": cf.count, "gallery": g}
-            for cf, (_, _, g) in zip(top, shown_confusions, strict=True)
-        ],
-        "classes_without_images": list(result.classes_without_images),
-        "skipped_files": [{"image": i, "reason": r} for i, r in result.skipped],
-        "heatmap_method": explainer.name if explainer else None,
-        "notes": notes,
-    }
-    files: dict[str, bytes] = {
-        **{n: pngs[n] for n in (PER_CLASS_PNG, CONFUSION_PNG)},
-        CONFUSION_CSV: _confusion_csv(result),
-        METRICS_JSON: (json.dumps(metrics_doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode(),
-        PREDICTIONS_CSV: _predictions_csv(result),
-        **{g: pngs[g] for g in gallery_files},
-        TOP_K_PNG: pngs[TOP_K_PNG],
-        **({CURVES_PNG: pngs[CURVES_PNG]} if has_curves else {}),
-    }
-
-    arch = card.raw.get("architecture") if card.from_file else None
-    trained_on = card.dataset or "unknown (no model card)"
-    summary = [
-        ("Model", model_name + (f" ({arch})" if arch else "")),
-        ("Input", f"{h}x{w}x{c} ({'grayscale' if c == 1 else 'RGB'}), {len(names)} classes"),
-        ("Preprocessing", f"{card.preprocessing}: {DESCRIPTIONS[card.preprocessing]}"),
-        ("Trained on", trained_on),
-        ("Data", f"{result.data}: {result.num_images:,} images"),
-        ("Heatmaps", method_label or "none"),
-    ]
-    if result.skipped:
-        summary[3] = ("Data", f"{result.data}: {result.num_images:,} images, {len(result.skipped)} unreadable skipped")
-    kpis = [("accuracy", f"{result.accuracy:.1%}"), ("images", f"{result.num_images:,}")]
-    if card.test_accuracy is not None:
-        kpis.append(("test accuracy in the model card", f"{card.test_accuracy:.1%}"))
-    if top:
-        kpis.append(("most frequent confusion", f"{top[0].count:,}"))
-    listed = [*files, HTML_FILE]
-    page = _html(
-        title=f"Model report: {model_name} on {result.data}",
-        summary=summary,
-        kpis=kpis,
-        notes=notes,
-        metrics=metrics,
-        result=result,
-        pngs=pngs,
-        confusions=shown_confusions,
-        method_label=method_label,
-        top_k_caption=caption,
-        has_curves=has_curves,
-        files=listed,
-        command=command or f"write_report({model_name!r}, {result.data!r})",
-    )
-    files[HTML_FILE] = page.encode("utf-8")
-
-    written = []
-    for name, data in files.items():
-        with atomic_path(out_dir / name) as tmp:
-            tmp.write_bytes(data)
-        written.append(out_dir / name)
+    rendered = render_report(data, model_path=model_path, model_name=getattr(model, "name", "model"), command=command)
     return Report(
         out_dir=out_dir,
-        files=tuple(written),
-        evaluation=result,
-        confusions=top,
-        galleries=tuple(out_dir / g for g in gallery_files),
-        heatmap_method=explainer.name if explainer else None,
-        notes=tuple(notes),
+        files=save_report(rendered.files, out_dir),
+        evaluation=data.evaluation,
+        confusions=tuple(g.confusion for g in data.galleries),
+        galleries=tuple(out_dir / f for f in rendered.galleries if f),
+        heatmap_method=data.heatmap_method,
+        notes=rendered.notes,
     )
 
 
