@@ -14,7 +14,21 @@ from explain.attribution.gradcam import GradCAM
 
 
 class GradCAMPlusPlus(GradCAM):
-    """Grad-CAM++. See :class:`~explain.attribution.base.AttributionMethod` for the call shape."""
+    """Grad-CAM++ (Chattopadhyay et al. 2018, https://arxiv.org/abs/1710.11063).
+
+    With ``A`` the target layer's activations ``(h, w, K)`` and ``g = dS/dA`` the gradient of
+    the class logit ``S``, the pixel weights are the paper's closed form for the exponential
+    score ``Y = exp(S)`` (eq. 19)::
+
+        alpha_ijk = g_ijk^2 / (2 g_ijk^2 + sum_ab A_abk * g_ijk^3)   (0 where g_ijk = 0)
+        w_k       = sum_ij alpha_ijk * ReLU(g_ijk)
+        map       = ReLU(sum_k w_k A_k)
+
+    Departures from the paper: the positive gradient is that of ``S``, not of ``exp(S)``;
+    the two differ by the factor ``exp(S)``, one constant per image, which the per-image
+    scaling to [0, 1] removes. A denominator smaller than 1e-7 in magnitude is replaced by
+    1e-7 (as in pytorch-grad-cam). Parameters and errors: as :class:`GradCAM`.
+    """
 
     name = "gradcam++"
     reference = "Chattopadhyay et al. 2018, https://arxiv.org/abs/1710.11063"

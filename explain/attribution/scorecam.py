@@ -10,16 +10,47 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from explain.attribution._params import whole_at_least
 from explain.attribution.base import AttributionMethod
 
 
 class ScoreCAM(AttributionMethod):
-    """Score-CAM. ``mask_batch`` masked images go through the model per call."""
+    """Score-CAM (Wang et al. 2020, https://arxiv.org/abs/1910.01279).
+
+    With ``A`` the target layer's activations ``(h, w, K)``, each channel is upsampled
+    bilinearly to the input size and scaled to [0, 1] by its own min and max, giving a mask
+    ``M_k`` (a constant channel gives an all-zero mask). The class probability ``p_k`` of the
+    raw-pixel image times ``M_k`` (masked-out pixels become black) is the channel's score;
+    the weights are ``w = softmax_k(p_k)`` over the channels and the raw map is
+    ``ReLU(sum_k w_k A_k)``, as in the paper (eq. 4-6 and Algorithm 1). The probability is
+    the softmax of the logits (the sigmoid for a single-output binary model, ``1 - p`` for
+    class 0), or the model's output when it has no logits.
+
+    Departure from the paper: the baseline score ``f(X_b)`` is not subtracted; it is the same
+    for every channel, so the softmax over channels is unchanged. The map is scaled to [0, 1]
+    per image. Call shape: see :class:`~explain.attribution.base.AttributionMethod`.
+
+    Args:
+        model, layer, batch_size, preprocess: as :class:`~explain.attribution.gradcam.GradCAM`.
+        mask_batch: masked images per forward pass, a whole number >= 1 (default 64); a layer
+            of K channels costs ``ceil(K / mask_batch)`` passes per image.
+
+    Raises:
+        ValueError: ``mask_batch`` or ``batch_size`` below 1 or not a whole number.
+        LayerError, ExplainError: as :class:`~explain.attribution.base.AttributionMethod`.
+    """
 
     name = "scorecam"
     needs_layer = True
     reference = "Wang et al. 2020, https://arxiv.org/abs/1910.01279"
     mask_batch = 64
+
+    def __init__(self, model, layer=None, batch_size=32, preprocess: str = "raw", *, mask_batch: int = 64):
+        name = type(self).__name__
+        mask_batch = whole_at_least(name, "mask_batch", mask_batch)
+        batch_size = whole_at_least(name, "batch_size", batch_size)
+        super().__init__(model, layer, batch_size, preprocess)
+        self.mask_batch = mask_batch
 
     def _raw_maps(self, x, class_index):
         a, logits = self.activations_and_scores(x)
@@ -50,11 +81,5 @@ class ScoreCAM(AttributionMethod):
         return cam, cls, score
 
     def _class_probability(self, xs, cls, pad_to):
-        logits = self.scores_from_input(xs)
-        if self.binary:
-            p1 = tf.sigmoid(logits[:, 0]) if self.score_kind == "logit" else logits[:, 0]
-            p = tf.where(tf.equal(cls, 1), p1, 1.0 - p1)
-        else:
-            probs = tf.nn.softmax(logits, axis=1) if self.score_kind == "logit" else logits
-            p = probs[:, cls]
+        p = self.head.class_probability(xs, tf.fill([tf.shape(xs)[0]], tf.cast(cls, tf.int64)))
         return tf.pad(p, [[0, pad_to - tf.shape(p)[0]]])

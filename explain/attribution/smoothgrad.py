@@ -9,11 +9,38 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from explain.attribution._params import finite_at_least_zero, whole, whole_at_least
 from explain.attribution.saliency import Saliency
 
 
 class SmoothGrad(Saliency):
-    """SmoothGrad over ``samples`` noisy copies (default 25, noise 0.15, seed 0)."""
+    """SmoothGrad (Smilkov et al. 2017, https://arxiv.org/abs/1706.03825).
+
+    The raw map is ``max_c (1/n) sum_{s=1..n} |dS/dx (x + e_s)|_c`` with
+    ``e_s ~ N(0, (noise * 255)^2)`` drawn independently per pixel and channel, ``n = samples``
+    and ``S`` the pre-softmax logit where the model has one. With ``samples=1`` and
+    ``noise=0`` it is exactly :class:`~explain.attribution.saliency.Saliency`.
+
+    Departure from the paper: the paper averages the signed gradients (eq. 3) and takes the
+    absolute value to draw them; here the ABSOLUTE gradients are averaged (so opposite signs
+    under noise do not cancel), then reduced by the maximum over the colour channels like
+    Saliency. The map is scaled to [0, 1] per image. The noise is drawn with
+    ``tf.random.stateless_normal`` seeded by ``(seed, sample index)``: the same seed gives the
+    same map. Call shape: see :class:`~explain.attribution.base.AttributionMethod`.
+
+    Args:
+        model, layer, batch_size, preprocess: as :class:`~explain.attribution.saliency.Saliency`.
+        samples: noisy copies per image, a whole number >= 1 (default 25; the paper finds
+            about 50 enough). Costs one gradient pass per sample.
+        noise: standard deviation of the noise as a fraction of the 0-255 pixel range, a finite
+            number >= 0 (default 0.15; the paper recommends 0.10 to 0.20).
+        seed: a whole number seeding the noise (default 0).
+
+    Raises:
+        ValueError: ``samples`` or ``batch_size`` below 1 or not a whole number, ``noise``
+            negative or not finite, ``seed`` not a whole number.
+        ExplainError: as :class:`~explain.attribution.base.AttributionMethod`.
+    """
 
     name = "smoothgrad"
     reference = "Smilkov et al. 2017, https://arxiv.org/abs/1706.03825"
@@ -28,8 +55,12 @@ class SmoothGrad(Saliency):
         seed: int = 0,
         preprocess: str = "raw",
     ):
+        name = type(self).__name__
+        samples = whole_at_least(name, "samples", samples)
+        noise = finite_at_least_zero(name, "noise", noise)
+        seed = whole(name, "seed", seed)
         super().__init__(model, layer, batch_size, preprocess)
-        self.samples, self.noise, self.seed = int(samples), float(noise), int(seed)
+        self.samples, self.noise, self.seed = samples, noise, seed
 
     def _raw_maps(self, x, class_index):
         cls, score = self.pick(self.scores_from_input(x), class_index)
