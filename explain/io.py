@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -30,6 +30,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    For writers that take a path, e.g. ``atomic_write(out, model.save)`` or
+    ``atomic_write(out, lambda p: p.write_text(text))``. Built on :func:`atomic_path`: on
+    any exception (KeyboardInterrupt included) the temporary file is removed, ``path``
+    keeps its previous content and the exception propagates.
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return path
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:

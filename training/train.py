@@ -8,13 +8,11 @@ validation loss) and the last epoch are checkpointed in a hidden folder beside t
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
 import platform
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +22,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from explain.io import atomic_write, save_figure
+from explain.plots import training_curves
 from training.architectures import ARCHITECTURES, augmentation_layers, loss_for, strip_augmentation
 from training.datasets import DatasetError, load_builtin
 
@@ -79,25 +79,6 @@ class PreparedData:
     @property
     def color_mode(self) -> str:
         return "grayscale" if self.input_shape[-1] == 1 else "rgb"
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
-
-    On any exception (including KeyboardInterrupt) the temporary file is removed and
-    ``path`` keeps its previous content.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; give the file the usual permissions
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _array_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
@@ -175,11 +156,60 @@ def prepare_folder(
         DatasetError: missing folder, fewer than two classes, a class folder without a
             readable image, or mismatched classes between the folders.
     """
-    from training.folders import make_dataset, scan_folder, split_files
+    from training.folders import make_dataset
 
     if color_mode not in ("rgb", "grayscale"):
         raise ValueError(f"color mode must be 'rgb' or 'grayscale', got {color_mode!r}.")
     channels = 1 if color_mode == "grayscale" else 3
+    files = _folder_files(train_dir, val_dir, test_dir, validation_fraction, seed, report)
+    h, w = image_size
+    test = files.test
+    return PreparedData(
+        train=make_dataset(files.train, (h, w), channels, batch_size, shuffle_seed=seed),
+        validation=make_dataset(files.validation, (h, w), channels, batch_size, shuffle_seed=None),
+        test=make_dataset(test, (h, w), channels, batch_size, shuffle_seed=None) if test else None,
+        class_names=files.class_names,
+        input_shape=(h, w, channels),
+        batch_size=batch_size,
+        description={
+            "dataset": Path(train_dir).resolve().name,
+            "data_source": str(Path(train_dir).resolve()),
+            "split": {
+                "train": len(files.train),
+                "validation": len(files.validation),
+                "test": len(test) if test else 0,
+                "validation_fraction": None if val_dir is not None else validation_fraction,
+                "validation_dir": str(val_dir) if val_dir is not None else None,
+                "test_dir": str(test_dir) if test_dir is not None else None,
+                "seed": seed,
+                "bad_files_skipped": files.bad_files,
+            },
+        },
+    )
+
+
+@dataclass(frozen=True)
+class _FolderFiles:
+    """The labelled files of a folder run: ``(path, label)`` lists per split."""
+
+    class_names: tuple[str, ...]
+    train: list
+    validation: list
+    test: list | None
+    bad_files: int
+
+
+def _folder_files(
+    train_dir: str | os.PathLike,
+    val_dir: str | os.PathLike | None,
+    test_dir: str | os.PathLike | None,
+    validation_fraction: float,
+    seed: int,
+    report: Callable[[str], object],
+) -> _FolderFiles:
+    """Scan the folders (reporting each scan) and divide the files into the three splits."""
+    from training.folders import scan_folder, split_files
+
     scan = scan_folder(train_dir)
     report(scan.summary())
     if scan.empty_classes:
@@ -187,42 +217,20 @@ def prepare_folder(
             f"Class folder(s) without a readable image in {scan.root}: {', '.join(scan.empty_classes)}. "
             "Add images or remove the folder(s)."
         )
+
+    def scan_other(folder) -> list:
+        other = scan_folder(folder, class_names=list(scan.class_names))
+        report(other.summary())
+        return list(other.files)
+
     if val_dir is not None:
-        val_scan = scan_folder(val_dir, class_names=list(scan.class_names))
-        report(val_scan.summary())
-        train_files, val_files = list(scan.files), list(val_scan.files)
+        train_files, val_files = list(scan.files), scan_other(val_dir)
     else:
         train_files, val_files = split_files(list(scan.files), validation_fraction, seed)
     if not val_files:
         raise DatasetError(f"No image left for validation in {scan.root}; add images or pass --val-dir.")
-    test_files = None
-    if test_dir is not None:
-        test_scan = scan_folder(test_dir, class_names=list(scan.class_names))
-        report(test_scan.summary())
-        test_files = list(test_scan.files)
-    h, w = image_size
-    return PreparedData(
-        train=make_dataset(train_files, (h, w), channels, batch_size, shuffle_seed=seed),
-        validation=make_dataset(val_files, (h, w), channels, batch_size, shuffle_seed=None),
-        test=make_dataset(test_files, (h, w), channels, batch_size, shuffle_seed=None) if test_files else None,
-        class_names=tuple(scan.class_names),
-        input_shape=(h, w, channels),
-        batch_size=batch_size,
-        description={
-            "dataset": Path(train_dir).resolve().name,
-            "data_source": str(Path(train_dir).resolve()),
-            "split": {
-                "train": len(train_files),
-                "validation": len(val_files),
-                "test": len(test_files) if test_files else 0,
-                "validation_fraction": None if val_dir is not None else validation_fraction,
-                "validation_dir": str(val_dir) if val_dir is not None else None,
-                "test_dir": str(test_dir) if test_dir is not None else None,
-                "seed": seed,
-                "bad_files_skipped": len(scan.bad_files),
-            },
-        },
-    )
+    test_files = scan_other(test_dir) if test_dir is not None else None
+    return _FolderFiles(tuple(scan.class_names), train_files, val_files, test_files, len(scan.bad_files))
 
 
 class TimeLimit(keras.callbacks.Callback):
@@ -285,34 +293,6 @@ class Checkpoints(keras.callbacks.Callback):
 def checkpoint_folder(out: Path) -> Path:
     """Where the checkpoints of a run writing ``out`` live: ``.<stem>.checkpoints/`` beside it."""
     return out.parent / f".{out.stem}.checkpoints"
-
-
-def plot_history(history: dict[str, list[float]], title: str = ""):
-    """Loss and accuracy per epoch, training and validation, side by side.
-
-    Args:
-        history: Keras ``History.history``: ``{"loss": [...], "val_loss": [...], "accuracy": [...], ...}``.
-        title: the figure's title.
-
-    Returns:
-        A ``matplotlib.figure.Figure`` (not attached to pyplot).
-    """
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 3.8), layout="constrained")
-    for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy"), strict=True):
-        for key, style in ((metric, "-o"), (f"val_{metric}", "-s")):
-            if key in history:
-                epochs = np.arange(1, len(history[key]) + 1)
-                ax.plot(epochs, history[key], style, markersize=4, label="validation" if "val" in key else "training")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    if title:
-        fig.suptitle(title)
-    return fig
 
 
 def build_model(
@@ -414,8 +394,67 @@ def train(
     out = Path(out)
     _check_args(out, epochs, learning_rate)
     folder = checkpoint_folder(out)
-    num_classes = len(data.class_names)
-    settings = {
+    settings = _settings(
+        data, architecture, optimizer, learning_rate, dropout, n_dense, augmentation, arch_kwargs, seed
+    )
+    model, state = _resume(folder, settings) if resume else _start(folder, settings)
+    callbacks, time_limit = _callbacks(folder, state, patience, reduce_lr_patience, max_minutes)
+    _fit(model, data, folder, state, epochs, callbacks, verbose)
+    stopped = bool(time_limit and time_limit.stopped)
+    schedule = _schedule(epochs, patience, reduce_lr_patience, max_minutes, stopped, hyperparameter_search)
+    card = _model_card(out.stem, data, settings, state, schedule, _test_metrics(model, data))
+    card_path, curves_path = _write_outputs(out, model, card)
+    shutil.rmtree(folder, ignore_errors=True)
+    return _result(out, card_path, curves_path, card)
+
+
+def _schedule(
+    epochs: int,
+    patience: int,
+    reduce_lr_patience: int,
+    max_minutes: float | None,
+    stopped_by_time_limit: bool,
+    hyperparameter_search: dict | None,
+) -> dict:
+    """How the run was scheduled and stopped, as the model card records it."""
+    return {
+        "max_epochs": epochs,
+        "early_stopping": f"val_loss, patience {patience}" if patience else None,
+        "reduce_lr_on_plateau": f"val_loss, factor 0.5, patience {reduce_lr_patience}" if reduce_lr_patience else None,
+        "max_minutes": max_minutes,
+        "stopped_by_time_limit": stopped_by_time_limit,
+        "hyperparameter_search": hyperparameter_search,
+    }
+
+
+def _result(out: Path, card_path: Path, curves_path: Path, card: dict) -> TrainingResult:
+    """The :class:`TrainingResult` of a run, read off its model card."""
+    test = card["test_metrics"] or {}
+    return TrainingResult(
+        model_path=out,
+        card_path=card_path,
+        curves_path=curves_path,
+        test_accuracy=test.get("accuracy"),
+        test_loss=test.get("loss"),
+        val_accuracy=card["validation_metrics"]["accuracy"],
+        epochs_run=card["epochs_run"],
+        training_time_s=card["training_time_s"],
+    )
+
+
+def _settings(
+    data: PreparedData,
+    architecture: str,
+    optimizer: str,
+    learning_rate: float,
+    dropout: float | None,
+    n_dense: int | None,
+    augmentation: dict | None,
+    arch_kwargs: dict | None,
+    seed: int,
+) -> dict:
+    """What defines a run: a checkpoint resumes only under the same settings (JSON-ready)."""
+    return {
         "architecture": architecture,
         "optimizer": optimizer,
         "learning_rate": learning_rate,
@@ -427,36 +466,53 @@ def train(
         "input_shape": list(data.input_shape),
         "class_names": list(data.class_names),
     }
-    if resume:
-        state_path = folder / "state.json"
-        if not (state_path.is_file() and (folder / "last.keras").is_file()):
-            raise ValueError(f"Nothing to resume: no checkpoint in {folder}. Run without --resume to start.")
-        state = json.loads(state_path.read_text())
-        if state["settings"] != settings:
-            changed = sorted(k for k in settings if state["settings"].get(k) != settings[k])
-            raise ValueError(
-                f"The checkpoint in {folder} was made with different settings ({', '.join(changed)}); "
-                "resume with the same arguments, or start afresh without --resume."
-            )
-        model = keras.saving.load_model(folder / "last.keras", safe_mode=True)
-        keras.utils.set_random_seed(seed + state["epoch"])
-    else:
-        if folder.exists():
-            shutil.rmtree(folder)
-        keras.utils.set_random_seed(seed)
-        model = build_model(
-            architecture,
-            data.input_shape,
-            num_classes,
-            dropout=dropout,
-            n_dense=n_dense,
-            augmentation=augmentation,
-            seed=seed,
-            **(arch_kwargs or {}),
-        )
-        compile_model(model, num_classes, optimizer, learning_rate)
-        state = {"settings": settings, "epoch": 0, "history": {}, "training_time_s": 0.0}
 
+
+def _resume(folder: Path, settings: dict) -> tuple[keras.Model, dict]:
+    """The model (with its optimizer state) and run state of the last checkpoint in ``folder``.
+
+    Raises:
+        ValueError: no checkpoint, or one made with other ``settings``.
+    """
+    state_path = folder / "state.json"
+    if not (state_path.is_file() and (folder / "last.keras").is_file()):
+        raise ValueError(f"Nothing to resume: no checkpoint in {folder}. Run without --resume to start.")
+    state = json.loads(state_path.read_text())
+    if state["settings"] != settings:
+        changed = sorted(k for k in settings if state["settings"].get(k) != settings[k])
+        raise ValueError(
+            f"The checkpoint in {folder} was made with different settings ({', '.join(changed)}); "
+            "resume with the same arguments, or start afresh without --resume."
+        )
+    model = keras.saving.load_model(folder / "last.keras", safe_mode=True)
+    keras.utils.set_random_seed(settings["seed"] + state["epoch"])
+    return model, state
+
+
+def _start(folder: Path, settings: dict) -> tuple[keras.Model, dict]:
+    """A fresh, seeded, compiled model and an empty run state; old checkpoints are removed."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    keras.utils.set_random_seed(settings["seed"])
+    num_classes = len(settings["class_names"])
+    model = build_model(
+        settings["architecture"],
+        tuple(settings["input_shape"]),
+        num_classes,
+        dropout=settings["dropout"],
+        n_dense=settings["n_dense"],
+        augmentation=settings["augmentation"],
+        seed=settings["seed"],
+        **settings["arch_kwargs"],
+    )
+    compile_model(model, num_classes, settings["optimizer"], settings["learning_rate"])
+    return model, {"settings": settings, "epoch": 0, "history": {}, "training_time_s": 0.0}
+
+
+def _callbacks(
+    folder: Path, state: dict, patience: int, reduce_lr_patience: int, max_minutes: float | None
+) -> tuple[list[keras.callbacks.Callback], TimeLimit | None]:
+    """Checkpoints, early stopping, learning-rate halving and the time limit (each when on)."""
     callbacks: list[keras.callbacks.Callback] = [Checkpoints(folder, state)]
     if patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience))
@@ -467,6 +523,19 @@ def train(
     time_limit = TimeLimit(max_minutes * 60) if max_minutes else None
     if time_limit:
         callbacks.append(time_limit)
+    return callbacks, time_limit
+
+
+def _fit(
+    model: keras.Model,
+    data: PreparedData,
+    folder: Path,
+    state: dict,
+    epochs: int,
+    callbacks: list[keras.callbacks.Callback],
+    verbose: int | str,
+) -> None:
+    """Train up to epoch ``epochs`` from the state's epoch, then keep the best epoch's weights."""
     if state["epoch"] < epochs:
         model.fit(
             data.train,
@@ -480,58 +549,81 @@ def train(
     if (folder / "best.keras").is_file():
         model.set_weights(keras.saving.load_model(folder / "best.keras", safe_mode=True).get_weights())
 
-    test_loss = test_acc = None
-    if data.test is not None:
-        test_loss, test_acc = (float(v) for v in model.evaluate(data.test, verbose=0))
+
+def _test_metrics(model: keras.Model, data: PreparedData) -> dict | None:
+    """``{"accuracy": .., "loss": ..}`` on the test split, or None without one."""
+    if data.test is None:
+        return None
+    test_loss, test_acc = (float(v) for v in model.evaluate(data.test, verbose=0))
+    return {"accuracy": test_acc, "loss": test_loss}
+
+
+def _model_card(
+    name: str, data: PreparedData, settings: dict, state: dict, schedule: dict, test_metrics: dict | None
+) -> dict:
+    """The model card written beside the ``.keras`` file (a JSON-ready dict).
+
+    Args:
+        name: the model's name (the output file's stem).
+        data: the prepared data (class names, input shape, batch size, description).
+        settings: the run's settings as :func:`train` checkpoints them.
+        state: the run state (``epoch``, ``history``, ``best_epoch``, ``best_val_loss``,
+            ``training_time_s`` in seconds).
+        schedule: ``max_epochs``, ``early_stopping``, ``reduce_lr_on_plateau``,
+            ``max_minutes``, ``stopped_by_time_limit`` and ``hyperparameter_search``.
+        test_metrics: from the test split, or None.
+
+    Returns:
+        The card; ``validation_metrics`` holds the best epoch's accuracy (NaN without
+        validation accuracy) and loss.
+    """
     hist = state["history"]
     best_epoch = state.get("best_epoch", state["epoch"])
-    val_acc = float(hist.get("val_accuracy", [np.nan])[best_epoch - 1]) if hist.get("val_accuracy") else float("nan")
-    card = {
-        "name": out.stem,
-        "architecture": architecture,
+    val_acc = float(hist["val_accuracy"][best_epoch - 1]) if hist.get("val_accuracy") else float("nan")
+    return {
+        "name": name,
+        "architecture": settings["architecture"],
         "class_names": list(data.class_names),
         "input_shape": list(data.input_shape),
         "color_mode": data.color_mode,
         "preprocessing": "raw",  # explain.preprocessing's mode name: the model rescales itself
         "preprocessing_note": "Inside the model (its first layers): feed raw pixels in [0, 255].",
-        "output": "sigmoid, probability of class_names[1]" if num_classes == 2 else "softmax over class_names",
+        "output": "sigmoid, probability of class_names[1]"
+        if len(data.class_names) == 2
+        else "softmax over class_names",
         **data.description,
         "hyperparameters": {
-            "optimizer": optimizer,
-            "learning_rate": learning_rate,
-            "dropout": dropout,
-            "n_dense": n_dense,
+            **{k: settings[k] for k in ("optimizer", "learning_rate", "dropout", "n_dense")},
             "batch_size": data.batch_size,
-            "max_epochs": epochs,
-            "early_stopping": f"val_loss, patience {patience}" if patience else None,
-            "reduce_lr_on_plateau": f"val_loss, factor 0.5, patience {reduce_lr_patience}"
-            if reduce_lr_patience
-            else None,
-            "augmentation": augmentation or {},
-            "max_minutes": max_minutes,
-            **(arch_kwargs or {}),
+            **{k: schedule[k] for k in ("max_epochs", "early_stopping", "reduce_lr_on_plateau")},
+            "augmentation": settings["augmentation"],
+            "max_minutes": schedule["max_minutes"],
+            **settings["arch_kwargs"],
         },
-        "hyperparameter_search": hyperparameter_search,
+        "hyperparameter_search": schedule["hyperparameter_search"],
         "epochs_run": state["epoch"],
         "best_epoch": best_epoch,
-        "stopped_by_time_limit": bool(time_limit and time_limit.stopped),
+        "stopped_by_time_limit": schedule["stopped_by_time_limit"],
         "history": hist,
         "validation_metrics": {"accuracy": val_acc, "loss": state.get("best_val_loss")},
-        "test_metrics": {"accuracy": test_acc, "loss": test_loss} if test_acc is not None else None,
+        "test_metrics": test_metrics,
         "training_time_s": round(state["training_time_s"], 1),
         "versions": {"keras": keras.__version__, "tensorflow": tf.__version__, "python": platform.python_version()},
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _write_outputs(out: Path, model: keras.Model, card: dict) -> tuple[Path, Path]:
+    """Write the inference model to ``out``, the card beside it and the curves PNG; return
+    the card's and the curves' paths. The figure is drawn before anything is written."""
     card_path = out.with_suffix(".json")
     curves_path = out.parent / f"{out.stem}_history.png"
     # Save for inference: without the augmentation layers (in Keras 3 a bare model(x) would
     # augment) and without the optimizer state (two thirds of the file).
     inference_model = strip_augmentation(model)
-    fig = plot_history(hist, f"{out.stem}: {architecture} on {data.description.get('dataset')}")
+    title = f"{out.stem}: {card['architecture']} on {card.get('dataset')}"
+    fig = training_curves(card["history"], best_epoch=card["best_epoch"], title=title)
     atomic_write(out, inference_model.save)
     atomic_write(card_path, lambda p: p.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", "utf-8"))
-    atomic_write(curves_path, lambda p: fig.savefig(p, format="png", dpi=110))
-    shutil.rmtree(folder, ignore_errors=True)
-    return TrainingResult(
-        out, card_path, curves_path, test_acc, test_loss, val_acc, state["epoch"], card["training_time_s"]
-    )
+    save_figure(fig, curves_path, dpi=110)
+    return card_path, curves_path

@@ -17,7 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.train import PreparedData, TrainingResult, atomic_write, build_model, compile_model, train
+from explain.io import atomic_write, save_figure
+from training.train import PreparedData, TrainingResult, build_model, compile_model, train
 
 GRID_COLUMNS = ("learning_rate", "dropout", "n_dense", "val_accuracy")
 
@@ -103,52 +104,81 @@ def grid_search(
     Raises:
         ValueError: an empty axis, or an architecture without dropout / dense settings.
     """
-    import keras_tuner as kt
-
     out = Path(out)
     if not (learning_rates and dropouts and dense_units):
         raise ValueError("Each grid axis needs at least one value (--learning-rates, --dropouts, --dense-units).")
+    fixed = {"architecture": architecture, "optimizer": optimizer, "augmentation": augmentation}
+    fixed |= {"seed": seed, "arch_kwargs": arch_kwargs}  # the same in every trial and in the refit
+    grid = {"learning_rate": learning_rates, "dropout": dropouts, "n_dense": [int(n) for n in dense_units]}
+    rows = _search(data, out, grid, fixed, trial_epochs, verbose)
+    best = {k: rows[0][k] for k in ("learning_rate", "dropout", "n_dense")}
+    expected = len(list(itertools.product(learning_rates, dropouts, dense_units)))
+    title = f"{architecture}: {len(rows)} of {expected} combinations, {trial_epochs} epochs each"
+    csv_path, chart_path = _write_grid(rows, out, title)
+    training = train(
+        data,
+        out,
+        epochs=epochs,
+        patience=patience,
+        reduce_lr_patience=reduce_lr_patience,
+        max_minutes=max_minutes,
+        hyperparameter_search={"grid": rows, "trial_epochs": trial_epochs, "tool": "keras_tuner.GridSearch"},
+        verbose=verbose,
+        **fixed,
+        **best,
+    )
+    return GridResult(len(rows), tuple(rows), best, csv_path, chart_path, training)
+
+
+def _search(
+    data: PreparedData, out: Path, grid: dict[str, list], fixed: dict, trial_epochs: int, verbose: int | str
+) -> list[dict]:
+    """Fit every combination of ``grid`` for ``trial_epochs`` (tuner files in a temporary
+    folder beside ``out``); one row per finished combination, best validation accuracy first.
+    ``fixed`` holds the other :func:`training.train.train` settings (architecture, optimizer,
+    augmentation, seed, arch_kwargs).
+
+    Raises:
+        ValueError: no combination finished.
+    """
+    import keras_tuner as kt
+
     num_classes = len(data.class_names)
+    arch_kwargs = fixed["arch_kwargs"] or {}
 
     def build(hp):
-        model = build_model(
-            architecture,
+        net = build_model(
+            fixed["architecture"],
             data.input_shape,
             num_classes,
-            dropout=hp.Choice("dropout", list(dropouts)),
-            n_dense=hp.Choice("n_dense", [int(n) for n in dense_units]),
-            augmentation=augmentation,
-            seed=seed,
-            **(arch_kwargs or {}),
+            dropout=hp.Choice("dropout", list(grid["dropout"])),
+            n_dense=hp.Choice("n_dense", grid["n_dense"]),
+            augmentation=fixed["augmentation"],
+            seed=fixed["seed"],
+            **arch_kwargs,
         )
-        compile_model(model, num_classes, optimizer, hp.Choice("learning_rate", list(learning_rates)))
-        return model
+        compile_model(net, num_classes, fixed["optimizer"], hp.Choice("learning_rate", list(grid["learning_rate"])))
+        return net
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.tuner.", dir=out.parent) as tmp:
         tuner = kt.GridSearch(
-            build, objective="val_accuracy", seed=seed, directory=tmp, project_name="grid", overwrite=True
+            build, objective="val_accuracy", seed=fixed["seed"], directory=tmp, project_name="grid", overwrite=True
         )
         tuner.search(data.train, validation_data=data.validation, epochs=trial_epochs, shuffle=False, verbose=verbose)
-        rows = []
-        for trial in tuner.oracle.trials.values():
-            if trial.score is None:
-                continue
-            hp = trial.hyperparameters.values
-            rows.append(
-                {
-                    "learning_rate": float(hp["learning_rate"]),
-                    "dropout": float(hp["dropout"]),
-                    "n_dense": int(hp["n_dense"]),
-                    "val_accuracy": float(trial.score),
-                }
-            )
-    expected = len(list(itertools.product(learning_rates, dropouts, dense_units)))
+        trials = [t for t in tuner.oracle.trials.values() if t.score is not None]
+        rows = [{**_row(t.hyperparameters.values), "val_accuracy": float(t.score)} for t in trials]
     if not rows:
         raise ValueError("No grid combination finished training; see the messages above.")
-    rows.sort(key=lambda r: -r["val_accuracy"])
-    best = {k: rows[0][k] for k in ("learning_rate", "dropout", "n_dense")}
+    return sorted(rows, key=lambda r: -r["val_accuracy"])
 
+
+def _row(hp: dict) -> dict:
+    return {"learning_rate": float(hp["learning_rate"]), "dropout": float(hp["dropout"]), "n_dense": int(hp["n_dense"])}
+
+
+def _write_grid(rows: list[dict], out: Path, title: str) -> tuple[Path, Path]:
+    """Write ``<stem>_grid.csv`` (``GRID_COLUMNS``) and the chart ``<stem>_grid.png`` beside ``out``."""
     csv_path = out.parent / f"{out.stem}_grid.csv"
     chart_path = out.parent / f"{out.stem}_grid.png"
     buf = io.StringIO()
@@ -156,23 +186,5 @@ def grid_search(
     writer.writeheader()
     writer.writerows(rows)
     atomic_write(csv_path, lambda p: p.write_text(buf.getvalue(), encoding="utf-8"))
-    fig = plot_grid(rows, f"{architecture}: {len(rows)} of {expected} combinations, {trial_epochs} epochs each")
-    atomic_write(chart_path, lambda p: fig.savefig(p, format="png", dpi=110))
-
-    training = train(
-        data,
-        out,
-        architecture=architecture,
-        epochs=epochs,
-        optimizer=optimizer,
-        augmentation=augmentation,
-        patience=patience,
-        reduce_lr_patience=reduce_lr_patience,
-        seed=seed,
-        max_minutes=max_minutes,
-        arch_kwargs=arch_kwargs,
-        hyperparameter_search={"grid": rows, "trial_epochs": trial_epochs, "tool": "keras_tuner.GridSearch"},
-        verbose=verbose,
-        **best,
-    )
-    return GridResult(len(rows), tuple(rows), best, csv_path, chart_path, training)
+    save_figure(plot_grid(rows, title), chart_path, dpi=110)
+    return csv_path, chart_path
