@@ -14,60 +14,16 @@ import numpy as np
 
 from explain._quiet import quiet_import
 from explain.attribution.base import AttributionMethod, normalize_maps
+from explain.scores import score_head
 
 quiet_import()
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 #: A sanity check fails when the mean Spearman correlation between the maps of the trained
 #: and the randomised model is above this.
 SANITY_THRESHOLD = 0.5
 
 BASELINES = ("blur", "black")
-
-
-# -- class probabilities ---------------------------------------------------------------
-class _Probabilities(AttributionMethod):
-    """The model's class probability, through the shared base's score head: softmax of the
-    logits where the model has them, the output itself where it ends in softmax without an
-    accessible logit, and ``p`` / ``1 - p`` for a single sigmoid output."""
-
-    name = "probability"
-
-    def __init__(self, model: keras.Model, batch_size: int = 64, preprocess: str = "raw"):
-        super().__init__(model, batch_size=batch_size, preprocess=preprocess)
-        self._compiled_proba = tf.function(self._class_probability, reduce_retracing=True)
-
-    def _class_probability(self, x: tf.Tensor, cls: tf.Tensor) -> tf.Tensor:
-        scores = self.scores_from_input(x)
-        if self.binary:
-            p1 = tf.sigmoid(scores[:, 0]) if self.score_kind == "logit" else scores[:, 0]
-            top = tf.cast(p1 > 0.5, tf.int64)
-            cls = tf.where(cls < 0, top, cls)
-            return tf.where(tf.equal(cls, 1), p1, 1.0 - p1)
-        probs = tf.nn.softmax(scores, axis=1) if self.score_kind == "logit" else scores
-        cls = tf.where(cls < 0, tf.argmax(probs, axis=1), cls)
-        return tf.gather(probs, cls, axis=1, batch_dims=1)
-
-    def top_class(self, x: np.ndarray) -> np.ndarray:
-        """int64 ``(N,)``: each image's top prediction."""
-        classes = []
-        for s in range(0, len(x), self.batch_size):
-            scores = self.scores_from_input(tf.convert_to_tensor(x[s : s + self.batch_size]))
-            cls, _ = self.pick(scores, tf.fill([tf.shape(scores)[0]], tf.constant(-1, tf.int64)))
-            classes.append(cls.numpy())
-        return np.concatenate(classes).astype(np.int64)
-
-    def probability(self, x: np.ndarray, cls: np.ndarray) -> np.ndarray:
-        """float64 ``(N,)``: the probability of class ``cls[i]`` for image ``x[i]``,
-        ``batch_size`` images per compiled call."""
-        out = [
-            self._compiled_proba(
-                tf.convert_to_tensor(x[s : s + self.batch_size]), tf.convert_to_tensor(cls[s : s + self.batch_size])
-            ).numpy()
-            for s in range(0, len(x), self.batch_size)
-        ]
-        return np.concatenate(out).astype(np.float64)
 
 
 # -- deletion / insertion ----------------------------------------------------------------
@@ -111,6 +67,43 @@ def _baseline_images(x: np.ndarray, baseline: str, blur_sigma: float | None) -> 
 
 def _trapezoid(curves: np.ndarray, fractions: np.ndarray) -> np.ndarray:
     return ((curves[:, 1:] + curves[:, :-1]) * 0.5 * np.diff(fractions)).sum(axis=1)
+
+
+def _checked_heatmaps(heatmaps: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """float64 ``(N, H, W)`` heatmaps, or a ValueError when they do not match the images."""
+    maps = np.asarray(heatmaps, dtype=np.float64)
+    if maps.ndim == 2:
+        maps = maps[None]
+    if maps.shape != x.shape[:3]:
+        raise ValueError(
+            f"Heatmaps of shape {maps.shape} do not match images of shape {x.shape}: expected {x.shape[:3]}."
+        )
+    return maps
+
+
+def _curves(head, x, maps, classes, fractions, baseline, blur_sigma, batch_size) -> np.ndarray:
+    """Deletion and insertion curves ``(2, N, steps + 1)`` of non-flat maps: the class
+    probability with the top fraction of pixels removed (deletion) or kept (insertion)."""
+    n, h, w = maps.shape
+    base = _baseline_images(x, baseline, blur_sigma)
+    counts = np.round(fractions * h * w).astype(np.int64)
+    # rank[i, p] = position of pixel p in image i's order (0 = highest heatmap value)
+    order = np.argsort(-maps.reshape(n, -1), axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(h * w)[None], axis=1)
+    rank = rank.reshape(n, h, w)
+    # jobs: (image j, step k, insertion?) in a fixed order; built one batch at a time.
+    jobs = [(j, k, ins) for ins in (False, True) for j in range(n) for k in range(len(fractions))]
+    probs = np.empty(len(jobs))
+    for s in range(0, len(jobs), batch_size):
+        part = jobs[s : s + batch_size]
+        batch = np.empty((len(part), *x.shape[1:]), np.float32)
+        for b, (j, k, ins) in enumerate(part):
+            top = (rank[j] < counts[k])[..., None]
+            batch[b] = np.where(top, x[j], base[j]) if ins else np.where(top, base[j], x[j])
+        cls = np.array([classes[j] for j, _, _ in part], np.int64)
+        probs[s : s + len(part)] = head.predict_probabilities(batch, batch_size)[np.arange(len(part)), cls]
+    return probs.reshape(2, n, len(fractions))
 
 
 def deletion_insertion(
@@ -166,49 +159,21 @@ def deletion_insertion(
         raise ValueError(f"Unknown baseline {baseline!r}. Baselines are: {', '.join(BASELINES)}.")
     if int(steps) < 1:
         raise ValueError(f"steps must be at least 1, got {steps}.")
-    steps = int(steps)
-    head = _Probabilities(model, batch_size=max(1, int(batch_size)), preprocess=preprocess)
-    x, idx = head._check(images, class_index)
-    maps = np.asarray(heatmaps, dtype=np.float64)
-    if maps.ndim == 2:
-        maps = maps[None]
-    if maps.shape != x.shape[:3]:
-        raise ValueError(
-            f"Heatmaps of shape {maps.shape} do not match images of shape {x.shape}: expected {x.shape[:3]}."
-        )
-    n, h, w = maps.shape
-    finite = np.isfinite(maps).all(axis=(1, 2))
+    steps, batch_size = int(steps), max(1, int(batch_size))
+    head = score_head(model, preprocess)
+    x, idx = head.check_batch(images, class_index)
+    maps = _checked_heatmaps(heatmaps, x)
     safe = np.where(np.isfinite(maps), maps, 0.0)
-    flat = ~finite | normalize_maps(safe)[1]
-
-    classes = np.where(idx < 0, head.top_class(x), idx).astype(np.int64) if n else idx
+    flat = ~np.isfinite(maps).all(axis=(1, 2)) | normalize_maps(safe)[1]
+    classes = np.where(idx < 0, head.top_classes(x, batch_size), idx) if (idx < 0).any() else idx
     fractions = np.linspace(0.0, 1.0, steps + 1)
-    deletion = np.full((n, steps + 1), np.nan)
-    insertion = np.full((n, steps + 1), np.nan)
+    deletion = np.full((len(x), steps + 1), np.nan)
+    insertion = np.full((len(x), steps + 1), np.nan)
     scored = np.flatnonzero(~flat)
     if scored.size:
-        base = _baseline_images(x[scored], baseline, blur_sigma)
-        counts = np.round(fractions * h * w).astype(np.int64)
-        # rank[i, p] = position of pixel p in image i's order (0 = highest heatmap value)
-        order = np.argsort(-safe[scored].reshape(len(scored), -1), axis=1, kind="stable")
-        rank = np.empty_like(order)
-        np.put_along_axis(rank, order, np.arange(h * w)[None], axis=1)
-        rank = rank.reshape(len(scored), h, w)
-        # jobs: (image j, step k, insertion?) in a fixed order; built one batch at a time.
-        jobs = [(j, k, ins) for ins in (False, True) for j in range(len(scored)) for k in range(steps + 1)]
-        probs = np.empty(len(jobs))
-        chunk = max(1, int(batch_size))
-        for s in range(0, len(jobs), chunk):
-            part = jobs[s : s + chunk]
-            batch = np.empty((len(part), *x.shape[1:]), np.float32)
-            for b, (j, k, ins) in enumerate(part):
-                top = (rank[j] < counts[k])[..., None]
-                i = scored[j]
-                batch[b] = np.where(top, x[i], base[j]) if ins else np.where(top, base[j], x[i])
-            cls = np.array([classes[scored[j]] for j, _, _ in part], np.int64)
-            probs[s : s + len(part)] = head.probability(batch, cls)
-        probs = probs.reshape(2, len(scored), steps + 1)
-        deletion[scored], insertion[scored] = probs[0], probs[1]
+        deletion[scored], insertion[scored] = _curves(
+            head, x[scored], safe[scored], classes[scored], fractions, baseline, blur_sigma, batch_size
+        )
     return FaithfulnessScores(
         deletion_auc=_trapezoid(deletion, fractions),
         insertion_auc=_trapezoid(insertion, fractions),
@@ -326,6 +291,21 @@ def _ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(structural_similarity(a.astype(np.float64), b.astype(np.float64), data_range=1.0, win_size=win))
 
 
+def _sanity_verdict(name: str, spearman: np.ndarray, ssim: np.ndarray) -> tuple[bool, str]:
+    """``(passed, one sentence with the numbers)`` from the per-image correlations."""
+    if np.isnan(spearman).all():
+        return False, (
+            f"{name}: inconclusive: the heatmaps are flat on the trained or the randomised model, so they cannot "
+            "be compared."
+        )
+    rho = float(np.nanmean(spearman))
+    s = float(np.nanmean(ssim)) if not np.isnan(ssim).all() else float("nan")
+    numbers = f"mean Spearman {rho:.2f}, mean SSIM {s:.2f} between the maps of the trained and a randomised model"
+    if rho <= SANITY_THRESHOLD:
+        return True, f"{name} passes the sanity check: the map changes when the weights are random ({numbers})."
+    return False, f"{name} fails the sanity check: the map does not depend on what the model learned ({numbers})."
+
+
 def sanity_check(
     method_cls: type[AttributionMethod],
     model: keras.Model,
@@ -368,21 +348,7 @@ def sanity_check(
     spearman = np.array([np.nan if f else _spearman(x, y) for x, y, f in zip(a, b, flat, strict=True)])
     ssim = np.array([np.nan if f else _ssim(x, y) for x, y, f in zip(a, b, flat, strict=True)])
     name = getattr(method_cls, "name", method_cls.__name__)
-    if np.isnan(spearman).all():
-        passed = False
-        verdict = (
-            f"{name}: inconclusive: the heatmaps are flat on the trained or the randomised model, so they cannot "
-            "be compared."
-        )
-    else:
-        rho = float(np.nanmean(spearman))
-        s = float(np.nanmean(ssim)) if not np.isnan(ssim).all() else float("nan")
-        numbers = f"mean Spearman {rho:.2f}, mean SSIM {s:.2f} between the maps of the trained and a randomised model"
-        passed = rho <= SANITY_THRESHOLD
-        if passed:
-            verdict = f"{name} passes the sanity check: the map changes when the weights are random ({numbers})."
-        else:
-            verdict = f"{name} fails the sanity check: the map does not depend on what the model learned ({numbers})."
+    passed, verdict = _sanity_verdict(name, spearman, ssim)
     return SanityCheck(
         method=name,
         spearman=spearman,

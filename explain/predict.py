@@ -7,11 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from explain._quiet import quiet_import
+from explain.scores import score_head
 
 quiet_import()
 import keras  # noqa: E402
-
-from explain.preprocessing import from_raw_pixels  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -22,9 +21,9 @@ class Prediction:
         probabilities: float32 ``(num_classes,)`` in [0, 1], summing to 1. A single sigmoid
             output ``p`` is expanded to two classes ``(1 - p, p)``.
         top_k: ``((class_index, class_name, probability), ...)`` most probable first.
-        outputs_probabilities: False when the model's outputs did not look like
-            probabilities (any value outside [0, 1] or rows not summing to 1) and softmax
-            was applied to them as logits.
+        outputs_probabilities: False when the model outputs logits and explain applied the
+            softmax (or sigmoid); decided once per model from its last layer
+            (:mod:`explain.scores`).
     """
 
     probabilities: np.ndarray
@@ -33,6 +32,7 @@ class Prediction:
 
 
 def _as_probabilities(out: np.ndarray) -> tuple[np.ndarray, bool]:
+    # TEMPORARY: evaluation.py still imports this; it moves to explain.scores.ScoreHead.
     out = out.astype(np.float64)
     if out.shape[-1] == 1:
         p = np.clip(out[:, 0], 0.0, 1.0) if np.all((out >= 0) & (out <= 1)) else 1 / (1 + np.exp(-out[:, 0]))
@@ -65,23 +65,21 @@ def predict(
         One :class:`Prediction` per image.
 
     Raises:
-        ValueError: the model's output is not ``(N, num_classes)``, or there are too few
-            class names, or the outputs are not finite (e.g. NaN weights).
-        ExplainError: an unknown preprocessing mode.
+        ValueError: too few class names, or outputs that are not finite (e.g. NaN weights).
+        ExplainError: the model's output is not ``(N, num_classes)``; an unknown
+            preprocessing mode.
     """
     x = np.asarray(images, dtype=np.float32)
     if x.ndim == 3:
         x = x[None]
-    out = keras.ops.convert_to_numpy(from_raw_pixels(model, preprocess)(x, training=False))
-    if out.ndim != 2:
-        raise ValueError(f"The model outputs shape {out.shape}; a classifier outputs (batch, classes).")
-    if not np.all(np.isfinite(out)):
-        raise ValueError("The model's outputs are not finite (NaN or infinity): its weights may be broken.")
-    probs, were_probs = _as_probabilities(out)
-    if len(class_names) < probs.shape[-1]:
-        raise ValueError(f"{len(class_names)} class names for {probs.shape[-1]} classes.")
+    head = score_head(model, preprocess)
+    if len(class_names) < head.num_classes:
+        raise ValueError(f"{len(class_names)} class names for {head.num_classes} classes.")
+    probs = head.predict_probabilities(x, batch_size=max(1, len(x)))
     result = []
     for p in probs.astype(np.float32):
         top = np.argsort(-p, kind="stable")[: min(k, p.size)]
-        result.append(Prediction(p, tuple((int(i), str(class_names[i]), float(p[i])) for i in top), were_probs))
+        result.append(
+            Prediction(p, tuple((int(i), str(class_names[i]), float(p[i])) for i in top), not head.outputs_logits)
+        )
     return result

@@ -10,11 +10,11 @@ from explain.attribution.base import AttributionMethod
 from explain.errors import ExplainError
 from explain.metrics import (
     FaithfulnessScores,
-    _Probabilities,
     deletion_insertion,
     randomized_copy,
     sanity_check,
 )
+from explain.scores import ScoreHead
 from tests.conftest import left_half_model, tiny_functional, tiny_nested, tiny_sequential, tiny_sigmoid
 
 L = keras.layers
@@ -64,7 +64,7 @@ def test_shapes_ranges_and_endpoints():
     for auc in (scores.deletion_auc, scores.insertion_auc):
         assert auc.shape == (3,) and np.all((auc >= 0) & (auc <= 1))
     assert not scores.flat.any()
-    probs = tf.nn.softmax(_Probabilities(model).scores_from_input(x)).numpy()
+    probs = model(x).numpy()  # tiny_functional ends in softmax
     np.testing.assert_array_equal(scores.class_index, probs.argmax(axis=1))
     # nothing deleted = everything inserted = the original image
     np.testing.assert_allclose(scores.deletion_curve[:, 0], probs.max(axis=1), rtol=1e-4)
@@ -99,13 +99,13 @@ def test_binary_sigmoid_probabilities():
 
 def test_perturbed_images_go_through_the_model_in_batches(monkeypatch):
     sizes = []
-    original = _Probabilities.probability
+    original = ScoreHead.predict_probabilities
 
-    def recording(self, x, cls):
+    def recording(self, x, batch_size=64):
         sizes.append(len(x))
-        return original(self, x, cls)
+        return original(self, x, batch_size)
 
-    monkeypatch.setattr(_Probabilities, "probability", recording)
+    monkeypatch.setattr(ScoreHead, "predict_probabilities", recording)
     deletion_insertion(tiny_functional(), images(3), np.random.default_rng(0).random((3, SIZE, SIZE)), 0, steps=20)
     assert sum(sizes) == 2 * 3 * 21 and max(sizes) == 64
 

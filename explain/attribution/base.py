@@ -4,11 +4,11 @@ Modelled on pytorch-grad-cam (https://github.com/jacobgil/pytorch-grad-cam): the
 owns batching, class selection, the score to explain, upsampling and normalisation; each
 method is a small subclass overriding :meth:`AttributionMethod._raw_maps`.
 
-The score explained is the pre-softmax (or pre-sigmoid) logit whenever the model's last
-layer is a ``Dense`` or ``Activation`` with a softmax / sigmoid activation: the logit is
-recomputed from that layer's input and weights, so the caller's model is never changed.
-Otherwise the model's output itself is used and :attr:`Attribution.score_kind` says
-``"probability"`` (softmax saturation can then flatten gradients).
+The score explained comes from the model's :class:`~explain.scores.ScoreHead`: the
+pre-softmax (or pre-sigmoid) logit wherever the model has one (recomputed from the last
+layer's input and weights, so the caller's model is never changed). Otherwise the model's
+output itself is used and :attr:`Attribution.score_kind` says ``"probability"`` (softmax
+saturation can then flatten gradients).
 
 A single sigmoid output is a binary classifier with two classes: class 1 is the positive
 class (score = logit), class 0 the negative one (score = -logit).
@@ -23,9 +23,10 @@ import numpy as np
 
 from explain._quiet import quiet_import
 from explain.activations import _node, _single
-from explain.errors import ExplainError, LayerError
+from explain.errors import LayerError
 from explain.models import LayerInfo, layer_table, resolve_layer
 from explain.preprocessing import check_mode, from_raw_pixels
+from explain.scores import score_head
 
 quiet_import()
 import keras  # noqa: E402
@@ -105,43 +106,6 @@ def normalize_maps_tf(raw: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     out = tf.where(informative, (x - lo) / tf.where(informative, span, 1.0), 0.0)
     out = tf.where(flat[:, None, None], 0.0, out)
     return tf.clip_by_value(out, 0.0, 1.0), flat
-
-
-def _output_layer(model: keras.Model) -> keras.layers.Layer:
-    history = model.outputs[0]._keras_history
-    return history.operation if hasattr(history, "operation") else history[0]
-
-
-def _logit_head(model: keras.Model) -> tuple[object, Callable, str, bool]:
-    """Find the tensor to stop the graph at and the function from it to logits.
-
-    Returns:
-        ``(tensor h in the model's graph, f(h) -> scores, score_kind, binary)``.
-    """
-    if len(model.outputs) != 1:
-        raise ExplainError(f"The model has {len(model.outputs)} outputs; attribution needs a single classifier output.")
-    out = model.outputs[0]
-    if len(out.shape) != 2:
-        raise ExplainError(f"The model's output has shape {tuple(out.shape)}; a classifier outputs (batch, classes).")
-    binary = out.shape[-1] == 1
-    layer = _output_layer(model)
-    activation = getattr(layer, "activation", None)
-    name = getattr(activation, "__name__", "")
-    if name in ("softmax", "sigmoid"):
-        h = _single(_node(model, layer).input_tensors)
-        if isinstance(layer, keras.layers.Activation):
-            return h, lambda t: t, "logit", binary
-        if isinstance(layer, keras.layers.Dense):
-            kernel, bias = layer.kernel, layer.bias
-
-            def logits(t):
-                z = tf.matmul(t, kernel)
-                return z + bias if bias is not None else z
-
-            return h, logits, "logit", binary
-    if name == "linear":
-        return out, lambda t: t, "logit", binary
-    return out, lambda t: t, "probability", binary
 
 
 #: Layer types never chosen as the default target layer: the input-side ones only carry the image;
@@ -311,8 +275,9 @@ class AttributionMethod:
         self.model = model
         self.batch_size = int(batch_size)
         self.preprocess = check_mode(preprocess)
-        h, self._to_scores, self.score_kind, self.binary = _logit_head(model)
-        self.num_classes = 2 if self.binary else int(model.outputs[0].shape[-1])
+        self.head = score_head(model, self.preprocess)
+        h, self._to_scores = self.head.tensor, self.head.to_scores
+        self.score_kind, self.binary, self.num_classes = self.head.score_kind, self.head.binary, self.head.num_classes
         self.input_shape = tuple(model.inputs[0].shape[1:])
         self.layer: LayerInfo | None = None
         if self.needs_layer:
@@ -325,33 +290,17 @@ class AttributionMethod:
                 )
             self.layer = info
             self._explainer = from_raw_pixels(_with_target(model, info.name.split("/"), h), self.preprocess)
-        head_model = from_raw_pixels(keras.Model(_single(model.inputs), h), self.preprocess)
-        self._score_input = lambda x: self._to_scores(head_model(x, training=False))
         self._compiled: Callable | None = None
 
     # -- scores -------------------------------------------------------------
-    def pick(self, logits: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Resolve the classes (``-1`` means the top prediction) and their scores.
-
-        Args:
-            logits: ``(B, classes)`` scores (``(B, 1)`` for a sigmoid output).
-            class_index: int64 ``(B,)``, ``-1`` for "top prediction".
-
-        Returns:
-            ``(class_index int64 (B,), score float32 (B,))``; binary models score class 1
-            with the logit and class 0 with its negative.
-        """
-        if self.binary:
-            z = logits[:, 0]
-            top = tf.cast(z > (0.0 if self.score_kind == "logit" else 0.5), tf.int64)
-            cls = tf.where(class_index < 0, top, class_index)
-            return cls, tf.where(tf.equal(cls, 1), z, -z)
-        cls = tf.where(class_index < 0, tf.argmax(logits, axis=1), class_index)
-        return cls, tf.gather(logits, cls, axis=1, batch_dims=1)
+    def pick(self, scores: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The score head's :meth:`~explain.scores.ScoreHead.pick`: ``(class_index int64 (B,),
+        score float32 (B,))`` for scores ``(B, classes)`` and int64 classes (``-1``: top)."""
+        return self.head.pick(scores, class_index)
 
     def scores_from_input(self, x: tf.Tensor) -> tf.Tensor:
         """Scores ``(B, classes)`` (logits where available) for raw-pixel images."""
-        return self._score_input(x)
+        return self.head.scores(x)
 
     def activations_and_scores(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Target-layer activations ``(B, h, w, K)`` and scores ``(B, classes)`` from one
@@ -375,26 +324,7 @@ class AttributionMethod:
         return heat, flat, cls, score
 
     def _check(self, images, class_index) -> tuple[np.ndarray, np.ndarray]:
-        x = np.asarray(images, dtype=np.float32)
-        if x.ndim == 3:
-            x = x[None]
-        if x.ndim != 4 or any(e is not None and e != a for e, a in zip(self.input_shape, x.shape[1:], strict=True)):
-            raise ValueError(
-                f"Images of shape {x.shape[1:]} do not fit the model input {self.input_shape}; "
-                "load them with explain.load_image(path, target_size=(H, W), channels=C)."
-            )
-        if len(x) == 0:
-            raise ValueError("No images to explain: got an empty batch.")
-        if class_index is None:
-            return x, np.full(len(x), -1, np.int64)
-        idx = np.broadcast_to(np.asarray(class_index, dtype=np.int64).reshape(-1), (len(x),)).copy()
-        bad = idx[(idx < 0) | (idx >= self.num_classes)]
-        if bad.size:
-            raise ExplainError(
-                f"Class index {int(bad[0])} is out of range: the model has {self.num_classes} classes, "
-                f"indices 0 to {self.num_classes - 1}."
-            )
-        return x, idx
+        return self.head.check_batch(images, class_index)
 
     def __call__(self, images: np.ndarray, class_index: int | np.ndarray | None = None) -> Attribution:
         """Explain a batch.
