@@ -24,6 +24,13 @@ def _figure_and_ax(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figur
     return fig, fig.add_subplot()
 
 
+def _with_title(fig: Figure, title: str, fontsize: float) -> Figure:
+    """``fig`` with ``title`` as its suptitle (none when ``title`` is empty)."""
+    if title:
+        fig.suptitle(title, fontsize=fontsize)
+    return fig
+
+
 def _scale(maps: np.ndarray, normalize: str) -> tuple[np.ndarray, np.ndarray]:
     """Scale ``(H, W, K)`` maps to [0, 1]; return them and a bool ``(K,)`` 'flat' mask."""
     maps = np.nan_to_num(maps.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
@@ -39,6 +46,40 @@ def _scale(maps: np.ndarray, normalize: str) -> tuple[np.ndarray, np.ndarray]:
     flat = (span <= 1e-12).reshape(-1) if normalize == "per_map" else np.ptp(maps, axis=(0, 1)) <= 1e-12
     scaled = np.where(span > 1e-12, (maps - lo) / np.where(span > 1e-12, span, 1.0), 0.0)
     return scaled.astype(np.float32), flat
+
+
+def _mosaic(tiles: np.ndarray, rows: int, cols: int, gap: int) -> np.ndarray:
+    """``(H, W, n)`` tiles laid out row by row in a ``rows x cols`` grid, ``gap`` NaN pixels apart."""
+    h, w, n = tiles.shape
+    mosaic = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), np.nan, np.float32)
+    for k in range(n):
+        r, c = divmod(k, cols)
+        mosaic[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tiles[..., k]
+    return mosaic
+
+
+def _tile_label(ax: Axes, x: float, y: float, text: str, fontsize: float) -> None:
+    """White text on a dark box, its top-left corner at data coordinates ``(x, y)``."""
+    ax.text(
+        x,
+        y,
+        text,
+        color="white",
+        fontsize=fontsize,
+        va="top",
+        ha="left",
+        bbox={"facecolor": "black", "alpha": 0.55, "pad": 1.0, "linewidth": 0},
+    )
+
+
+def _check_grid(acts: np.ndarray, max_maps: int, cols: int | None) -> None:
+    """Raise ValueError for :func:`feature_map_grid`'s bad arguments."""
+    if acts.ndim != 3:
+        raise ValueError(f"feature_map_grid needs one image's (H, W, C) activations, got shape {acts.shape}.")
+    if max_maps < 1:
+        raise ValueError(f"max_maps must be at least 1, got {max_maps}.")
+    if cols is not None and cols < 1:
+        raise ValueError(f"cols must be at least 1, got {cols}.")
 
 
 def feature_map_grid(
@@ -73,12 +114,7 @@ def feature_map_grid(
         ValueError: activations not 3-D, ``max_maps < 1``, ``cols < 1`` or bad ``normalize``.
     """
     acts = np.asarray(activations)
-    if acts.ndim != 3:
-        raise ValueError(f"feature_map_grid needs one image's (H, W, C) activations, got shape {acts.shape}.")
-    if max_maps < 1:
-        raise ValueError(f"max_maps must be at least 1, got {max_maps}.")
-    if cols is not None and cols < 1:
-        raise ValueError(f"cols must be at least 1, got {cols}.")
+    _check_grid(acts, max_maps, cols)
     total = acts.shape[-1]
     chosen = list(range(total)) if channels is None else [int(c) for c in channels]
     shown = chosen[:max_maps]
@@ -89,29 +125,14 @@ def feature_map_grid(
     scaled, flat = _scale(acts[..., shown], normalize)
 
     gap = max(1, round(max(h, w) / 14))
-    mosaic = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), np.nan, np.float32)
-    for k in range(n):
-        r, c = divmod(k, cols)
-        mosaic[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = scaled[..., k]
-
     tile_in = min(1.3, max(0.55, 11.0 / max(cols, rows)))
     fig, ax = _figure_and_ax(ax, (cols * tile_in + 0.4, rows * tile_in + 0.9))
     ax.set_facecolor("white")
-    ax.imshow(mosaic, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.imshow(_mosaic(scaled, rows, cols, gap), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
     fontsize = max(5.0, min(9.0, tile_in * 7))
     for k, ch in enumerate(shown):
         r, c = divmod(k, cols)
-        label = f"{ch}" + (" flat" if flat[k] else "")
-        ax.text(
-            c * (w + gap) + 0.5,
-            r * (h + gap) + 0.5,
-            label,
-            color="white",
-            fontsize=fontsize,
-            va="top",
-            ha="left",
-            bbox={"facecolor": "black", "alpha": 0.55, "pad": 1.0, "linewidth": 0},
-        )
+        _tile_label(ax, c * (w + gap) + 0.5, r * (h + gap) + 0.5, f"{ch}" + (" flat" if flat[k] else ""), fontsize)
     ax.set_axis_off()
     note = "each map scaled to its own min-max" if normalize == "per_map" else "one scale for the whole layer"
     note += "; tile label = channel index"
@@ -275,9 +296,7 @@ def attribution_panel(
     axes[0].set_axis_off()
     for ax, (label, heat, flat) in zip(axes[1:], maps, strict=True):
         heatmap_overlay(image, heat, title=label, cmap=cmap, alpha=alpha, flat=flat, ax=ax)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig
+    return _with_title(fig, title, 10)
 
 
 def lime_boundaries(
@@ -392,21 +411,26 @@ def per_class_accuracy_chart(
         text = f"{acc[i]:.1%}" if known[i] else "no images"
         ax.text(0.012, y, text, va="center", fontsize=8.5, fontweight="bold" if known[i] else "normal", zorder=3)
     if overall is not None and np.isfinite(overall):
-        ax.set_ylim(len(order) - 0.5, -1.4)  # room above the first bar for the line's label
-        ax.axvline(overall, color="black", linestyle="--", linewidth=1)
-        ax.text(
-            overall,
-            -0.95,
-            f"overall {overall:.1%}",
-            ha="center",
-            va="center",
-            fontsize=8,
-            bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},
-        )
+        _overall_line(ax, overall, len(order))
     ax.grid(axis="x", alpha=0.3)
     ax.set_axisbelow(True)
     ax.set_title(title or "Per-class accuracy, worst to best", fontsize=10)
     return fig
+
+
+def _overall_line(ax: Axes, overall: float, bars: int) -> None:
+    """A dashed vertical line at ``overall`` in [0, 1], labelled above the first of ``bars`` bars."""
+    ax.set_ylim(bars - 0.5, -1.4)  # room above the first bar for the line's label
+    ax.axvline(overall, color="black", linestyle="--", linewidth=1)
+    ax.text(
+        overall,
+        -0.95,
+        f"overall {overall:.1%}",
+        ha="center",
+        va="center",
+        fontsize=8,
+        bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},
+    )
 
 
 def _colormap(name: str):
@@ -498,12 +522,47 @@ def confusion_matrix_figure(
         left, right = fig.subplots(1, 2)
         _confusion_panel(left, cm, names, False, count_title)
         _confusion_panel(right, cm, names, True, norm_title)
-        if title:
-            fig.suptitle(title, fontsize=11)
-        return fig
+        return _with_title(fig, title, 11)
     fig, ax = _figure_and_ax(ax, (side + 0.6, side))
     _confusion_panel(ax, cm, names, normalize == "true", title or (norm_title if normalize == "true" else count_title))
     return fig
+
+
+def _subfigure_grid(fig: Figure | None, n: int, rows: int, cols: int, figsize: tuple[float, float], space: float):
+    """``(fig, subfigures)``: the first ``n`` subfigures of a ``rows x cols`` grid, row by row, in
+    ``fig`` (None: a new constrained-layout figure of ``figsize`` inches); the cells past ``n``
+    stay empty."""
+    if fig is None:
+        fig = Figure(figsize=figsize, layout="constrained")
+    return fig, np.atleast_1d(fig.subfigures(rows, cols, wspace=space, hspace=space)).reshape(-1)[:n]
+
+
+def _check_gallery(imgs: np.ndarray, tm: np.ndarray, pm: np.ndarray, cols: int) -> None:
+    """Raise ValueError for :func:`confusion_gallery`'s bad arguments."""
+    n = len(imgs)
+    if n == 0 or imgs.ndim != 4 or tm.shape != (n, *imgs.shape[1:3]) or pm.shape != tm.shape:
+        raise ValueError(
+            f"confusion_gallery needs images (N, H, W, C) and two (N, H, W) heatmaps with N >= 1; got "
+            f"{imgs.shape}, {tm.shape}, {pm.shape}."
+        )
+    if cols < 1:
+        raise ValueError(f"cols must be at least 1, got {cols}.")
+
+
+def _gallery_example(sub, image: np.ndarray, maps, titles, label: str | None, *, cmap: str, alpha: float) -> None:
+    """One framed group of a gallery in subfigure ``sub``: the image, then the true class's and
+    the predicted class's ``(heatmap, flat)`` in ``maps`` over it, with ``titles``."""
+    sub.set_facecolor("#f6f6f6")
+    sub.set_edgecolor("#cccccc")
+    sub.set_linewidth(1.0)
+    a_img, *a_maps = sub.subplots(1, 3)
+    _show_image(a_img, image)
+    a_img.set_axis_off()
+    a_img.set_title("image", fontsize=8)
+    for ax, (heat, flat), title in zip(a_maps, maps, titles, strict=True):
+        heatmap_overlay(image, heat, title=title, cmap=cmap, alpha=alpha, flat=flat, ax=ax)
+    if label is not None:
+        sub.suptitle(_short(label, 60), fontsize=8)
 
 
 def confusion_gallery(
@@ -551,54 +610,19 @@ def confusion_gallery(
     """
     imgs = np.asarray(images)
     tm, pm = np.asarray(true_maps, np.float32), np.asarray(predicted_maps, np.float32)
+    _check_gallery(imgs, tm, pm, cols)
     n = len(imgs)
-    if n == 0 or imgs.ndim != 4 or tm.shape != (n, *imgs.shape[1:3]) or pm.shape != tm.shape:
-        raise ValueError(
-            f"confusion_gallery needs images (N, H, W, C) and two (N, H, W) heatmaps with N >= 1; got "
-            f"{imgs.shape}, {tm.shape}, {pm.shape}."
-        )
-    if cols < 1:
-        raise ValueError(f"cols must be at least 1, got {cols}.")
     tf_ = np.zeros(n, bool) if true_flat is None else np.asarray(true_flat, bool)
     pf_ = np.zeros(n, bool) if predicted_flat is None else np.asarray(predicted_flat, bool)
     cols = min(cols, n)
     rows = math.ceil(n / cols)
-    if fig is None:
-        fig = Figure(figsize=(cols * 6.3, rows * 2.55 + (0.5 if title else 0.1)), layout="constrained")
-    groups = np.atleast_1d(fig.subfigures(rows, cols, wspace=0.04, hspace=0.04)).reshape(-1)
+    size = (cols * 6.3, rows * 2.55 + (0.5 if title else 0.1))
+    fig, groups = _subfigure_grid(fig, n, rows, cols, size, space=0.04)
+    titles = (f"{method}: {true_name}\n(true class)", f"{method}: {predicted_name}\n(predicted)")
     for k, sub in enumerate(groups):
-        if k >= n:
-            continue
-        sub.set_facecolor("#f6f6f6")
-        sub.set_edgecolor("#cccccc")
-        sub.set_linewidth(1.0)
-        a_img, a_true, a_pred = sub.subplots(1, 3)
-        _show_image(a_img, imgs[k])
-        a_img.set_axis_off()
-        a_img.set_title("image", fontsize=8)
-        heatmap_overlay(
-            imgs[k],
-            tm[k],
-            title=f"{method}: {true_name}\n(true class)",
-            cmap=cmap,
-            alpha=alpha,
-            flat=bool(tf_[k]),
-            ax=a_true,
-        )
-        heatmap_overlay(
-            imgs[k],
-            pm[k],
-            title=f"{method}: {predicted_name}\n(predicted)",
-            cmap=cmap,
-            alpha=alpha,
-            flat=bool(pf_[k]),
-            ax=a_pred,
-        )
-        if labels is not None:
-            sub.suptitle(_short(labels[k], 60), fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    return fig
+        maps = ((tm[k], bool(tf_[k])), (pm[k], bool(pf_[k])))
+        _gallery_example(sub, imgs[k], maps, titles, None if labels is None else labels[k], cmap=cmap, alpha=alpha)
+    return _with_title(fig, title, 11)
 
 
 def top_k_grid(
@@ -634,12 +658,8 @@ def top_k_grid(
     kk = min(k, p.shape[1])
     cols = 2 if n > 1 else 1
     rows = math.ceil(n / cols)
-    if fig is None:
-        fig = Figure(figsize=(cols * 6.2, rows * (0.32 * kk + 1.3)), layout="constrained")
-    groups = np.atleast_1d(fig.subfigures(rows, cols, wspace=0.05, hspace=0.05)).reshape(-1)
+    fig, groups = _subfigure_grid(fig, n, rows, cols, (cols * 6.2, rows * (0.32 * kk + 1.3)), space=0.05)
     for i, sub in enumerate(groups):
-        if i >= n:
-            continue
         a_img, a_bar = sub.subplots(1, 2, width_ratios=[1, 2.6])
         _show_image(a_img, imgs[i])
         a_img.set_axis_off()
@@ -698,6 +718,4 @@ def training_curves(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    return fig
+    return _with_title(fig, title, 11)

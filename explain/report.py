@@ -25,7 +25,6 @@ and exit with code 2.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import csv
 import datetime
@@ -36,7 +35,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,10 +45,6 @@ if TYPE_CHECKING:
     from explain.evaluation import Confusion, Evaluation
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from explain.cli import MODEL_HELP, add_model_arguments, fail, open_model
-
-PROG = "python -m explain.report"
 
 #: Names of the files every report writes (galleries and optional figures come on top).
 PER_CLASS_PNG = "per_class_accuracy.png"
@@ -303,6 +298,40 @@ def _html(
 
 # -- compute -------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class ReportOptions:
+    """What a report shows and how it is computed: the keywords of :func:`compute_report`
+    (and of :func:`write_report`, whose defaults are these).
+
+    Attributes:
+        images: image files whose top-k predictions to show; default a few misclassified images.
+        confusions: how many of the most frequent confusions get a gallery (>= 0).
+        examples: images per gallery (>= 1).
+        top_k: classes in the top-k bars (>= 1).
+        batch_size: images per forward pass (>= 1; checked by the evaluation).
+        layer: Grad-CAM's target layer (index, name or nested path); default the last spatial one.
+        image_size: ``(height, width)`` for a model that takes any size.
+        progress: show a progress bar on stderr.
+
+    Raises:
+        ValueError: ``confusions < 0``, ``examples < 1`` or ``top_k < 1``.
+    """
+
+    images: Sequence[str | os.PathLike] | None = None
+    confusions: int = 5
+    examples: int = 6
+    top_k: int = 5
+    batch_size: int = 256
+    layer: int | str | None = None
+    image_size: tuple[int, int] | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        for name, least in (("confusions", 0), ("examples", 1), ("top_k", 1)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be at least {least}, got {getattr(self, name)}.")
+
+
+@dataclass(frozen=True)
 class Gallery:
     """One confusion's examples, with a heatmap for the true and for the predicted class.
 
@@ -326,6 +355,25 @@ class Gallery:
 
 
 @dataclass(frozen=True)
+class TopK:
+    """The images whose top-k predictions a report shows.
+
+    Attributes:
+        images: uint8 ``(m, H, W, C)``.
+        probabilities: float ``(m, classes)`` in [0, 1].
+        titles: one caption per image.
+        caption: what the images are (chosen with ``--images``, or misclassified ones).
+        k: classes per bar chart.
+    """
+
+    images: np.ndarray
+    probabilities: np.ndarray
+    titles: tuple[str, ...]
+    caption: str
+    k: int
+
+
+@dataclass(frozen=True)
 class ReportData:
     """Everything a report shows, computed, before any figure is drawn (:func:`compute_report`).
 
@@ -334,11 +382,9 @@ class ReportData:
         metrics: :func:`~explain.evaluation.classification_metrics` of it.
         galleries: the most frequent confusions, most frequent first, with their examples.
         heatmap_method: ``"gradcam"``, ``"saliency"`` or None; ``method_label`` says it for people.
-        top_k_images: ``(m, H, W, C)`` images whose top-k predictions are shown, with
-            ``top_k_probabilities`` ``(m, classes)``, ``top_k_titles`` and ``top_k_caption``.
+        top_k: the images whose top-k predictions are shown (:class:`TopK`).
         notes: what a reader should know.
         card: the model card used; ``input_size`` the ``(H, W, C)`` images were read at.
-        top_k: classes per top-k bar chart.
     """
 
     evaluation: Evaluation
@@ -346,14 +392,10 @@ class ReportData:
     galleries: tuple[Gallery, ...]
     heatmap_method: str | None
     method_label: str | None
-    top_k_images: np.ndarray
-    top_k_probabilities: np.ndarray
-    top_k_titles: tuple[str, ...]
-    top_k_caption: str
+    top_k: TopK
     notes: tuple[str, ...]
     card: object
     input_size: tuple[int, int, int]
-    top_k: int
 
 
 def _gallery(source, result, conf, explainer, examples: int, size: tuple[int, int, int]) -> Gallery:
@@ -394,27 +436,37 @@ def _top_k_examples(source, result, chosen, size) -> tuple[np.ndarray, tuple[str
     return x, titles, caption
 
 
-def compute_report(
-    model,
-    source,
-    *,
-    card=None,
-    model_path: str | os.PathLike | None = None,
-    images: Sequence[str | os.PathLike] | None = None,
-    confusions: int = 5,
-    examples: int = 6,
-    top_k: int = 5,
-    batch_size: int = 256,
-    layer: int | str | None = None,
-    image_size: tuple[int, int] | None = None,
-    progress: bool = True,
-) -> ReportData:
+def _top_k(model, source, result, chosen, size, k: int, preprocess: str) -> TopK:
+    """The top-k images (:func:`_top_k_examples`) with the model's probabilities for them."""
+    from explain.predict import predict
+
+    x, titles, caption = _top_k_examples(source, result, chosen, size)
+    predictions = predict(model, x, result.class_names, k=k, preprocess=preprocess)
+    return TopK(x, np.stack([p.probabilities for p in predictions]), titles, caption, k)
+
+
+def _method_label(explainer) -> str | None:
+    """The heatmaps' method for people: ``"Grad-CAM (layer conv2d_1)"``, ``"saliency"`` or None."""
+    method = explainer.name if explainer is not None else None
+    label = {"gradcam": "Grad-CAM", "saliency": "saliency"}.get(method) if method else None
+    if method == "gradcam" and explainer.layer is not None:
+        label += f" (layer {explainer.layer.name})"
+    return label
+
+
+def compute_report(model, source, *, card=None, model_path: str | os.PathLike | None = None, **options) -> ReportData:
     """Evaluate ``model`` on ``source`` and compute everything the report shows, in memory.
 
     Every input is checked (the chosen images are read, the heatmap method is built, the data
     classes are matched to the model's) before the long prediction pass.
 
-    Args: as :func:`write_report` (without ``out_dir`` and ``command``).
+    Args:
+        model: a Keras classifier taking raw pixels.
+        source: the data (:func:`explain.evaluation.open_data`).
+        card: the :class:`~explain.models.ModelCard`; default read from ``model_path``.
+        model_path: the model file, for the model card.
+        **options: the fields of :class:`ReportOptions` (``images``, ``confusions``,
+            ``examples``, ``top_k``, ``batch_size``, ``layer``, ``image_size``, ``progress``).
 
     Returns:
         A :class:`ReportData`, for :func:`render_report`.
@@ -422,52 +474,38 @@ def compute_report(
     Raises:
         ExplainError: bad data, image, layer or model.
         ValueError: bad numeric arguments; model outputs that are not a classifier's.
+        TypeError: an unknown keyword.
     """
     from explain.evaluation import classification_metrics, evaluate_model, model_input_size, top_confusions
     from explain.images import load_image
     from explain.models import load_model_card
-    from explain.predict import predict
 
-    for name, value, least in (("confusions", confusions, 0), ("examples", examples, 1), ("top_k", top_k, 1)):
-        if value < least:
-            raise ValueError(f"{name} must be at least {least}, got {value}.")
+    opts = ReportOptions(**options)
     card = card or load_model_card(model_path, model)
-    size = model_input_size(model, source, image_size)
-    chosen = [(Path(p), load_image(p, target_size=size[:2], channels=size[2])) for p in images or ()]
-    explainer, method_note = _heatmap_method(model, layer, card.preprocessing)
+    size = model_input_size(model, source, opts.image_size)
+    chosen = [(Path(p), load_image(p, target_size=size[:2], channels=size[2])) for p in opts.images or ()]
+    explainer, method_note = _heatmap_method(model, opts.layer, card.preprocessing)
     result = evaluate_model(
         model,
         source,
         _card_class_names(card),
-        batch_size=batch_size,
-        top_k=top_k,
+        batch_size=opts.batch_size,
+        top_k=opts.top_k,
         image_size=size[:2],
-        progress=progress,
+        progress=opts.progress,
         preprocess=card.preprocessing,
     )
-    top = top_confusions(result, confusions)
-    galleries = tuple(_gallery(source, result, c, explainer, examples, size) for c in top)
-    x, titles, caption = _top_k_examples(source, result, chosen, size)
-    predictions = predict(model, x, result.class_names, k=top_k, preprocess=card.preprocessing)
-    probs = np.stack([p.probabilities for p in predictions])
-    method = explainer.name if explainer is not None else None
-    label = {"gradcam": "Grad-CAM", "saliency": "saliency"}.get(method) if method else None
-    if method == "gradcam" and explainer.layer is not None:
-        label += f" (layer {explainer.layer.name})"
+    top = top_confusions(result, opts.confusions)
     return ReportData(
         evaluation=result,
         metrics=classification_metrics(result),
-        galleries=galleries,
-        heatmap_method=method,
-        method_label=label,
-        top_k_images=x,
-        top_k_probabilities=probs,
-        top_k_titles=titles,
-        top_k_caption=caption,
+        galleries=tuple(_gallery(source, result, c, explainer, opts.examples, size) for c in top),
+        heatmap_method=explainer.name if explainer is not None else None,
+        method_label=_method_label(explainer),
+        top_k=_top_k(model, source, result, chosen, size, opts.top_k, card.preprocessing),
         notes=(*card.notes, *result.notes, *([method_note] if method_note else [])),
         card=card,
         input_size=size,
-        top_k=top_k,
     )
 
 
@@ -492,30 +530,11 @@ def _gallery_name(k: int, g: Gallery) -> str:
     return f"confusion_{k:02d}_{_slug(g.confusion.true_name)}_as_{_slug(g.confusion.predicted_name)}.png"
 
 
-def _figures(data: ReportData, model_name: str) -> tuple[dict[str, bytes], list[str | None], list[str]]:
-    """The report's PNGs by file name; the gallery file of each confusion (None: no example);
-    and notes added while drawing."""
-    from explain.plots import (
-        confusion_gallery,
-        confusion_matrix_figure,
-        per_class_accuracy_chart,
-        top_k_grid,
-        training_curves,
-    )
+def _gallery_pngs(data: ReportData) -> tuple[dict[str, bytes], list[str | None]]:
+    """Each confusion's gallery PNG by file name, and the file of each confusion (None: no example)."""
+    from explain.plots import confusion_gallery
 
-    r, names, notes = data.evaluation, data.evaluation.class_names, []
-    pngs = {
-        PER_CLASS_PNG: _png(
-            per_class_accuracy_chart(
-                r.per_class_accuracy,
-                names,
-                support=r.support,
-                overall=r.accuracy,
-                title=f"Per-class accuracy on {r.data}, worst to best ({r.num_images:,} images)",
-            )
-        ),
-        CONFUSION_PNG: _png(confusion_matrix_figure(r.confusion, names, title=f"Confusion matrix on {r.data}")),
-    }
+    pngs: dict[str, bytes] = {}
     gallery_files: list[str | None] = []
     method = {"gradcam": "Grad-CAM", "saliency": "Saliency"}.get(data.heatmap_method, "")
     for k, g in enumerate(data.galleries, 1):
@@ -537,23 +556,54 @@ def _figures(data: ReportData, model_name: str) -> tuple[dict[str, bytes], list[
         )
         gallery_files.append(_gallery_name(k, g))
         pngs[gallery_files[-1]] = _png(fig, dpi=90)
-    pngs[TOP_K_PNG] = _png(
-        top_k_grid(data.top_k_images, data.top_k_probabilities, names, k=data.top_k, titles=list(data.top_k_titles))
-    )
-    card = data.card
+    return pngs, gallery_files
+
+
+def _curves_png(card, model_name: str) -> tuple[bytes | None, str | None]:
+    """The model card's training history as a PNG (None without one) and a note when it cannot be drawn."""
+    from explain.plots import training_curves
+
     history = card.raw.get("history") if card.from_file else None
-    if isinstance(history, dict) and history:
-        best = card.raw.get("best_epoch")
-        try:
-            fig = training_curves(
-                history,
-                best_epoch=best if isinstance(best, int) else None,
-                title=f"Training history of {model_name} (model card)",
+    if not isinstance(history, dict) or not history:
+        return None, None
+    best = card.raw.get("best_epoch")
+    try:
+        fig = training_curves(
+            history,
+            best_epoch=best if isinstance(best, int) else None,
+            title=f"Training history of {model_name} (model card)",
+        )
+    except ValueError as e:
+        return None, f"The model card's training history could not be drawn: {e}"
+    return _png(fig), None
+
+
+def _figures(data: ReportData, model_name: str) -> tuple[dict[str, bytes], list[str | None], list[str]]:
+    """The report's PNGs by file name; the gallery file of each confusion (None: no example);
+    and notes added while drawing."""
+    from explain.plots import confusion_matrix_figure, per_class_accuracy_chart, top_k_grid
+
+    r, names = data.evaluation, data.evaluation.class_names
+    pngs = {
+        PER_CLASS_PNG: _png(
+            per_class_accuracy_chart(
+                r.per_class_accuracy,
+                names,
+                support=r.support,
+                overall=r.accuracy,
+                title=f"Per-class accuracy on {r.data}, worst to best ({r.num_images:,} images)",
             )
-            pngs[CURVES_PNG] = _png(fig)
-        except ValueError as e:
-            notes.append(f"The model card's training history could not be drawn: {e}")
-    return pngs, gallery_files, notes
+        ),
+        CONFUSION_PNG: _png(confusion_matrix_figure(r.confusion, names, title=f"Confusion matrix on {r.data}")),
+    }
+    galleries, gallery_files = _gallery_pngs(data)
+    pngs.update(galleries)
+    top = data.top_k
+    pngs[TOP_K_PNG] = _png(top_k_grid(top.images, top.probabilities, names, k=top.k, titles=list(top.titles)))
+    curves, note = _curves_png(data.card, model_name)
+    if curves is not None:
+        pngs[CURVES_PNG] = curves
+    return pngs, gallery_files, [note] if note else []
 
 
 def _metrics_document(data: ReportData, model_label: str, gallery_files, notes) -> bytes:
@@ -564,8 +614,12 @@ def _metrics_document(data: ReportData, model_label: str, gallery_files, notes) 
         **data.metrics,
         "class_names": list(r.class_names),
         "top_confusions": [
-            {"true": g.confusion.true_name, "predicted": g.confusion.predicted_name, "count": g.confusion.count,
-             "gallery": f}
+            {
+                "true": g.confusion.true_name,
+                "predicted": g.confusion.predicted_name,
+                "count": g.confusion.count,
+                "gallery": f,
+            }
             for g, f in zip(data.galleries, gallery_files, strict=True)
         ],
         "classes_without_images": list(r.classes_without_images),
@@ -639,7 +693,7 @@ def render_report(
         pngs=pngs,
         confusions=[(str(g.confusion), g.share, f) for g, f in zip(data.galleries, gallery_files, strict=True)],
         method_label=data.method_label,
-        top_k_caption=data.top_k_caption,
+        top_k_caption=data.top_k.caption,
         has_curves=CURVES_PNG in pngs,
         files=[*files, HTML_FILE],
         command=command or f"write_report({name!r}, {r.data!r})",
@@ -669,6 +723,29 @@ def save_report(files: dict[str, bytes], out_dir: str | os.PathLike) -> tuple[Pa
     return tuple(written)
 
 
+def _check_out_dir(out_dir: str | os.PathLike) -> Path:
+    """``out_dir`` as a Path; ExplainError when it is a file."""
+    from explain.errors import ExplainError
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExplainError(f"--out {out_dir} is a file; give a folder for the report.")
+    return out_dir
+
+
+def _saved(data: ReportData, rendered: RenderedReport, out_dir: Path, written: tuple[Path, ...]) -> Report:
+    """What :func:`write_report` wrote, as a :class:`Report`."""
+    return Report(
+        out_dir=out_dir,
+        files=written,
+        evaluation=data.evaluation,
+        confusions=tuple(g.confusion for g in data.galleries),
+        galleries=tuple(out_dir / f for f in rendered.galleries if f),
+        heatmap_method=data.heatmap_method,
+        notes=rendered.notes,
+    )
+
+
 def write_report(
     model,
     source,
@@ -689,9 +766,8 @@ def write_report(
     """Evaluate ``model`` on ``source`` and write the report files into ``out_dir``:
     :func:`compute_report`, then :func:`render_report`, then :func:`save_report`.
 
-    Everything is computed and rendered before the first file is written, and each file is
-    written atomically (:func:`explain.io.atomic_path`): on any error ``out_dir`` is left as it
-    was (and is not created).
+    Everything is computed and rendered before the first file is written, each file atomically
+    (:func:`explain.io.atomic_path`): on any error ``out_dir`` is left as it was (not created).
 
     Args:
         model: a Keras classifier taking raw pixels.
@@ -701,14 +777,8 @@ def write_report(
         card: the :class:`~explain.models.ModelCard` (its class names are matched to the
             data's; its preprocessing mode is applied); default read from ``model_path``.
             Without class names the data's classes are taken to be the model's outputs in order.
-        images: image files whose top-k predictions to show; default a few misclassified images.
-        confusions: how many of the most frequent confusions get a gallery (>= 0).
-        examples: images per gallery (>= 1).
-        top_k: classes in the top-k bars (>= 1).
-        batch_size: images per forward pass (>= 1).
-        layer: Grad-CAM's target layer (index, name or nested path); default the last spatial one.
-        image_size: ``(height, width)`` for a model that takes any size.
-        progress: show a progress bar on stderr.
+        images, confusions, examples, top_k, batch_size, layer, image_size, progress: what the
+            report shows and how, as the fields of :class:`ReportOptions`.
         command: the command line, printed in the page's footer.
 
     Returns:
@@ -720,124 +790,24 @@ def write_report(
         ValueError: bad numeric arguments; model outputs that are not a classifier's.
         OSError: a file could not be written.
     """
-    from explain.errors import ExplainError
-
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ExplainError(f"--out {out_dir} is a file; give a folder for the report.")
-    data = compute_report(
-        model,
-        source,
-        card=card,
-        model_path=model_path,
-        images=images,
-        confusions=confusions,
-        examples=examples,
-        top_k=top_k,
-        batch_size=batch_size,
-        layer=layer,
-        image_size=image_size,
-        progress=progress,
-    )
+    given = locals()  # the arguments; the ReportOptions among them go on to compute_report
+    options = {f.name: given[f.name] for f in fields(ReportOptions)}
+    out_dir = _check_out_dir(out_dir)
+    data = compute_report(model, source, card=card, model_path=model_path, **options)
     rendered = render_report(data, model_path=model_path, model_name=getattr(model, "name", "model"), command=command)
-    return Report(
-        out_dir=out_dir,
-        files=save_report(rendered.files, out_dir),
-        evaluation=data.evaluation,
-        confusions=tuple(g.confusion for g in data.galleries),
-        galleries=tuple(out_dir / f for f in rendered.galleries if f),
-        heatmap_method=data.heatmap_method,
-        notes=rendered.notes,
-    )
+    return _saved(data, rendered, out_dir, save_report(rendered.files, out_dir))
 
 
 # -- CLI -----------------------------------------------------------------------------------
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Evaluate a model on a data set and write a report: per-class accuracy, confusion matrix, "
-        "metrics, the most frequent confusions with Grad-CAM, and one self-contained HTML page.",
-        epilog=f"example: {PROG} models/fashion_mnist_cnn.keras fashion_mnist:test --out report/",
-    )
-    p.add_argument("model", help=MODEL_HELP)
-    p.add_argument(
-        "data", help="a folder of class subfolders, or a built-in split: fashion_mnist:test, mnist:test, cifar10:test"
-    )
-    p.add_argument("--out", type=Path, default=Path("report"), help="folder to write (default: report)")
-    p.add_argument("--images", nargs="+", metavar="IMAGE", help="images whose top-k predictions to show")
-    p.add_argument("--confusions", type=int, default=5, help="most frequent confusions shown (default 5)")
-    p.add_argument("--examples", type=int, default=6, help="images per confusion gallery (default 6)")
-    p.add_argument("--top-k", type=int, default=5, help="classes in the top-k bars (default 5)")
-    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
-    p.add_argument("--layer", help="Grad-CAM target layer: index, name or nested path (default: last spatial)")
-    p.add_argument(
-        "--image-size", type=int, nargs=2, metavar=("H", "W"), help="for a model that accepts any image size"
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_model_arguments(p)
-    return p
-
-
-def _fail(message: str) -> int:
-    return fail(PROG, message)
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI. Returns the exit code: 0 on success, 2 on a user error, 130 on Ctrl-C."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    for flag, value, least in (
-        ("--confusions", args.confusions, 0),
-        ("--examples", args.examples, 1),
-        ("--top-k", args.top_k, 1),
-        ("--batch-size", args.batch_size, 1),
-    ):
-        if value < least:
-            parser.error(f"{flag} must be at least {least}, got {value}")
-    if args.image_size and min(args.image_size) < 1:
-        parser.error(f"--image-size must be positive, got {args.image_size}")
+    """``python -m explain.report``: the CLI of :mod:`explain.cli.report` (kept here for old imports).
 
-    from explain.errors import ExplainError
-    from explain.evaluation import open_data
-    command = " ".join([PROG, *(sys.argv[1:] if argv is None else argv)])
-    try:
-        model, card = open_model(args, PROG)
-        source = open_data(args.data)
-        report = write_report(
-            model,
-            source,
-            args.out,
-            model_path=args.model,
-            card=card,
-            images=args.images,
-            confusions=args.confusions,
-            examples=args.examples,
-            top_k=args.top_k,
-            batch_size=args.batch_size,
-            layer=args.layer,
-            image_size=tuple(args.image_size) if args.image_size else None,
-            progress=not args.no_progress,
-            command=command,
-        )
-    except (ExplainError, ValueError) as e:
-        return _fail(str(e))
-    except OSError as e:
-        return _fail(f"Cannot write {e.filename or args.out}: {e.strerror or e}.")
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted before the report was complete.", file=sys.stderr)
-        return 130
+    Returns:
+        The exit code: 0 on success, 2 on a user error, 130 on Ctrl-C.
+    """
+    from explain.cli.report import main as cli_main
 
-    r = report.evaluation
-    print(f"Accuracy {r.accuracy:.1%} on {r.num_images:,} images of {r.data}.")
-    for note in report.notes:
-        if note not in card.notes:  # those were printed when the model was opened
-            print(f"Note: {note}")
-    if report.confusions:
-        print("Most frequent confusions:")
-        for c in report.confusions:
-            print(f"  {c}")
-    print(f"Wrote {len(report.files)} files to {report.out_dir}; open {report.out_dir / HTML_FILE}.")
-    return 0
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

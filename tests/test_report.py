@@ -16,6 +16,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
+import explain.data as data
 import explain.evaluation as ev
 from explain import (
     ArraySource,
@@ -35,7 +36,8 @@ from explain import (
     training_curves,
     write_report,
 )
-from explain.report import main
+from explain.cli.report import main
+from explain.report import ReportOptions, compute_report
 from tests.conftest import ROOT
 
 CLASSES = ["ant", "bee", "cat"]
@@ -153,7 +155,7 @@ def test_fake_builtin_split_through_the_cli_with_chosen_images(carded_model, tmp
         calls.append((name, split))
         return ArraySource(f"{name}:{split}", images, labels, CLASSES)
 
-    monkeypatch.setattr(ev, "load_builtin_split", fake)
+    monkeypatch.setattr(data, "load_builtin_split", fake)
     chosen = tmp_path / "chosen.png"
     Image.fromarray(images[0]).save(chosen)
     out = tmp_path / "r"
@@ -291,7 +293,7 @@ def test_builtin_fashion_mnist_from_the_local_idx_files():
 
 def test_offline_builtin_message_names_what_to_place_where(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "k"))
-    monkeypatch.setattr(ev, "FASHION_MNIST_DIRS", ())
+    monkeypatch.setattr(data, "FASHION_MNIST_DIRS", ())
 
     def offline():
         raise Exception("URL fetch failure: no network")
@@ -431,3 +433,20 @@ def test_real_process_shows_no_traceback(carded_model, tmp_path):
         "python -m explain.report: error: Unknown built-in data set 'nowhere'. Built-in splits are: "
         "fashion_mnist:test, mnist:test, cifar10:test (and :train)."
     )
+
+
+def test_write_report_passes_every_option_with_the_same_defaults(saved_models):
+    """write_report's keywords are ReportOptions's fields with its defaults; compute_report takes
+    exactly those (a misspelt one is a TypeError, a bad value a ValueError before any work)."""
+    import dataclasses
+    import inspect
+
+    params = inspect.signature(write_report).parameters
+    for f in dataclasses.fields(ReportOptions):
+        assert params[f.name].default == f.default, f.name
+    model = load_model(saved_models["gray"])
+    source = ArraySource("fake:test", np.zeros((3, 28, 28, 1), np.uint8), np.arange(3), CLASSES)
+    with pytest.raises(TypeError, match="top_kk"):
+        compute_report(model, source, top_kk=3)
+    with pytest.raises(ValueError, match="examples must be at least 1, got 0"):
+        compute_report(model, source, examples=0)

@@ -1,5 +1,6 @@
-"""What every CLI shares: the model arguments (``--preprocess``, ``--classes``), opening the
-model with its card, and the one-line user error on stderr with exit code 2."""
+"""What every CLI shares: a parser whose first argument is the model, the model arguments
+(``--preprocess``, ``--classes``), opening the model with its card, and the one-line user
+error on stderr with exit code 2."""
 
 from __future__ import annotations
 
@@ -13,6 +14,23 @@ MODEL_HELP = (
     "a Keras model: .keras, Keras 2 .h5, a SavedModel folder or a .zip of one "
     "(its model card <name>.json is read when present)"
 )
+
+
+def model_parser(prog: str, description: str, example: str) -> argparse.ArgumentParser:
+    """A CLI's parser with the positional ``model`` argument (:data:`MODEL_HELP`) added.
+
+    Args:
+        prog: the command as users type it, e.g. ``"python -m explain.report"``.
+        description: one or two sentences on what the command does.
+        example: the arguments of an example call; the epilog reads ``example: <prog> <example>``.
+
+    Returns:
+        The ``argparse.ArgumentParser``; the caller adds its own arguments, then
+        :func:`add_model_arguments`.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=f"example: {prog} {example}")
+    parser.add_argument("model", help=MODEL_HELP)
+    return parser
 
 
 def add_preprocess_argument(parser: argparse.ArgumentParser) -> None:

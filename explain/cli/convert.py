@@ -21,7 +21,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from explain.cli import MODEL_HELP, add_model_arguments, fail, open_model
+from explain.cli import add_model_arguments, fail, model_parser, open_model
 
 PROG = "python -m explain.convert"
 
@@ -33,13 +33,12 @@ _KEPT = ("architecture", "dataset", "data_source", "split", "test_metrics", "val
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Convert a Keras 2 .h5 / SavedModel (or any model explain opens) to a Keras 3 .keras file "
+    p = model_parser(
+        PROG,
+        "Convert a Keras 2 .h5 / SavedModel (or any model explain opens) to a Keras 3 .keras file "
         "with its model card (class names, preprocessing mode).",
-        epilog=f"example: {PROG} old_model.h5 model.keras --preprocess unit --classes classes.txt",
+        "old_model.h5 model.keras --preprocess unit --classes classes.txt",
     )
-    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("out", type=Path, help="the .keras file to write; its model card goes beside it as .json")
     add_model_arguments(p)
     return p
