@@ -9,7 +9,7 @@ from explain._quiet import quiet_import
 quiet_import()
 
 from explain.activations import compute_activations, feature_model  # noqa: E402
-from explain.attribution import METHODS, Attribution, AttributionMethod, get_method  # noqa: E402
+from explain.attribution import METHODS, Attribution, AttributionMethod, LimeAttribution, get_method  # noqa: E402
 from explain.errors import DataError, ExplainError, ImageLoadError, LayerError, ModelLoadError  # noqa: E402
 from explain.evaluation import (  # noqa: E402
     ArraySource,
@@ -57,6 +57,7 @@ from explain.plots import (  # noqa: E402
 from explain.predict import Prediction, predict  # noqa: E402
 from explain.preprocessing import MODES as PREPROCESSING_MODES  # noqa: E402
 from explain.preprocessing import from_raw_pixels, infer_preprocessing, preprocess  # noqa: E402
+from explain.scores import ScoreHead, score_head  # noqa: E402
 
 __all__ = [
     "METHODS",
@@ -73,10 +74,12 @@ __all__ = [
     "ImageLoadError",
     "LayerError",
     "LayerInfo",
+    "LimeAttribution",
     "ModelCard",
     "ModelLoadError",
     "Prediction",
     "Report",
+    "ScoreHead",
     "activation_bars",
     "attribution_panel",
     "classification_metrics",
@@ -111,6 +114,7 @@ __all__ = [
     "read_class_names",
     "resolve_layer",
     "sanity_check",
+    "score_head",
     "top_confusions",
     "top_k_bars",
     "top_k_grid",

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from explain.attribution import METHODS
-from explain.attribution.lime import LIME
+from explain.attribution.lime import LIME, LimeAttribution
 from explain.errors import ExplainError
 from tests.conftest import left_half_model, tiny_functional, tiny_sequential, tiny_sigmoid
 
@@ -30,13 +30,11 @@ def test_registered():
 def test_same_seed_same_map_other_seed_other_map(rgb_model):
     x = images()
     first = LIME(rgb_model, seed=0, **FAST)
-    assert first.segments == [] and first.weights == []  # nothing stored before a call
     a = first(x)
-    second = LIME(rgb_model, seed=0, **FAST)
-    b = second(x)
+    b = LIME(rgb_model, seed=0, **FAST)(x)
     c = LIME(rgb_model, seed=1, **FAST)(x)
     np.testing.assert_array_equal(a.heatmap, b.heatmap)
-    for s1, s2, w1, w2 in zip(first.segments, second.segments, first.weights, second.weights, strict=True):
+    for s1, s2, w1, w2 in zip(a.segments, b.segments, a.weights, b.weights, strict=True):
         np.testing.assert_array_equal(s1, s2)
         np.testing.assert_array_equal(w1, w2)
     assert not np.array_equal(a.heatmap, c.heatmap)
@@ -54,8 +52,10 @@ def test_contract(rgb_model):
     logits = keras.Model(rgb_model.inputs, rgb_model.get_layer("logits").output).predict(x, verbose=0)
     np.testing.assert_allclose(att.score, logits.max(axis=1), rtol=1e-5)
     assert not att.flat.any()
-    assert len(method.segments) == len(method.weights) == 3
-    for heat, seg, wts in zip(att.heatmap, method.segments, method.weights, strict=True):
+    assert isinstance(att, LimeAttribution) and att.num_features == 5
+    assert len(att.segments) == len(att.weights) == 3
+    assert not hasattr(method, "segments") and not hasattr(method, "weights")  # no per-call state
+    for heat, seg, wts in zip(att.heatmap, att.segments, att.weights, strict=True):
         assert seg.shape == (16, 16) and seg.dtype == np.int64
         np.testing.assert_array_equal(np.unique(seg), np.arange(len(wts)))  # labels 0..n-1
         assert np.count_nonzero(wts) <= 5  # num_features
@@ -70,8 +70,8 @@ def test_segmentations_and_positive_only(rgb_model, segmentation):
     method = LIME(rgb_model, segmentation=segmentation, positive_only=True, **FAST)
     att = method(images(1), class_index=2)
     assert att.class_index.tolist() == [2]
-    assert len(method.weights[0]) > 3
-    assert (method.weights[0] >= 0).all()
+    assert len(att.weights[0]) > 3
+    assert (att.weights[0] >= 0).all()
     assert att.heatmap.shape == (1, 16, 16)
 
 
@@ -86,7 +86,7 @@ def test_known_answer_left_half():
         num_samples=200,
     )
     att = method(x, class_index=1)
-    seg, wts = method.segments[0], method.weights[0]
+    seg, wts = att.segments[0], att.weights[0]
     left = np.array([np.mean(np.nonzero(seg == s)[1]) < 7.5 for s in range(len(wts))])
     assert left.any() and (~left).any()
     assert wts[left].min() > 10 * np.abs(wts[~left]).max()
@@ -98,7 +98,7 @@ def test_grayscale_model():
     method = LIME(model, **FAST)
     att = method(images(1, size=28, channels=1))
     assert att.heatmap.shape == (1, 28, 28) and not att.flat.any()
-    assert method.segments[0].shape == (28, 28) and len(method.weights[0]) > 1
+    assert att.segments[0].shape == (28, 28) and len(att.weights[0]) > 1
     # lime hands RGB images to the classifier: the adapter takes channel 0 back to the model
     probs = method.predict_proba(np.repeat(images(2, size=28, channels=1), 3, axis=-1))
     assert probs.shape == (2, 3)
@@ -149,3 +149,14 @@ def test_model_called_in_large_batches_with_progress(rgb_model):
     method(images(1))
     assert seen == [256, 44]  # lime's batches of 256 (not its default 10)
     assert progress == [(256, 300), (300, 300)]
+
+
+def test_one_explainer_serves_two_callers_without_sharing_state(rgb_model):
+    """Two calls on one explainer (two dashboard sessions) each keep their own superpixels."""
+    method = LIME(rgb_model, **FAST)
+    x = images(2)
+    first, second = method(x[:1]), method(x[1:])
+    again = LIME(rgb_model, **FAST)(x[:1])
+    np.testing.assert_array_equal(first.segments[0], again.segments[0])
+    np.testing.assert_array_equal(first.weights[0], again.weights[0])
+    assert not np.array_equal(first.segments[0], second.segments[0])

@@ -9,7 +9,7 @@ from explain.attribution.base import Attribution, AttributionMethod, default_tar
 from explain.attribution.gradcam import GradCAM
 from explain.attribution.gradcam_plus_plus import GradCAMPlusPlus
 from explain.attribution.integrated_gradients import IntegratedGradients
-from explain.attribution.lime import LIME
+from explain.attribution.lime import LIME, LimeAttribution
 from explain.attribution.saliency import Saliency
 from explain.attribution.scorecam import ScoreCAM
 from explain.attribution.smoothgrad import SmoothGrad
@@ -34,6 +34,7 @@ def get_method(name: str) -> type[AttributionMethod]:
 
 __all__ = [
     "LIME",
+    "LimeAttribution",
     "METHODS",
     "Attribution",
     "AttributionMethod",

@@ -22,6 +22,7 @@ This adapter wraps ``lime.lime_image.LimeImageExplainer`` and fixes its traps:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -66,6 +67,25 @@ class _Segmenter:
         return np.unique(seg, return_inverse=True)[1].reshape(seg.shape).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class LimeAttribution(Attribution):
+    """LIME's result: an :class:`~explain.attribution.base.Attribution` that also carries the
+    superpixels and their weights, for drawing superpixel boundaries
+    (:func:`explain.plots.lime_boundaries`).
+
+    Attributes:
+        segments: one int64 ``(H, W)`` array of superpixel labels ``0..n-1`` per image.
+        weights: one float32 ``(n,)`` array per image: each superpixel's signed LIME weight
+            (0 outside the explanation's ``num_features`` superpixels, or, with
+            ``positive_only``, where the weight is not positive).
+        num_features: how many superpixels the explanation keeps.
+    """
+
+    segments: tuple[np.ndarray, ...] = ()
+    weights: tuple[np.ndarray, ...] = ()
+    num_features: int = 0
+
+
 class LIME(AttributionMethod):
     """LIME superpixel attribution.
 
@@ -88,13 +108,9 @@ class LIME(AttributionMethod):
         segmentation_params: overrides for the scikit-image segmentation function's
             parameters (e.g. ``{"n_segments": 100}`` for slic).
 
-    After each call, ``self.segments`` holds one int64 ``(H, W)`` array of superpixel labels
-    0..n-1 per image and ``self.weights`` one float32 ``(n,)`` array per image with each
-    superpixel's signed LIME weight (0 for superpixels outside the explanation or, with
-    ``positive_only``, with a non-positive weight), for drawing superpixel boundaries. They
-    describe the last call only.
-
-    The returned :class:`~explain.attribution.base.Attribution` has ``method="lime"``,
+    A call returns a :class:`LimeAttribution`: the superpixels and weights of each image travel
+    with the result, and the explainer keeps no per-call state, so one explainer can serve
+    several callers (dashboard sessions). It has ``method="lime"``,
     ``layer=None``, and the same ``score`` / ``score_kind`` as every other method (the
     class's logit where the model has one), although LIME's linear model fits the class
     probability. The heatmap is the weight map scaled to [0, 1] by its min
@@ -145,18 +161,8 @@ class LIME(AttributionMethod):
         self.seed = int(seed)
         self.progress = progress
         self.segmentation_params = dict(segmentation_params or {})
-        self.segments: list[np.ndarray] = []
-        self.weights: list[np.ndarray] = []
-        self._proba = tf.function(self._probabilities, reduce_retracing=True)
 
     # -- the model as lime sees it -------------------------------------------------
-    def _probabilities(self, x: tf.Tensor) -> tf.Tensor:
-        scores = self.scores_from_input(x)
-        if self.binary:
-            p = tf.sigmoid(scores[:, 0]) if self.score_kind == "logit" else scores[:, 0]
-            return tf.stack([1.0 - p, p], axis=1)
-        return tf.nn.softmax(scores, axis=1) if self.score_kind == "logit" else scores
-
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities for images as lime passes them.
 
@@ -171,11 +177,7 @@ class LIME(AttributionMethod):
         x = np.asarray(images, dtype=np.float32)
         if self.grayscale:
             x = x[..., :1]
-        out = [
-            self._proba(tf.convert_to_tensor(x[s : s + self.batch_size])).numpy()
-            for s in range(0, len(x), self.batch_size)
-        ]
-        return np.concatenate(out).astype(np.float64)
+        return self.head.predict_probabilities(x, self.batch_size)
 
     # -- the call ---------------------------------------------------------------------
     def _explain_one(self, image: np.ndarray, cls: int, classifier_fn) -> tuple[np.ndarray, np.ndarray]:
@@ -205,24 +207,8 @@ class LIME(AttributionMethod):
             weights = np.where(weights > 0, weights, 0.0).astype(np.float32)
         return segments, weights
 
-    def __call__(self, images: np.ndarray, class_index: int | np.ndarray | None = None) -> Attribution:
-        """Explain a batch, one image at a time.
-
-        Args:
-            images: ``(N, H, W, C)`` or ``(H, W, C)``, raw pixels in [0, 255] at the model's
-                input size.
-            class_index: the class to explain, one int for all images or ``(N,)``; None
-                means each image's top prediction.
-
-        Returns:
-            An :class:`~explain.attribution.base.Attribution` (heatmap float32
-            ``(N, H, W)`` in [0, 1]); also sets ``self.segments`` and ``self.weights``.
-
-        Raises:
-            ValueError: images of the wrong shape, or no images.
-            ExplainError: class index out of range.
-        """
-        x, idx = self._check(images, class_index)  # also refuses an empty batch
+    def _classes_and_scores(self, x: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The classes to explain (``-1`` resolved to the top prediction) and their scores."""
         classes, scores = [], []
         for s in range(0, len(x), self.batch_size):
             cls, score = self.pick(
@@ -231,8 +217,10 @@ class LIME(AttributionMethod):
             )
             classes.append(cls.numpy())
             scores.append(score.numpy())
-        classes = np.concatenate(classes).astype(np.int64)
-        total = self.num_samples * len(x)
+        return np.concatenate(classes).astype(np.int64), np.concatenate(scores).astype(np.float32)
+
+    def _counting_classifier(self, total: int) -> Callable[[np.ndarray], np.ndarray]:
+        """:meth:`predict_proba`, reporting samples done out of ``total`` to ``progress``."""
         done = 0
 
         def classifier_fn(batch: np.ndarray) -> np.ndarray:
@@ -243,21 +231,44 @@ class LIME(AttributionMethod):
                 self.progress(done, total)
             return out
 
-        segments, weights, raw = [], [], []
+        return classifier_fn
+
+    def __call__(self, images: np.ndarray, class_index: int | np.ndarray | None = None) -> LimeAttribution:
+        """Explain a batch, one image at a time.
+
+        Args:
+            images: ``(N, H, W, C)`` or ``(H, W, C)``, raw pixels in [0, 255] at the model's
+                input size.
+            class_index: the class to explain, one int for all images or ``(N,)``; None
+                means each image's top prediction.
+
+        Returns:
+            A :class:`LimeAttribution` (heatmap float32 ``(N, H, W)`` in [0, 1], with each
+            image's superpixels and weights).
+
+        Raises:
+            ValueError: images of the wrong shape, or no images.
+            ExplainError: class index out of range.
+        """
+        x, idx = self._check(images, class_index)  # also refuses an empty batch
+        classes, scores = self._classes_and_scores(x, idx)
+        classifier_fn = self._counting_classifier(self.num_samples * len(x))
+        segments, weights = [], []
         for image, cls in zip(x, classes, strict=True):
             rgb = np.repeat(image, 3, axis=-1) if self.grayscale else image
             seg, wts = self._explain_one(rgb, int(cls), classifier_fn)
             segments.append(seg)
             weights.append(wts)
-            raw.append(wts[seg])
-        self.segments, self.weights = segments, weights
-        heat, flat = normalize_maps(np.stack(raw))
-        return Attribution(
+        heat, flat = normalize_maps(np.stack([w[seg] for seg, w in zip(segments, weights, strict=True)]))
+        return LimeAttribution(
             heatmap=heat,
             class_index=classes,
-            score=np.concatenate(scores).astype(np.float32),
+            score=scores,
             method=self.name,
             layer=None,
             score_kind=self.score_kind,
             flat=flat,
+            segments=tuple(segments),
+            weights=tuple(weights),
+            num_features=self.num_features,
         )
