@@ -22,23 +22,6 @@ PROG = "python -m training"
 COMMANDS = ("train", "tune", "evaluate")
 
 
-def _import_tensorflow_quietly() -> None:
-    """TensorFlow's C++ start-up lines (CUDA probing) bypass TF_CPP_MIN_LOG_LEVEL: mute fd 2 meanwhile."""
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow
-
-        tensorflow.config.list_physical_devices()  # the CUDA probe prints too
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _data_args(p: argparse.ArgumentParser) -> None:
     from training.datasets import BUILTIN
 
@@ -178,49 +161,48 @@ def _check(args, parser: argparse.ArgumentParser) -> None:
         parser.error(f"--out must end in .keras, got {args.out}")
 
 
+_FIT_ARGS = {
+    "tune": ("learning_rates", "dropouts", "dense_units", "trial_epochs"),
+    "train": ("learning_rate", "dropout", "n_dense", "resume"),
+}
+"""The arguments each fitting command passes on besides :func:`_common`'s."""
+
+
+def _evaluate(args) -> int:
+    from training.evaluate import evaluate
+
+    print(
+        evaluate(
+            args.model,
+            dataset=args.dataset,
+            folder=args.data,
+            data_dir=args.data_dir,
+            batch_size=args.batch_size,
+            preprocess=args.preprocess,
+        )
+    )
+    return 0
+
+
+def _fit(args):
+    """Run ``train`` or ``tune``; return the :class:`training.train.TrainingResult` written."""
+    from training.train import train
+    from training.tune import grid_search
+
+    data = _prepare(args)
+    run = grid_search if args.command == "tune" else train
+    result = run(data, args.out, **{name: getattr(args, name) for name in _FIT_ARGS[args.command]}, **_common(args))
+    if args.command != "tune":
+        return result
+    print(f"Grid of {result.trials} combinations: {result.csv_path}, {result.chart_path}.")
+    print(f"Best: {result.best}; refitted.")
+    return result.training
+
+
 def _run(args) -> int:
     if args.command == "evaluate":
-        from training.evaluate import evaluate
-
-        print(
-            evaluate(
-                args.model,
-                dataset=args.dataset,
-                folder=args.data,
-                data_dir=args.data_dir,
-                batch_size=args.batch_size,
-                preprocess=args.preprocess,
-            )
-        )
-        return 0
-    data = _prepare(args)
-    if args.command == "tune":
-        from training.tune import grid_search
-
-        result = grid_search(
-            data,
-            args.out,
-            learning_rates=args.learning_rates,
-            dropouts=args.dropouts,
-            dense_units=args.dense_units,
-            trial_epochs=args.trial_epochs,
-            **_common(args),
-        )
-        print(f"Grid of {result.trials} combinations: {result.csv_path}, {result.chart_path}.")
-        print(f"Best: {result.best}; refitted.")
-        training = result.training
-    else:
-        from training.train import train
-
-        training = train(
-            data,
-            args.out,
-            learning_rate=args.learning_rate,
-            dropout=args.dropout,
-            n_dense=args.n_dense,
-            resume=args.resume,
-            **_common(args),
-        )
+        return _evaluate(args)
+    training = _fit(args)
     test = f"test accuracy {training.test_accuracy:.2%}, " if training.test_accuracy is not None else ""
     print(
         f"Best validation accuracy {training.val_accuracy:.2%}, {test}after {training.epochs_run} epochs, "
@@ -235,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
         argv.insert(0, "train")  # `python -m training --dataset ... --out ...` means train
-    _import_tensorflow_quietly()
+    from explain._quiet import quiet_import
+
+    quiet_import()
     parser = _parser()
     args = parser.parse_args(argv)
     _check(args, parser)

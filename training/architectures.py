@@ -550,7 +550,20 @@ _BASES: dict[str, _Base] = {
 }
 
 TRANSFER_BASES: tuple[str, ...] = tuple(_BASES)
-"""The ``base`` names :func:`transfer` accepts."""
+"""The ``base`` names :func:`transfer` accepts.
+
+Preprocessing per base, as built-in layers in front of it: MobileNetV2 and Xception:
+``Rescaling(1/127.5, offset=-1)`` to [-1, 1], named ``<base>_preprocess``; EfficientNetB0:
+none outside (its model rescales and normalises [0, 255] input itself); ResNet50 ("caffe"
+mode): a frozen 1x1 Conv2D named ``resnet50_preprocess`` whose kernel swaps RGB to BGR and
+whose bias subtracts the ImageNet mean (103.939, 116.779, 123.68).
+
+The base is one layer of the model :func:`transfer` returns, named as Keras names it
+(``xception``, ``mobilenetv2_1.00_224``, ``efficientnetb0``, ``resnet50``; MobileNetV2 gets
+the name of its ImageNet weights size, 96/128/160/192/224, whatever ``weights`` is), so its
+inner layers are addressable as ``"<base name>/<layer>"``, e.g.
+``mobilenetv2_1.00_224/block_16_project``.
+"""
 
 
 def _resnet50_preprocess(x):
@@ -645,17 +658,8 @@ def transfer(
     with ``training=False`` so its BatchNorm layers stay in inference mode even when fine-
     tuning) -> GlobalAveragePooling2D -> Dense(n_dense, relu) -> Dropout -> head.
 
-    Preprocessing per base: MobileNetV2 and Xception: ``Rescaling(1/127.5, offset=-1)`` to
-    [-1, 1], named ``<base>_preprocess``; EfficientNetB0: none outside (its model rescales and
-    normalises [0, 255] input itself); ResNet50 ("caffe" mode): a frozen 1x1 Conv2D named
-    ``resnet50_preprocess`` whose kernel swaps RGB to BGR and whose bias subtracts the
-    ImageNet mean (103.939, 116.779, 123.68).
-
-    The base is one layer of the returned model, named as Keras names it (``xception``,
-    ``mobilenetv2_1.00_224``, ``efficientnetb0``, ``resnet50``; MobileNetV2 gets the name of
-    its ImageNet weights size, 96/128/160/192/224, whatever ``weights`` is), so its inner
-    layers are addressable as ``"<base name>/<layer>"``, e.g.
-    ``mobilenetv2_1.00_224/block_16_project``.
+    The base's preprocessing and its layer name (inner layers are addressable as
+    ``"<base name>/<layer>"``) are listed under :data:`TRANSFER_BASES`.
 
     Args:
         input_shape: ``(H, W, C)`` with C = 1 (grayscale) or 3 (RGB); any H, W >= 1.
@@ -694,11 +698,33 @@ def transfer(
     input_shape, augmentation = _check_args(
         "transfer", input_shape, num_classes, dropout, n_dense, augmentation, kwargs, allowed_kwargs=frozenset()
     )
+    key, weights = _check_transfer_options(base, input_shape[2], fine_tune_layers, weights)
+    spec = _BASES[key]
+    inputs = keras.Input(shape=input_shape, name="image")
+    x, size = _adapt_input(inputs, augmentation, key)
+    rows = size[0] if size[0] == size[1] and size[0] in _MOBILENET_V2_SIZES else 224
+    base_model = _build_base(spec, (*size, 3), weights, rows)
+    _set_trainable(base_model, fine_tune_layers)
+    x = base_model(x, training=False)
+    x = layers.GlobalAveragePooling2D(name="global_average_pooling")(x)
+    x = layers.Dense(n_dense, activation="relu", name="dense")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = classifier_head(num_classes)(x)
+    return keras.Model(inputs, outputs, name=f"transfer_{key}")
+
+
+def _check_transfer_options(
+    base: str, channels: int, fine_tune_layers: int, weights: str | os.PathLike | None
+) -> tuple[str, str | None]:
+    """The base's key in ``_BASES`` and the weights as ``"imagenet"``, a file path or None.
+
+    Raises:
+        ValueError: unknown base, channels other than 1 or 3, or a bad ``fine_tune_layers``.
+        WeightsError: a weights file that does not exist.
+    """
     key = str(base).lower()
     if key not in _BASES:
         raise ValueError(f"Unknown base {base!r}. Choose one of: {', '.join(TRANSFER_BASES)}.")
-    spec = _BASES[key]
-    height, width, channels = input_shape
     if channels not in (1, 3):
         raise ValueError(f"transfer needs grayscale (1 channel) or RGB (3 channels) images, got {channels} channels.")
     if (
@@ -714,14 +740,19 @@ def transfer(
         if not os.path.isfile(weights):
             raise WeightsError(
                 f"Weights file not found: {weights}. Pass --weights imagenet to download the ImageNet weights, "
-                f"a path to an existing file (e.g. {spec.notop_file(224)}), or --weights none to train from scratch."
+                f"a path to an existing file (e.g. {_BASES[key].notop_file(224)}), "
+                "or --weights none to train from scratch."
             )
+    return key, weights
 
+
+def _adapt_input(inputs, augmentation: list[keras.layers.Layer], key: str):
+    """Augmentation, gray to RGB, resizing up to the base's minimum size and the base's own
+    preprocessing, as built-in layers after ``inputs``. Returns the tensor and its ``(H, W)``."""
+    spec = _BASES[key]
+    height, width, channels = inputs.shape[1:]
     scale = max(1.0, spec.min_size / min(height, width))
     size = (math.ceil(height * scale), math.ceil(width * scale))
-    rows = size[0] if size[0] == size[1] and size[0] in _MOBILENET_V2_SIZES else 224
-
-    inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     for layer in augmentation:
         x = layer(x)
@@ -733,15 +764,7 @@ def transfer(
         x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name=f"{key}_preprocess")(x)
     elif spec.preprocessing == "caffe":
         x = _resnet50_preprocess(x)
-
-    base_model = _build_base(spec, (*size, 3), weights, rows)
-    _set_trainable(base_model, fine_tune_layers)
-    x = base_model(x, training=False)
-    x = layers.GlobalAveragePooling2D(name="global_average_pooling")(x)
-    x = layers.Dense(n_dense, activation="relu", name="dense")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = classifier_head(num_classes)(x)
-    return keras.Model(inputs, outputs, name=f"transfer_{key}")
+    return x, size
 
 
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
