@@ -105,7 +105,9 @@ def test_integrated_gradients_completeness_on_a_monotone_network():
     model = keras.Model(inp, L.Dense(2)(h))
     rng = np.random.default_rng(3)
     top = (0, 1.2e-4), (0, 0.1), (0, 2.0), (0, 0.1)  # hidden pre-activations about 1.5: tanh is curved
-    model.set_weights([rng.uniform(*r, w.shape).astype(np.float32) for r, w in zip(top, model.get_weights())])
+    model.set_weights(
+        [rng.uniform(*r, w.shape).astype(np.float32) for r, w in zip(top, model.get_weights(), strict=True)]
+    )
     x = _images(2, seed=4)
     method = IntegratedGradients(model, steps=32)
     raw, cls, score = method._raw_maps(tf.constant(x), tf.constant([1, 1], tf.int64))
