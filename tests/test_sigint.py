@@ -15,8 +15,7 @@ import pytest
 
 from explain import load_model
 from tests.conftest import ROOT
-from tests.test_training import _write_idx
-from training.datasets import IDX_FILES
+from tests.test_training import write_idx_dataset
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -32,10 +31,7 @@ def slow_idx_dir(tmp_path_factory):
         x = rng.integers(0, 255, (n, 28, 28))
         return x, y
 
-    (xtr, ytr), (xte, yte) = make(2500), make(50)
-    for name, arr in zip(IDX_FILES, (xtr, ytr, xte, yte), strict=True):
-        _write_idx(d / name, arr)
-    return d
+    return write_idx_dataset(d, make, 2500, 50)
 
 
 def _command(data_dir, out, epochs):

@@ -18,6 +18,14 @@ def _write_idx(path, arr):
         f.write(header + arr.astype(np.uint8).tobytes())
 
 
+def write_idx_dataset(folder, make, n_train, n_test):
+    """Write the four gzipped IDX files of a Fashion-MNIST look-alike; ``make(n)`` gives ``(x, y)``."""
+    arrays = (*make(n_train), *make(n_test))
+    for name, arr in zip(IDX_FILES, arrays, strict=True):
+        _write_idx(folder / name, arr)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def idx_dir(tmp_path_factory):
     """A tiny Fashion-MNIST look-alike: class c is a bright square at a class-specific place."""
@@ -32,10 +40,7 @@ def idx_dir(tmp_path_factory):
             x[i, 4 + 10 * r : 12 + 10 * r, 2 + 5 * col : 6 + 5 * col] = 250
         return x, y
 
-    (xtr, ytr), (xte, yte) = make(300), make(60)
-    for name, arr in zip(IDX_FILES, (xtr, ytr, xte, yte), strict=True):
-        _write_idx(d / name, arr)
-    return d
+    return write_idx_dataset(d, make, 300, 60)
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +116,26 @@ def test_cli_trains_and_writes_model_card_and_curves(idx_dir, tmp_path, capsys):
     assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.json", "tiny.keras", "tiny_history.png"]
     with Image.open(out.parent / "tiny_history.png") as img:
         assert img.format == "PNG" and img.width > 500
+        assert img.width > 2 * img.height  # loss and accuracy panels side by side
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    import training.train
+    import training.tune
+    from explain.io import atomic_write
+
+    assert training.train.atomic_write is training.tune.atomic_write is atomic_write  # one implementation
+    path = tmp_path / "new_folder" / "card.json"
+    assert atomic_write(path, lambda p: p.write_text("old")) == path
+    assert path.read_text() == "old" and path.stat().st_mode & 0o777 == 0o644
+
+    def interrupted(p):
+        p.write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, interrupted)
+    assert path.read_text() == "old" and list(path.parent.iterdir()) == [path]  # no temporary file left
 
 
 def test_same_seed_same_model(idx_dir, tmp_path):
