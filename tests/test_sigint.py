@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from explain import load_model
@@ -23,15 +22,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.fixture(scope="module")
 def slow_idx_dir(tmp_path_factory):
     """A Fashion-MNIST look-alike big enough that one epoch at batch size 8 takes a moment."""
-    rng = np.random.default_rng(0)
-    d = tmp_path_factory.mktemp("idx_sigint")
-
-    def make(n):
-        y = np.arange(n) % 10
-        x = rng.integers(0, 255, (n, 28, 28))
-        return x, y
-
-    return write_idx_dataset(d, make, 2500, 50)
+    return write_idx_dataset(tmp_path_factory.mktemp("idx_sigint"), 2500, 50, noise_max=255, squares=False)
 
 
 def _command(data_dir, out, epochs):

@@ -18,10 +18,23 @@ def _write_idx(path, arr):
         f.write(header + arr.astype(np.uint8).tobytes())
 
 
-def write_idx_dataset(folder, make, n_train, n_test):
-    """Write the four gzipped IDX files of a Fashion-MNIST look-alike; ``make(n)`` gives ``(x, y)``."""
-    arrays = (*make(n_train), *make(n_test))
-    for name, arr in zip(IDX_FILES, arrays, strict=True):
+def write_idx_dataset(folder, n_train, n_test, *, noise_max=40, squares=True):
+    """Write the four gzipped IDX files of a Fashion-MNIST look-alike into ``folder``.
+
+    Images are uniform noise in [0, noise_max); with ``squares``, class c also gets a
+    bright square at a class-specific place, so a model can learn it.
+    """
+    rng = np.random.default_rng(0)
+
+    def make(n):
+        y = np.arange(n) % 10
+        x = rng.integers(0, noise_max, (n, 28, 28))
+        for i, c in enumerate(y if squares else []):
+            r, col = divmod(int(c), 5)
+            x[i, 4 + 10 * r : 12 + 10 * r, 2 + 5 * col : 6 + 5 * col] = 250
+        return x, y
+
+    for name, arr in zip(IDX_FILES, (*make(n_train), *make(n_test)), strict=True):
         _write_idx(folder / name, arr)
     return folder
 
@@ -29,18 +42,7 @@ def write_idx_dataset(folder, make, n_train, n_test):
 @pytest.fixture(scope="module")
 def idx_dir(tmp_path_factory):
     """A tiny Fashion-MNIST look-alike: class c is a bright square at a class-specific place."""
-    rng = np.random.default_rng(0)
-    d = tmp_path_factory.mktemp("idx")
-
-    def make(n):
-        y = np.arange(n) % 10
-        x = rng.integers(0, 40, (n, 28, 28))
-        for i, c in enumerate(y):
-            r, col = divmod(int(c), 5)
-            x[i, 4 + 10 * r : 12 + 10 * r, 2 + 5 * col : 6 + 5 * col] = 250
-        return x, y
-
-    return write_idx_dataset(d, make, 300, 60)
+    return write_idx_dataset(tmp_path_factory.mktemp("idx"), 300, 60)
 
 
 @pytest.fixture(scope="module")
