@@ -25,12 +25,11 @@ PROG = "python -m explain.attribute"
 
 @dataclass
 class _Run:
-    """What one call computed: the results (one per method that ran), their deletion/insertion
-    scores (or None without ``--scores``) and the explainers by method name."""
+    """What one call computed: the results (one per method that ran) and their deletion/insertion
+    scores (or None without ``--scores``)."""
 
     results: list
     scores: list | None
-    explainers: dict
 
 
 # -- parse ---------------------------------------------------------------------------------
@@ -102,12 +101,11 @@ def _run(args: argparse.Namespace, model, card, image, class_index: int | None) 
     from explain.errors import ExplainError
 
     names = list(METHODS) if args.method == "all" else [args.method]
-    results, explainers = [], {}
+    results = []
     for name in names:
         kwargs = {"layer": args.layer} if METHODS[name].needs_layer else {}
         try:
-            explainers[name] = METHODS[name](model, preprocess=card.preprocessing, **kwargs)
-            results.append(explainers[name](image, class_index))
+            results.append(METHODS[name](model, preprocess=card.preprocessing, **kwargs)(image, class_index))
         except ExplainError as e:
             if args.method != "all" or "convolutional layer" not in str(e):
                 raise
@@ -120,7 +118,7 @@ def _run(args: argparse.Namespace, model, card, image, class_index: int | None) 
             deletion_insertion(model, image[None], r.heatmap, r.class_index, preprocess=card.preprocessing)
             for r in results
         ]
-    return _Run(results, scores, explainers)
+    return _Run(results, scores)
 
 
 # -- write ---------------------------------------------------------------------------------
@@ -136,16 +134,6 @@ def _labels(run: _Run) -> list[str]:
     return labels
 
 
-def _lime_parts(result, explainer):
-    """``(segments int (H, W), weights float (n,), num_features)`` of a one-image LIME result.
-
-    The result carries them (``LimeAttribution``); the explainer's attributes are the fallback
-    until :mod:`explain.attribution.lime` returns that class."""
-    if getattr(result, "segments", None) is not None:
-        return result.segments[0], result.weights[0], result.num_features
-    return explainer.segments[0], explainer.weights[0], explainer.num_features
-
-
 def _figure(args: argparse.Namespace, image, run: _Run, labels: list[str], title: str):
     """One method: its overlay (LIME: beside its superpixels); several: side by side."""
     from explain.plots import attribution_panel, heatmap_overlay, lime_boundaries
@@ -158,8 +146,7 @@ def _figure(args: argparse.Namespace, image, run: _Run, labels: list[str], title
         fig = Figure(figsize=(8.4, 4.4), layout="constrained")
         left, right = fig.subplots(1, 2)
         heatmap_overlay(image, first.heatmap[0], title=labels[0], ax=left, **style)
-        segments, weights, num_features = _lime_parts(first, run.explainers.get("lime"))
-        lime_boundaries(image, segments, weights, num_features=num_features, ax=right)
+        lime_boundaries(image, first.segments[0], first.weights[0], num_features=first.num_features, ax=right)
         fig.suptitle(title, fontsize=10)
         return fig
     if len(run.results) == 1:
