@@ -92,9 +92,7 @@ def _explainer(_model, model_key: str, method: str, layer: str | None, preproces
 
 
 @st.cache_data(max_entries=64, show_spinner="Running the model…")
-def _activations(
-    _model, model_key: str, image_key: str, _image: np.ndarray, preprocess: str
-) -> dict[str, np.ndarray]:
+def _activations(_model, model_key: str, image_key: str, _image: np.ndarray, preprocess: str) -> dict[str, np.ndarray]:
     del model_key, image_key  # the cache key
     acts = compute_activations(_model, _image, preprocess=preprocess)
     return {name: a[0] for name, a in acts.items()}
@@ -357,9 +355,8 @@ def filters_ui(model, model_key: str) -> None:
     _show_png(_filters_png(model_key, name, kernels), f"{name.replace('/', '_')}_filters.png", "dl_filters")
 
 
-@st.fragment
-def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, pred) -> None:
-    """Methods side by side with faithfulness scores; LIME and the sanity check on buttons."""
+def _explain_controls(model, card, model_key: str, image_key: str, pred):
+    """The Explain tab's controls: ``(methods, class_index, target layer or None, cmap, alpha)``."""
     spatial = [r.name for r in layer_table(model) if r.is_spatial and r.type not in ("Rescaling", "InputLayer")]
     try:
         default_layer, no_cam = default_target_layer(model).name, None
@@ -389,22 +386,20 @@ def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, 
     alpha = c4.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="alpha")
     if no_cam:
         st.caption(no_cam)
+    return methods, int(class_index), layer, cmap, alpha
 
+
+def _method_panels(model, card, model_key, image_key, pixels, methods, class_index, layer) -> list:
+    """One ``(label, heatmap, flat)`` panel per method that runs; errors shown per method."""
     panels = []
     for method in methods:
         if METHODS[method].needs_layer and layer is None:
             st.warning(f"{method} needs a convolutional layer; skipped.")
             continue
+        target = layer if METHODS[method].needs_layer else None
         try:
             result, scores = _attribution(
-                model,
-                model_key,
-                image_key,
-                pixels,
-                method,
-                int(class_index),
-                layer if METHODS[method].needs_layer else None,
-                card.preprocessing,
+                model, model_key, image_key, pixels, method, class_index, target, card.preprocessing
             )
         except ExplainError as e:
             st.error(f"{method}: {e}")
@@ -416,63 +411,84 @@ def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, 
             else (f"\ndeletion {scores.deletion_auc[0]:.3f} insertion {scores.insertion_auc[0]:.3f}")
         )
         panels.append((label, result.heatmap[0], bool(result.flat[0])))
+    return panels
+
+
+#: LIME results kept per session, most recent last: (model, image, class, preprocessing) -> result.
+_LIME_KEPT = 8
+
+
+def _run_lime(model, card, pixels, class_index: int, key: tuple) -> None:
+    """Run LIME with a progress bar and keep its result under ``key`` in this session."""
+    bar = st.progress(0.0, text="LIME: sampling perturbed images…")
+    explainer = METHODS["lime"](
+        model,
+        preprocess=card.preprocessing,
+        progress=lambda done, total: bar.progress(done / total, text=f"LIME: {done}/{total} samples"),
+    )
+    result = explainer(pixels, class_index)
+    bar.empty()
+    kept = st.session_state.setdefault("lime_results", {})
+    kept.pop(key, None)
+    kept[key] = result
+    while len(kept) > _LIME_KEPT:
+        kept.pop(next(iter(kept)))
+
+
+def _lime_block(model, card, key: tuple, pixels, class_index: int, cmap: str, alpha: float, run: bool) -> None:
+    """LIME's heatmap and superpixels for this model, image and class: only ever this image's."""
+    if run:
+        _run_lime(model, card, pixels, class_index, key)
+    result = st.session_state.get("lime_results", {}).get(key)
+    if result is None:
+        return
+    overlay = _png(
+        attribution_panel(pixels, [("lime", result.heatmap[0], bool(result.flat[0]))], cmap=cmap, alpha=alpha)
+    )
+    bounds = _png(lime_boundaries(pixels, result.segments[0], result.weights[0], num_features=result.num_features))
+    l1, l2 = st.columns(2)
+    l1.image(overlay, caption="LIME heatmap")
+    l2.image(bounds, caption="LIME superpixels")
+    st.download_button("Download LIME PNG", bounds, file_name="lime_superpixels.png", mime="image/png", key="dl_lime")
+
+
+def _sanity_block(model, card, pixels, method: str, class_index: int, layer, cmap: str, alpha: float) -> None:
+    """The sanity check of one method (Adebayo et al. 2018), run on the button's press."""
+    with st.spinner("Explaining again with randomised weights…"):
+        kwargs = {"layer": layer} if METHODS[method].needs_layer else {}
+        check = sanity_check(METHODS[method], model, pixels[None], class_index, preprocess=card.preprocessing, **kwargs)
+    (st.success if check.passed else st.warning)(check.verdict)
+    fig = attribution_panel(
+        pixels,
+        [("trained weights", check.heatmap[0], False), ("random weights", check.random_heatmap[0], False)],
+        title=f"{method}: Spearman {check.spearman[0]:.2f}, SSIM {check.ssim[0]:.2f}",
+        cmap=cmap,
+        alpha=alpha,
+    )
+    _figure(fig, f"sanity_{method}.png", "dl_sanity")
+
+
+@st.fragment
+def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, pred) -> None:
+    """Methods side by side with faithfulness scores; LIME and the sanity check on buttons."""
+    methods, class_index, layer, cmap, alpha = _explain_controls(model, card, model_key, image_key, pred)
+    panels = _method_panels(model, card, model_key, image_key, pixels, methods, class_index, layer)
     if panels:
         title = f"class {class_index} {card.class_names[class_index]!r}"
-        key = (model_key, image_key, tuple(methods), int(class_index), layer)
+        key = (model_key, image_key, tuple(methods), class_index, layer)
         png = _panel_png(key, pixels, panels, title, cmap, alpha)
         _show_png(png, f"explanations_class{class_index}.png", "dl_explain")
         st.caption(
             "Deletion / insertion AUC (Petsiuk et al. 2018): lower deletion and higher insertion mean the map "
             "points at pixels the model really uses."
         )
-
     b1, b2 = st.columns(2)
-    if b1.button("Run LIME (1000 samples)", key="run_lime"):
-        bar = st.progress(0.0, text="LIME: sampling perturbed images…")
-        explainer = METHODS["lime"](
-            model,
-            preprocess=card.preprocessing,
-            progress=lambda done, total: bar.progress(done / total, text=f"LIME: {done}/{total} samples"),
-        )
-        result = explainer(pixels, int(class_index))
-        bar.empty()
-        lime_fig = attribution_panel(
-            pixels, [("lime", result.heatmap[0], bool(result.flat[0]))], cmap=cmap, alpha=alpha
-        )
-        st.session_state["lime_figs"] = (
-            (model_key, image_key, int(class_index)),
-            _png(lime_fig),
-            _png(
-                lime_boundaries(
-                    pixels, explainer.segments[0], explainer.weights[0], num_features=explainer.num_features
-                )
-            ),
-        )
-    shown = st.session_state.get("lime_figs")
-    if shown and shown[0] == (model_key, image_key, int(class_index)):  # never another image's LIME
-        _, overlay, bounds = shown
-        l1, l2 = st.columns(2)
-        l1.image(overlay, caption="LIME heatmap")
-        l2.image(bounds, caption="LIME superpixels")
-        st.download_button(
-            "Download LIME PNG", bounds, file_name="lime_superpixels.png", mime="image/png", key="dl_lime"
-        )
+    run_lime = b1.button("Run LIME (1000 samples)", key="run_lime")
+    lime_key = (model_key, image_key, class_index, card.preprocessing)
+    _lime_block(model, card, lime_key, pixels, class_index, cmap, alpha, run_lime)
     method = methods[0] if methods else "gradcam"
     if b2.button(f"Sanity check {method}", key="run_sanity", disabled=not methods):
-        with st.spinner("Explaining again with randomised weights…"):
-            kwargs = {"layer": layer} if METHODS[method].needs_layer else {}
-            check = sanity_check(
-                METHODS[method], model, pixels[None], int(class_index), preprocess=card.preprocessing, **kwargs
-            )
-        (st.success if check.passed else st.warning)(check.verdict)
-        fig = attribution_panel(
-            pixels,
-            [("trained weights", check.heatmap[0], False), ("random weights", check.random_heatmap[0], False)],
-            title=f"{method}: Spearman {check.spearman[0]:.2f}, SSIM {check.ssim[0]:.2f}",
-            cmap=cmap,
-            alpha=alpha,
-        )
-        _figure(fig, f"sanity_{method}.png", "dl_sanity")
+        _sanity_block(model, card, pixels, method, class_index, layer, cmap, alpha)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

@@ -97,8 +97,18 @@ def test_explain_tab_methods_class_and_buttons(app):
     assert [m for m in [*app.success, *app.warning] if m.value.startswith("gradcam")]  # the verdict
     app.button(key="run_lime").click().run()
     _ok(app)
-    assert "lime_figs" in app.session_state
+    assert len(app.session_state["lime_results"]) == 1
     assert "dl_lime" in {b.key for b in app.get("download_button")}
+    lime_captions = lambda: [c for i in app.get("image") for c in i.captions if "LIME" in c]  # noqa: E731
+    assert lime_captions()
+    # another image: its LIME is not run yet, so no LIME picture at all (never the previous image's)
+    choice = app.selectbox(key="image_choice")
+    choice.set_value(next(o for o in choice.options if o.endswith(".png") and o != choice.value)).run()
+    _ok(app)
+    assert "dl_lime" not in {b.key for b in app.get("download_button")} and not lime_captions()
+    app.button(key="run_lime").click().run()
+    _ok(app)
+    assert len(app.session_state["lime_results"]) == 2 and lime_captions()
 
 
 def test_upload_choice_without_a_file_asks_for_one():
