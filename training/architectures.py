@@ -232,6 +232,20 @@ def _check_args(
     return shape, augmentation  # type: ignore[return-value]
 
 
+def _rescaled_sequential(
+    name: str,
+    input_shape: tuple[int, int, int],
+    augmentation: list[keras.layers.Layer],
+    body: list[keras.layers.Layer],
+    num_classes: int,
+) -> keras.Sequential:
+    """Input ``"image"`` -> augmentation -> ``Rescaling(1/255)`` named ``"rescaling"`` -> body ->
+    :func:`classifier_head`, as a ``keras.Sequential`` called ``name`` (the head is made last)."""
+    head = classifier_head(num_classes)
+    stack = [keras.Input(shape=input_shape, name="image"), *augmentation]
+    return keras.Sequential([*stack, layers.Rescaling(1.0 / 255, name="rescaling"), *body, head], name=name)
+
+
 # --------------------------------------------------------------------------------------------
 # Networks trained from scratch
 # --------------------------------------------------------------------------------------------
@@ -278,24 +292,18 @@ def small_cnn(
     input_shape, augmentation = _check_args(
         "small_cnn", input_shape, num_classes, dropout, n_dense, augmentation, kwargs, min_size=4
     )
-    return keras.Sequential(
-        [
-            keras.Input(shape=input_shape, name="image"),
-            *augmentation,
-            layers.Rescaling(1.0 / 255, name="rescaling"),
-            layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2d"),
-            layers.MaxPooling2D(name="max_pooling2d"),
-            layers.Conv2D(64, 3, padding="same", activation="relu", name="conv2d_1"),
-            layers.BatchNormalization(name="batch_normalization"),
-            layers.MaxPooling2D(name="max_pooling2d_1"),
-            layers.Flatten(name="flatten"),
-            layers.Dropout(dropout, name="dropout"),
-            layers.Dense(n_dense, activation="relu", name="dense"),
-            layers.Dropout(dropout, name="dropout_1"),
-            classifier_head(num_classes),
-        ],
-        name="small_cnn",
-    )
+    body = [
+        layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2d"),
+        layers.MaxPooling2D(name="max_pooling2d"),
+        layers.Conv2D(64, 3, padding="same", activation="relu", name="conv2d_1"),
+        layers.BatchNormalization(name="batch_normalization"),
+        layers.MaxPooling2D(name="max_pooling2d_1"),
+        layers.Flatten(name="flatten"),
+        layers.Dropout(dropout, name="dropout"),
+        layers.Dense(n_dense, activation="relu", name="dense"),
+        layers.Dropout(dropout, name="dropout_1"),
+    ]
+    return _rescaled_sequential("small_cnn", input_shape, augmentation, body, num_classes)
 
 
 def mlp(
@@ -332,18 +340,12 @@ def mlp(
     https://www.tensorflow.org/tutorials/quickstart/beginner
     """
     input_shape, augmentation = _check_args("mlp", input_shape, num_classes, dropout, n_dense, augmentation, kwargs)
-    return keras.Sequential(
-        [
-            keras.Input(shape=input_shape, name="image"),
-            *augmentation,
-            layers.Rescaling(1.0 / 255, name="rescaling"),
-            layers.Flatten(name="flatten"),
-            layers.Dense(n_dense, activation="relu", name="dense"),
-            layers.Dropout(dropout, name="dropout"),
-            classifier_head(num_classes),
-        ],
-        name="mlp",
-    )
+    body = [
+        layers.Flatten(name="flatten"),
+        layers.Dense(n_dense, activation="relu", name="dense"),
+        layers.Dropout(dropout, name="dropout"),
+    ]
+    return _rescaled_sequential("mlp", input_shape, augmentation, body, num_classes)
 
 
 def mnist_cnn(
@@ -383,22 +385,16 @@ def mnist_cnn(
     input_shape, augmentation = _check_args(
         "mnist_cnn", input_shape, num_classes, dropout, n_dense, augmentation, kwargs, min_size=10
     )
-    return keras.Sequential(
-        [
-            keras.Input(shape=input_shape, name="image"),
-            *augmentation,
-            layers.Rescaling(1.0 / 255, name="rescaling"),
-            layers.Conv2D(32, 3, activation="relu", name="conv_1"),
-            layers.MaxPooling2D(name="pool_1"),
-            layers.Conv2D(64, 3, activation="relu", name="conv_2"),
-            layers.MaxPooling2D(name="pool_2"),
-            layers.Flatten(name="flatten"),
-            layers.Dropout(dropout, name="dropout"),
-            layers.Dense(n_dense, activation="relu", name="dense"),
-            classifier_head(num_classes),
-        ],
-        name="mnist_cnn",
-    )
+    body = [
+        layers.Conv2D(32, 3, activation="relu", name="conv_1"),
+        layers.MaxPooling2D(name="pool_1"),
+        layers.Conv2D(64, 3, activation="relu", name="conv_2"),
+        layers.MaxPooling2D(name="pool_2"),
+        layers.Flatten(name="flatten"),
+        layers.Dropout(dropout, name="dropout"),
+        layers.Dense(n_dense, activation="relu", name="dense"),
+    ]
+    return _rescaled_sequential("mnist_cnn", input_shape, augmentation, body, num_classes)
 
 
 def cifar10_cnn(
@@ -440,8 +436,7 @@ def cifar10_cnn(
     input_shape, augmentation = _check_args(
         "cifar10_cnn", input_shape, num_classes, dropout, n_dense, augmentation, kwargs, min_size=4
     )
-    stack: list[keras.layers.Layer] = [keras.Input(shape=input_shape, name="image"), *augmentation]
-    stack.append(layers.Rescaling(1.0 / 255, name="rescaling"))
+    stack: list[keras.layers.Layer] = []
     for block, (filters, pool) in enumerate(((32, False), (64, True), (64, True), (128, False)), start=1):
         stack.append(layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"block{block}_conv"))
         if pool:
@@ -455,8 +450,7 @@ def cifar10_cnn(
             layers.Dropout(dropout, name=f"dense_{i}_dropout"),
             layers.BatchNormalization(name=f"dense_{i}_bn"),
         ]
-    stack.append(classifier_head(num_classes))
-    return keras.Sequential(stack, name="cifar10_cnn")
+    return _rescaled_sequential("cifar10_cnn", input_shape, augmentation, stack, num_classes)
 
 
 def deep_cnn(
@@ -500,8 +494,7 @@ def deep_cnn(
     input_shape, augmentation = _check_args(
         "deep_cnn", input_shape, num_classes, dropout, n_dense, augmentation, kwargs, min_size=46
     )
-    stack: list[keras.layers.Layer] = [keras.Input(shape=input_shape, name="image"), *augmentation]
-    stack.append(layers.Rescaling(1.0 / 255, name="rescaling"))
+    stack: list[keras.layers.Layer] = []
     for block, filters in enumerate((32, 64, 128, 128), start=1):
         stack.append(layers.Conv2D(filters, 3, activation="relu", name=f"block{block}_conv"))
         stack.append(layers.MaxPooling2D(name=f"block{block}_pool"))
@@ -509,9 +502,8 @@ def deep_cnn(
         layers.Flatten(name="flatten"),
         layers.Dropout(dropout, name="dropout"),
         layers.Dense(n_dense, activation="relu", name="dense"),
-        classifier_head(num_classes),
     ]
-    return keras.Sequential(stack, name="deep_cnn")
+    return _rescaled_sequential("deep_cnn", input_shape, augmentation, stack, num_classes)
 
 
 # --------------------------------------------------------------------------------------------
