@@ -12,7 +12,8 @@ class ImageLoadError(ExplainError):
 
 
 class ModelLoadError(ExplainError):
-    """A model file could not be loaded safely."""
+    """A model file could not be loaded safely: missing, empty, truncated, not a Keras model,
+    or refused because loading it would run code (a Lambda layer, a custom class)."""
 
 
 class LayerError(ExplainError):

@@ -439,6 +439,9 @@ def layer_table(model: keras.Model) -> list[LayerInfo]:
     """List every layer: the top-level ones in ``model.layers`` order, each nested
     model's layers right after it (with a path name and no index).
 
+    Args:
+        model: a Keras model; nested models are walked.
+
     Returns:
         One :class:`LayerInfo` per layer.
     """
@@ -446,7 +449,15 @@ def layer_table(model: keras.Model) -> list[LayerInfo]:
 
 
 def format_layer_table(rows: list[LayerInfo]) -> str:
-    """Render the layer table as fixed-width text for a terminal."""
+    """Render the layer table as fixed-width text for a terminal.
+
+    Args:
+        rows: :func:`layer_table`'s rows.
+
+    Returns:
+        One line per layer (index, name indented by nesting depth, type, output shape,
+        parameter count) under a header, joined by newlines.
+    """
     header = ("index", "name", "type", "output shape", "params")
     lines = [
         (
@@ -503,7 +514,19 @@ def resolve_layer(model: keras.Model, layer: int | str) -> LayerInfo:
 
 
 def get_layer(model: keras.Model, name: str) -> keras.layers.Layer:
-    """Return the layer object for a (possibly nested) path from :func:`layer_table`."""
+    """Return the layer object for a (possibly nested) path from :func:`layer_table`.
+
+    Args:
+        model: a Keras model.
+        name: a layer name, or a path ``outer/inner`` into nested models.
+
+    Returns:
+        The ``keras.layers.Layer``.
+
+    Raises:
+        ValueError: no layer of that name (Keras's own message); use :func:`resolve_layer`
+            for a message that lists the layers.
+    """
     obj = model
     for part in name.split("/"):
         obj = obj.get_layer(part)

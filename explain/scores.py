@@ -262,6 +262,13 @@ def score_head(model: keras.Model, preprocess: str = "raw") -> ScoreHead:
     """The :class:`ScoreHead` of ``model`` under ``preprocess``, built once and cached
     (weakly keyed on the model, so it goes when the model does).
 
+    Args:
+        model: a Keras classifier with one output ``(batch, classes)``.
+        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`).
+
+    Returns:
+        The cached :class:`ScoreHead`.
+
     Raises:
         ExplainError: as :class:`ScoreHead`.
     """

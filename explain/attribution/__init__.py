@@ -23,6 +23,12 @@ METHODS: dict[str, type[AttributionMethod]] = {
 def get_method(name: str) -> type[AttributionMethod]:
     """The method class registered under ``name``.
 
+    Args:
+        name: a registry name, e.g. ``"gradcam"``, ``"gradcam++"``, ``"lime"`` (see ``METHODS``).
+
+    Returns:
+        The :class:`~explain.attribution.base.AttributionMethod` subclass.
+
     Raises:
         ValueError: unknown name; the message lists the valid ones.
     """

@@ -107,6 +107,8 @@ class LIME(AttributionMethod):
             ``total = num_samples * N`` for a call on ``N`` images.
         segmentation_params: overrides for the scikit-image segmentation function's
             parameters (e.g. ``{"n_segments": 100}`` for slic).
+        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`); the
+            superpixels are hidden in raw pixels, then preprocessed for the model.
 
     A call returns a :class:`LimeAttribution`: the superpixels and weights of each image travel
     with the result, and the explainer keeps no per-call state, so one explainer can serve
