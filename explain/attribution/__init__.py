@@ -40,13 +40,13 @@ def get_method(name: str) -> type[AttributionMethod]:
 
 __all__ = [
     "LIME",
-    "LimeAttribution",
     "METHODS",
     "Attribution",
     "AttributionMethod",
     "GradCAM",
     "GradCAMPlusPlus",
     "IntegratedGradients",
+    "LimeAttribution",
     "Saliency",
     "ScoreCAM",
     "SmoothGrad",
