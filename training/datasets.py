@@ -12,57 +12,32 @@ downloads them into ``~/.keras/datasets``; offline, the same four files can come
 
 from __future__ import annotations
 
-import gzip
 import os
-import pickle
-import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-IDX_FILES = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-)
+from explain import data as _data
+from explain.errors import DataError
 
-FASHION_MNIST_CLASSES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
-
-CIFAR10_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
+#: The four gzipped IDX files of Fashion-MNIST and MNIST: train images, train labels, test
+#: images, test labels (the data layer's ``explain.data.IDX_FILES``, flattened).
+IDX_FILES = (*_data.IDX_FILES["train"], *_data.IDX_FILES["test"])
+FASHION_MNIST_CLASSES = _data.BUILTIN_CLASSES["fashion_mnist"]
+CIFAR10_CLASSES = _data.BUILTIN_CLASSES["cifar10"]
 
 BUILTIN = {
     "fashion_mnist": {
         "class_names": FASHION_MNIST_CLASSES,
         "keras_cache": "fashion-mnist",
-        "local_dirs": ("/usr/share/datasets/fashion-mnist",),
+        "local_dirs": _data.FASHION_MNIST_DIRS,
         "debian_package": "dataset-fashion-mnist",
     },
     "mnist": {
-        "class_names": tuple(str(i) for i in range(10)),
+        "class_names": _data.BUILTIN_CLASSES["mnist"],
         "keras_cache": None,  # Keras stores MNIST as one mnist.npz
         "local_dirs": (),
         "debian_package": None,
@@ -75,7 +50,8 @@ BUILTIN = {
     },
 }
 
-CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
+#: CIFAR-10's python batch files: the five training batches, then the test batch.
+CIFAR10_FILES = (*_data.CIFAR10_FILES["train"], *_data.CIFAR10_FILES["test"])
 
 
 class DatasetError(ValueError):
@@ -111,66 +87,31 @@ class Dataset:
         return "grayscale" if self.input_shape[-1] == 1 else "rgb"
 
 
+@contextmanager
+def dataset_errors() -> Iterator[None]:
+    """Re-raise the data layer's :class:`~explain.errors.DataError` as :class:`DatasetError`, same message."""
+    try:
+        yield
+    except DataError as e:
+        raise DatasetError(str(e)) from None
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read one IDX file (optionally gzipped), as specified at http://yann.lecun.com/exdb/mnist/.
+    """Read one IDX file (optionally gzipped) with the data layer's :func:`explain.data.read_idx`.
 
     Returns:
         uint8 array with the file's dimensions, e.g. ``(60000, 28, 28)`` or ``(60000,)``.
 
     Raises:
-        DatasetError: the file is not a valid unsigned-byte IDX file.
+        DatasetError: the file is unreadable, or not a valid unsigned-byte IDX file.
     """
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as e:
-        raise DatasetError(f"Cannot read IDX file {path}: {e}") from None
-    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
-        raise DatasetError(f"{path} is not an unsigned-byte IDX file (bad magic number).")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DatasetError(f"{path} is truncated (header incomplete).")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    expected = int(np.prod(dims)) if dims else 0
-    if len(data) - header != expected:
-        raise DatasetError(
-            f"{path} is truncated or padded: header says {dims} = {expected} bytes, file holds {len(data) - header}."
-        )
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles only plain containers and NumPy arrays: a CIFAR batch file cannot run code."""
-
-    _ALLOWED = frozenset(
-        {
-            ("numpy.core.multiarray", "_reconstruct"),
-            ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy", "ndarray"),
-            ("numpy", "dtype"),
-            ("numpy.core.multiarray", "scalar"),
-            ("numpy._core.multiarray", "scalar"),
-        }
-    )
-
-    def find_class(self, module, name):
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+    with dataset_errors():
+        return _data.read_idx(path)
 
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with open(path, "rb") as f:
-            batch = _ArrayUnpickler(f, encoding="bytes").load()
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except (OSError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as e:
-        raise DatasetError(f"{path} is not a CIFAR-10 python batch file ({e}).") from None
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+    with dataset_errors():
+        return _data.read_cifar_batch(path)
 
 
 def _load_cifar_dir(directory: Path) -> Dataset:
@@ -223,40 +164,54 @@ def load_builtin(name: str, data_dir: str | os.PathLike | None = None) -> Datase
     """
     if name not in BUILTIN:
         raise DatasetError(f"Unknown data set {name!r}. Built-in data sets are: {', '.join(BUILTIN)}.")
-    spec = BUILTIN[name]
-    class_names = spec["class_names"]
-    files = ", ".join(IDX_FILES)
     if data_dir is not None and name == "cifar10":
-        d = Path(data_dir)
-        if (d / "cifar-10-batches-py").is_dir():
-            d = d / "cifar-10-batches-py"
-        missing = [f for f in CIFAR10_FILES if not (d / f).is_file()]
-        if missing:
-            raise DatasetError(
-                f"--data-dir {d} lacks {', '.join(missing)}: it must hold the unpacked CIFAR-10 python "
-                f"version ({', '.join(CIFAR10_FILES)}), from cifar-10-python.tar.gz."
-            )
-        return _load_cifar_dir(d)
+        return _load_cifar_dir(_cifar_data_dir(Path(data_dir)))
     if data_dir is not None:
-        d = Path(data_dir)
-        missing = [f for f in IDX_FILES if not (d / f).is_file()]
-        if len(missing) == len(IDX_FILES):
-            raise DatasetError(f"--data-dir {d} holds none of the four IDX files it needs: {files}.")
-        if missing:
-            raise DatasetError(f"--data-dir {d} lacks {', '.join(missing)} (it needs all four: {files}).")
-        return _load_idx_dir(name, d, class_names)
+        return _load_idx_dir(name, _idx_data_dir(Path(data_dir)), BUILTIN[name]["class_names"])
+    found = _find_idx_dir(_local_idx_dirs(name))
+    if found is not None:
+        return _load_idx_dir(name, found, BUILTIN[name]["class_names"])
+    return _download(name)
 
+
+def _cifar_data_dir(d: Path) -> Path:
+    """The folder of CIFAR-10 python batches in ``--data-dir`` (itself or its cifar-10-batches-py/)."""
+    if (d / "cifar-10-batches-py").is_dir():
+        d = d / "cifar-10-batches-py"
+    missing = [f for f in CIFAR10_FILES if not (d / f).is_file()]
+    if missing:
+        raise DatasetError(
+            f"--data-dir {d} lacks {', '.join(missing)}: it must hold the unpacked CIFAR-10 python "
+            f"version ({', '.join(CIFAR10_FILES)}), from cifar-10-python.tar.gz."
+        )
+    return d
+
+
+def _idx_data_dir(d: Path) -> Path:
+    """``--data-dir`` checked to hold all four IDX files."""
+    files = ", ".join(IDX_FILES)
+    missing = [f for f in IDX_FILES if not (d / f).is_file()]
+    if len(missing) == len(IDX_FILES):
+        raise DatasetError(f"--data-dir {d} holds none of the four IDX files it needs: {files}.")
+    if missing:
+        raise DatasetError(f"--data-dir {d} lacks {', '.join(missing)} (it needs all four: {files}).")
+    return d
+
+
+def _local_idx_dirs(name: str) -> list[Path]:
+    """Where local IDX files of ``name`` may be: the Keras cache, then known local copies."""
+    spec = BUILTIN[name]
     candidates = []
     if spec["keras_cache"]:
-        keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-        candidates.append(keras_home / "datasets" / spec["keras_cache"])
-    candidates += [Path(p) for p in spec["local_dirs"]]
-    found = _find_idx_dir(candidates)
-    if found is not None:
-        return _load_idx_dir(name, found, class_names)
+        candidates.append(_data.keras_datasets_dir() / spec["keras_cache"])
+    return candidates + [Path(p) for p in spec["local_dirs"]]
 
+
+def _download(name: str) -> Dataset:
+    """``keras.datasets.<name>.load_data()``, which downloads; offline, a message naming the files to place."""
     import keras
 
+    spec = BUILTIN[name]
     try:
         (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
     except Exception as e:  # Keras raises a bare Exception on URL failures
@@ -264,7 +219,7 @@ def load_builtin(name: str, data_dir: str | os.PathLike | None = None) -> Datase
         what = (
             "the unpacked CIFAR-10 python batches (cifar-10-batches-py/data_batch_1 ... test_batch)"
             if name == "cifar10"
-            else f"the four IDX files ({files})"
+            else f"the four IDX files ({', '.join(IDX_FILES)})"
         )
         raise DatasetError(
             f"Could not download {name} through Keras ({str(e).splitlines()[0][:160]}). "
@@ -279,6 +234,6 @@ def load_builtin(name: str, data_dir: str | os.PathLike | None = None) -> Datase
         y_train=np.asarray(y_train, np.int64).reshape(-1),
         x_test=x_test,
         y_test=np.asarray(y_test, np.int64).reshape(-1),
-        class_names=class_names,
+        class_names=spec["class_names"],
         source="keras",
     )

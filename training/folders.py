@@ -6,7 +6,10 @@ named after the folder and numbered in sorted order, like
 Unlike it, :func:`scan_folder` decodes every file once up front, so a truncated JPEG, an
 empty file or a text file renamed ``.png`` is reported by name before training starts
 instead of stopping an epoch half way; and :func:`make_dataset` decodes each image once,
-into a uint8 cache, instead of on every epoch.
+into a uint8 cache, instead of on every epoch. Folders are listed by
+:func:`explain.data.list_class_folders` and images decoded by :func:`explain.images.load_image`,
+the same listing and decoder that explaining uses, so a model trained on a folder and
+explained on the same files sees identical arrays.
 
 Typical use::
 
@@ -25,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import os
 import unicodedata
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,26 +35,34 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
-from training.datasets import DatasetError
+from explain.data import SPLIT_FOLDER_NAMES, FolderListing, list_class_folders
+from explain.errors import ImageLoadError
+from explain.images import IMAGE_FILE_SUFFIXES, MIN_SIDE, SUPPORTED_MODES, check_image, load_image
+from training.datasets import DatasetError, dataset_errors
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
-#: File suffixes read as images (compared case-insensitively), as in the Keras tutorials.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-#: Smallest side accepted, in pixels.
-MIN_SIDE = 2
-#: Folder names that mean "a split", not "a class": ``root/train/cats`` pointed at ``root``.
-SPLIT_FOLDER_NAMES = frozenset({"train", "training", "test", "testing", "val", "valid", "validation"})
-#: Pillow modes :func:`load_image_file` converts; anything else is reported as a bad file.
-SUPPORTED_MODES = frozenset(
-    {"1", "L", "P", "PA", "LA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "HSV", "I", "F"}
-    | {"I;16", "I;16L", "I;16B", "I;16N"}
-)
+#: File suffixes read as images (compared case-insensitively): the decoder's own list,
+#: ``explain.images.IMAGE_FILE_SUFFIXES``, so training and explaining read the same files.
+IMAGE_SUFFIXES = IMAGE_FILE_SUFFIXES
 #: The imbalance ratio (largest / smallest non-empty class) above which summary() warns.
 IMBALANCE_WARNING = 3.0
+# MIN_SIDE, SPLIT_FOLDER_NAMES and SUPPORTED_MODES are re-exported from explain.images and
+# explain.data, where they are defined.
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "IMBALANCE_WARNING",
+    "MIN_SIDE",
+    "SPLIT_FOLDER_NAMES",
+    "SUPPORTED_MODES",
+    "ScanReport",
+    "load_image_file",
+    "make_dataset",
+    "scan_folder",
+    "split_files",
+]
 
 _SHOWN_BAD_FILES = 10
 _FILE_CACHE_SHUFFLE_BUFFER = 4096
@@ -169,67 +179,8 @@ def _nfc(name: str) -> str:
     return unicodedata.normalize("NFC", name)
 
 
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".")
-
-
 def _quoted(names) -> str:
     return ", ".join(repr(n) for n in names)
-
-
-def _open_checked(path: Path) -> Image.Image:
-    """Open ``path`` with Pillow and check its header; raise ``ValueError(reason)`` if unusable."""
-    try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise ValueError(f"cannot read ({e.strerror or e})") from None
-    if size == 0:
-        raise ValueError("empty file (0 bytes)")
-    limit = Image.MAX_IMAGE_PIXELS
-    try:
-        img = Image.open(path)
-    except Image.DecompressionBombError:
-        raise ValueError(f"more pixels than Pillow's limit of {limit:,} (possible decompression bomb)") from None
-    except UnidentifiedImageError:
-        raise ValueError("not an image Pillow can read") from None
-    except OSError as e:
-        if e.errno is not None:
-            raise ValueError(f"cannot read ({e.strerror or e})") from None
-        raise ValueError(f"truncated or corrupt ({e})") from None
-    except (ValueError, SyntaxError, EOFError) as e:
-        raise ValueError(f"truncated or corrupt ({e})") from None
-    w, h = img.size
-    if limit is not None and w * h > limit:
-        img.close()
-        raise ValueError(
-            f"{w}x{h} = {w * h:,} pixels, more than Pillow's limit of {limit:,} (possible decompression bomb)"
-        )
-    if min(w, h) < MIN_SIDE:
-        img.close()
-        raise ValueError(f"too small: {w}x{h} pixels (need at least {MIN_SIDE} per side)")
-    if img.mode not in SUPPORTED_MODES:
-        img.close()
-        raise ValueError(f"unsupported colour mode {img.mode!r}")
-    return img
-
-
-def _check_file(path: Path) -> str | None:
-    """Fully decode ``path``; return None if it is a usable image, else the reason it is not."""
-    try:
-        img = _open_checked(path)
-    except ValueError as e:
-        return str(e)
-    try:
-        with img:
-            if img.format == "JPEG":
-                # DCT-domain downscaling: all of the entropy-coded data is still decoded (so
-                # truncation and corruption are caught) at a fraction of the cost for big photos.
-                img.draft(None, (64, 64))
-            img.load()
-            img.getexif().get(0x0112)  # the EXIF orientation make_dataset will apply
-    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as e:
-        return f"truncated or corrupt ({e})"
-    return None
 
 
 def scan_folder(root: str | os.PathLike, class_names: Sequence[str] | None = None, workers: int = 4) -> ScanReport:
@@ -265,97 +216,75 @@ def scan_folder(root: str | os.PathLike, class_names: Sequence[str] | None = Non
     """
     if workers < 1:
         raise DatasetError(f"workers must be at least 1, got {workers}.")
-    root = Path(root)
-    if not root.exists():
-        raise DatasetError(f"No such folder: {root}. Check the path to the folder of class subfolders.")
-    if not root.is_dir():
-        raise DatasetError(
-            f"{root} is a file, not a folder. Pass the folder that holds one subfolder per class "
-            "(root/cats/*.jpg, root/dogs/*.jpg)."
-        )
+    with dataset_errors():
+        listing = list_class_folders(root)
+    names, label_of = _labels(listing, class_names)
+    candidates = sorted(((p, label_of[i]) for p, i in listing.files), key=lambda pl: pl[1])  # by label, then path
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        reasons = list(pool.map(_check_file, (p for p, _ in candidates)))
+    return _scan_report(listing, names, candidates, reasons, one_class_ok=class_names is not None)
+
+
+def _check_file(path: Path) -> str | None:
+    """Fully decode ``path`` (:func:`explain.images.check_image`); None if usable, else the reason."""
     try:
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
-    except OSError as e:
-        raise DatasetError(f"Cannot list {root}: {e.strerror or e}. Check its permissions.") from None
-    class_dirs = [e for e in entries if not _is_hidden(e.name) and e.is_dir()]
-    root_files = [e for e in entries if not _is_hidden(e.name) and not e.is_dir()]
-    if not class_dirs:
-        loose = sum(1 for e in root_files if Path(e.name).suffix.lower() in IMAGE_SUFFIXES)
-        found = f" (found {loose} images directly in it)" if loose else ""
-        raise DatasetError(
-            f"{root} has no class subfolders{found}: put images in one subfolder per class: "
-            "root/cats/*.jpg, root/dogs/*.jpg."
-        )
-    folder_names = [e.name for e in class_dirs]
-    if all(n.lower() in SPLIT_FOLDER_NAMES for n in folder_names) and all(
-        any(not _is_hidden(s.name) and s.is_dir() for s in os.scandir(e.path)) for e in class_dirs
-    ):
-        raise DatasetError(
-            f"{root} holds split folders ({', '.join(folder_names)}), not class folders: "
-            f"pass one of them, e.g. {root / folder_names[-1]}."
-        )
+        check_image(path)
+    except ImageLoadError as e:
+        return getattr(e, "reason", str(e))
+    return None
 
+
+def _labels(listing: FolderListing, class_names: Sequence[str] | None) -> tuple[tuple[str, ...], dict[int, int]]:
+    """The class names and each class folder's label (folder index -> label), checked against ``class_names``."""
+    folders = listing.class_folders
     if class_names is None:
-        names = tuple(folder_names)
-        label_of = {n: i for i, n in enumerate(folder_names)}
-    else:
-        names = tuple(class_names)
-        if not names:
-            raise DatasetError("class_names is empty: pass the training classes, or None to use the folder names.")
-        wanted = {_nfc(n): i for i, n in enumerate(names)}
-        if len(wanted) != len(names):
-            raise DatasetError(f"class_names has duplicates: {_quoted(names)}.")
-        extra = [n for n in folder_names if _nfc(n) not in wanted]
-        present = {_nfc(n) for n in folder_names}
-        missing = [n for n in names if _nfc(n) not in present]
-        if extra:
-            raise DatasetError(
-                f"{root} has class folder{'s' if len(extra) > 1 else ''} {_quoted(extra)} not among the "
-                f"training classes ({_quoted(names)}): rename or remove {'them' if len(extra) > 1 else 'it'}."
-            )
-        if missing:
-            raise DatasetError(
-                f"{root} lacks the class folder{'s' if len(missing) > 1 else ''} {_quoted(missing)} that "
-                f"training has: create {'them' if len(missing) > 1 else 'it'} (empty is fine) so labels line up."
-            )
-        label_of = {n: wanted[_nfc(n)] for n in folder_names}
+        return tuple(folders), {i: i for i in range(len(folders))}
+    names = tuple(class_names)
+    if not names:
+        raise DatasetError("class_names is empty: pass the training classes, or None to use the folder names.")
+    wanted = {_nfc(n): i for i, n in enumerate(names)}
+    if len(wanted) != len(names):
+        raise DatasetError(f"class_names has duplicates: {_quoted(names)}.")
+    extra = [n for n in folders if _nfc(n) not in wanted]
+    present = {_nfc(n) for n in folders}
+    missing = [n for n in names if _nfc(n) not in present]
+    if extra:
+        raise DatasetError(
+            f"{listing.root} has class folder{'s' if len(extra) > 1 else ''} {_quoted(extra)} not among the "
+            f"training classes ({_quoted(names)}): rename or remove {'them' if len(extra) > 1 else 'it'}."
+        )
+    if missing:
+        raise DatasetError(
+            f"{listing.root} lacks the class folder{'s' if len(missing) > 1 else ''} {_quoted(missing)} that "
+            f"training has: create {'them' if len(missing) > 1 else 'it'} (empty is fine) so labels line up."
+        )
+    return names, {i: wanted[_nfc(n)] for i, n in enumerate(folders)}
 
-    candidates: list[tuple[Path, int]] = []
-    skipped = 0
-    for entry in class_dirs:
-        label = label_of[entry.name]
-        found: list[Path] = []
-        for dirpath, dirnames, filenames in os.walk(entry.path):
-            dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
-            for fname in filenames:
-                if _is_hidden(fname) or Path(fname).suffix.lower() not in IMAGE_SUFFIXES:
-                    skipped += 1
-                else:
-                    found.append(Path(dirpath, fname))
-        candidates += [(p, label) for p in sorted(found)]
-    candidates.sort(key=lambda pl: pl[1])  # stable: by label, then by path
 
-    with warnings.catch_warnings():
-        # Files between one and two times Pillow's limit warn on open; they are refused anyway.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            reasons = list(pool.map(_check_file, (p for p, _ in candidates)))
-
+def _scan_report(
+    listing: FolderListing,
+    names: tuple[str, ...],
+    candidates: list[tuple[Path, int]],
+    reasons: list[str | None],
+    *,
+    one_class_ok: bool,
+) -> ScanReport:
+    """Tally the checked files into a :class:`ScanReport`; refuse a folder training cannot use."""
+    root = listing.root
     files = tuple((p, lab) for (p, lab), r in zip(candidates, reasons, strict=True) if r is None)
     bad = tuple((p, r) for (p, _), r in zip(candidates, reasons, strict=True) if r is not None)
     per_label = np.bincount(np.asarray([lab for _, lab in files], dtype=np.int64), minlength=len(names))
     counts = {n: int(per_label[i]) for i, n in enumerate(names)}
-    empty = tuple(n for n in names if counts[n] == 0)
     nonempty = [c for c in counts.values() if c > 0]
-
     if not files:
+        skipped = listing.skipped
         what = f"{len(bad)} bad files, {skipped} other files" if (bad or skipped) else "no files at all"
         first = f" First bad file: {_relative(bad[0][0], root)}: {bad[0][1]}." if bad else ""
         raise DatasetError(
-            f"No readable image in the {len(class_dirs)} class folders of {root} ({what}).{first} "
+            f"No readable image in the {len(listing.class_folders)} class folders of {root} ({what}).{first} "
             f"Put {'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES)} images in root/<class>/."
         )
-    if class_names is None and len(nonempty) < 2:
+    if not one_class_ok and len(nonempty) < 2:
         only = next(n for n in names if counts[n] > 0)
         raise DatasetError(
             f"Only one class in {root} has images ({only!r}, {counts[only]} images): need at least two classes, "
@@ -367,50 +296,23 @@ def scan_folder(root: str | os.PathLike, class_names: Sequence[str] | None = Non
         files=files,
         counts=counts,
         bad_files=bad,
-        skipped=skipped,
-        empty_classes=empty,
+        skipped=listing.skipped,
+        empty_classes=tuple(n for n in names if counts[n] == 0),
         imbalance=float(max(nonempty) / min(nonempty)),
-        ignored_root_files=len(root_files),
+        ignored_root_files=listing.root_files,
     )
-
-
-def _composite_on_white(img: Image.Image) -> Image.Image:
-    rgba = img.convert("RGBA")
-    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return Image.alpha_composite(background, rgba)
-
-
-def _to_mode(img: Image.Image, channels: int) -> Image.Image:
-    """Convert any supported Pillow mode to 'L' (channels=1) or 'RGB' (channels=3)."""
-    mode = img.mode
-    if mode.startswith("I;16"):
-        arr = np.asarray(img).astype(np.uint32)  # 0..65535, native byte order
-        img = Image.fromarray(((arr + 128) // 257).astype(np.uint8), "L")  # 65535 -> 255
-    elif mode == "I":
-        arr = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
-        if arr.max(initial=0) > 255:  # 16-bit data in a 32-bit mode
-            arr = (arr + 128) // 257
-        img = Image.fromarray(arr.astype(np.uint8), "L")
-    elif mode == "F":
-        img = Image.fromarray(np.clip(np.asarray(img, dtype=np.float64) + 0.5, 0, 255).astype(np.uint8), "L")
-    elif mode == "P":
-        img = _composite_on_white(img) if "transparency" in img.info else img.convert("RGB")
-    elif mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        img = _composite_on_white(img)
-    target = "L" if channels == 1 else "RGB"
-    return img if img.mode == target else img.convert(target)
 
 
 def load_image_file(path: str | os.PathLike | bytes, image_size: tuple[int, int], channels: int) -> np.ndarray:
     """Load one image file as the uint8 pixels a model is trained on.
 
-    The first frame of an animation is taken, the image is turned upright from its EXIF
-    orientation (``ImageOps.exif_transpose``), converted to grayscale or RGB (RGBA, LA and
-    palette images with transparency are composited on white; 16-bit ``I;16`` images are
-    scaled by 1/257, not clipped; CMYK is converted) and resized bilinearly to
-    ``image_size`` without keeping the aspect ratio, as Keras does by default. JPEGs at
-    least twice the target size are first decoded at 1/2, 1/4 or 1/8 scale by libjpeg
-    (Pillow's draft mode), which is much faster for photos and as sharp.
+    Decoded by :func:`explain.images.load_image`, the decoder the explanations, the report
+    and the dashboard use, so a model is trained on exactly the arrays it is explained on:
+    the first frame of an animation, turned upright from its EXIF orientation, converted to
+    grayscale or RGB (transparency composited on white; 16-bit images scaled by 255/65535,
+    not clipped; CMYK converted) and resized to ``image_size`` with Pillow's antialiased
+    bilinear filter, aspect ratio not kept, as ``keras.utils.load_img`` does. JPEGs are
+    decoded at full size (no draft mode), as for explaining.
 
     Args:
         path: the image file (a path, or its file-system bytes as ``tf.numpy_function``
@@ -426,32 +328,19 @@ def load_image_file(path: str | os.PathLike | bytes, image_size: tuple[int, int]
             Pillow's pixel limit, or under ``MIN_SIDE`` pixels a side; or ``channels`` or
             ``image_size`` is invalid. The message names the file.
     """
+    _check_size_and_channels(image_size, channels)
+    path = Path(os.fsdecode(path))
+    try:
+        return load_image(path, (int(image_size[0]), int(image_size[1])), channels)
+    except ImageLoadError as e:
+        raise DatasetError(f"{path}: {getattr(e, 'reason', e)}. Remove or replace the file.") from None
+
+
+def _check_size_and_channels(image_size: tuple[int, int], channels: int) -> None:
     if channels not in (1, 3):
         raise DatasetError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}.")
     if len(image_size) != 2 or min(image_size) < 1:
         raise DatasetError(f"image_size must be (height, width) with positive sides, got {image_size!r}.")
-    height, width = int(image_size[0]), int(image_size[1])
-    path = Path(os.fsdecode(path))
-    try:
-        img = _open_checked(path)
-    except ValueError as e:
-        raise DatasetError(f"{path}: {e}. Remove or replace the file.") from None
-    try:
-        with img:
-            if img.format == "JPEG":
-                side = max(height, width)  # either orientation, before EXIF rotation
-                img.draft(None, (side, side))
-            img.seek(0)
-            ImageOps.exif_transpose(img, in_place=True)  # no copy when upright already
-            out = _to_mode(img, channels)
-            if out.size != (width, height):
-                out = out.resize((width, height), Image.Resampling.BILINEAR)
-            arr = np.asarray(out, dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
-        raise DatasetError(f"{path}: truncated or corrupt ({e}). Remove or replace the file.") from None
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    return np.ascontiguousarray(arr)
 
 
 def split_files(
@@ -552,43 +441,45 @@ def make_dataset(
     files = [(Path(p), int(lab)) for p, lab in files]
     if not files:
         raise DatasetError("No image files to make a data set from: scan a folder with scan_folder() first.")
-    if channels not in (1, 3):
-        raise DatasetError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}.")
-    if len(image_size) != 2 or min(image_size) < 1:
-        raise DatasetError(f"image_size must be (height, width) with positive sides, got {image_size!r}.")
+    _check_size_and_channels(image_size, channels)
     if batch_size < 1:
         raise DatasetError(f"batch size must be at least 1, got {batch_size}.")
-    height, width = int(image_size[0]), int(image_size[1])
+    size = (int(image_size[0]), int(image_size[1]))
     file_cache = isinstance(cache, str | os.PathLike) and not isinstance(cache, bool)
-    n = len(files)
-    buffer = n
-    if file_cache and shuffle_seed is not None and n > _FILE_CACHE_SHUFFLE_BUFFER:
+    buffer = len(files)
+    if file_cache and shuffle_seed is not None and len(files) > _FILE_CACHE_SHUFFLE_BUFFER:
         # A full-size shuffle buffer would hold every image in memory; spread classes over
         # the cache file instead and shuffle within a bounded window each epoch.
-        order = np.random.default_rng(shuffle_seed).permutation(n)
+        order = np.random.default_rng(shuffle_seed).permutation(len(files))
         files = [files[i] for i in order]
         buffer = _FILE_CACHE_SHUFFLE_BUFFER
+    ds = _decoded(files, size, channels)
+    if file_cache:
+        base = Path(cache)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        ds = ds.cache(f"{base}.{_cache_key(files, size, channels)}")
+    elif cache:
+        ds = ds.cache()
+    if shuffle_seed is not None:
+        ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _decoded(files: list[tuple[Path, int]], size: tuple[int, int], channels: int) -> tf.data.Dataset:
+    """Unbatched ``(uint8 image (H, W, C), int32 label)`` pairs, decoded in parallel by :func:`load_image_file`."""
+    import tensorflow as tf
 
     # Paths travel as file-system bytes, so any file name (Unicode or not) round-trips.
     paths = np.array([os.fsencode(p) for p, _ in files], dtype=object)
     labels = np.array([lab for _, lab in files], dtype=np.int32)
 
     def _decode(path: bytes) -> np.ndarray:
-        return load_image_file(path, (height, width), channels)
+        return load_image_file(path, size, channels)
 
     def _load(path, label):
         image = tf.numpy_function(_decode, [path], tf.uint8, stateful=False)
-        image.set_shape((height, width, channels))
+        image.set_shape((*size, channels))
         return image, label
 
     ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, dtype=tf.string), labels))
-    ds = ds.map(_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if file_cache:
-        base = Path(cache)
-        base.parent.mkdir(parents=True, exist_ok=True)
-        ds = ds.cache(f"{base}.{_cache_key(files, (height, width), channels)}")
-    elif cache:
-        ds = ds.cache()
-    if shuffle_seed is not None:
-        ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return ds.map(_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
