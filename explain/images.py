@@ -244,4 +244,3 @@ def load_image(
     if arr.ndim == 2:
         arr = arr[..., None]
     return np.ascontiguousarray(arr)
-

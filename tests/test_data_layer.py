@@ -135,6 +135,7 @@ def test_one_idx_reader_and_one_cifar_unpickler(tmp_path):
     assert x.shape == (2, 32, 32, 3) and y.tolist() == [3, 7]
     assert x[0, 5, 9].tolist() == [10, 20, 30] and x[1, 31, 0].tolist() == [11, 21, 31]
 
+
 def test_old_import_paths_still_work():
     import explain
     import explain.data as data
