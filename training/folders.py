@@ -311,8 +311,9 @@ def load_image_file(path: str | os.PathLike | bytes, image_size: tuple[int, int]
     the first frame of an animation, turned upright from its EXIF orientation, converted to
     grayscale or RGB (transparency composited on white; 16-bit images scaled by 255/65535,
     not clipped; CMYK converted) and resized to ``image_size`` with Pillow's antialiased
-    bilinear filter, aspect ratio not kept, as ``keras.utils.load_img`` does. JPEGs are
-    decoded at full size (no draft mode), as for explaining.
+    bilinear filter, aspect ratio not kept, as ``keras.utils.load_img`` does. JPEGs at least
+    twice the target size are first decoded at 1/2, 1/4 or 1/8 scale by libjpeg (Pillow's
+    draft mode), for explaining too.
 
     Args:
         path: the image file (a path, or its file-system bytes as ``tf.numpy_function``
