@@ -717,5 +717,9 @@ def training_curves(
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        epochs = max(len(series[k]) for k in (metric, f"val_{metric}") if k in series)
+        if epochs <= 10:  # a short run: one tick per epoch (a locator labels 1 epoch as 0.96 ... 1.04)
+            ax.set_xticks(range(1, epochs + 1))
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
     return _with_title(fig, title, 11)

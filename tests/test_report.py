@@ -341,6 +341,8 @@ def test_confusion_matrix_figure_and_gallery_shapes():
         confusion_gallery(imgs[:0], maps[:0], maps[:0], true_name="a", predicted_name="b")
     curves = training_curves(HISTORY, best_epoch=2)
     assert [a.get_ylabel() for a in curves.axes] == ["loss", "accuracy"]
+    one_epoch = training_curves({"loss": [0.5], "val_loss": [0.6]}, best_epoch=1)
+    assert [t.get_text() for t in one_epoch.axes[0].get_xticklabels()] == ["1"]  # not 0.96 ... 1.04
 
 
 # -- bad input: one line, exit 2, nothing written --------------------------------------------

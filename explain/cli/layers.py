@@ -15,18 +15,17 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from explain.cli import MODEL_HELP, add_model_arguments, fail, open_model
+from explain.cli import add_model_arguments, fail, model_parser, open_model
 
 PROG = "python -m explain.layers"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Write a PNG grid of one layer's feature maps for one image.",
-        epilog=f"example: {PROG} models/fashion_mnist_cnn.keras sample_images/fashion_mnist_9_ankle_boot.png --layer 1",
+    p = model_parser(
+        PROG,
+        "Write a PNG grid of one layer's feature maps for one image.",
+        "models/fashion_mnist_cnn.keras sample_images/fashion_mnist_9_ankle_boot.png --layer 1",
     )
-    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("image", nargs="?", help="an image file (PNG, JPEG, BMP, GIF, WebP, TIFF)")
     p.add_argument("--layer", help="layer index or name (nested: outer/inner); see --list")
     p.add_argument(
