@@ -49,12 +49,10 @@ from explain.data import (
 )
 from explain.errors import DataError
 from explain.models import load_model_card
-from explain.predict import _as_probabilities
-from explain.preprocessing import from_raw_pixels
+from explain.scores import ScoreHead, score_head
 
 quiet_import()
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 __all__ = [
     "BUILTIN_CLASSES",
@@ -105,8 +103,8 @@ class Evaluation:
         data: what the data were (``DataSource.name``).
         skipped: ``(image id, reason)`` for each file that could not be read.
         notes: what a user should know (empty classes, skipped files, how classes were matched).
-        outputs_probabilities: False when the model's outputs did not look like probabilities
-            and softmax was applied to them as logits.
+        outputs_probabilities: False when the model's outputs are logits (decided once from its
+            last layer, :mod:`explain.scores`) and softmax or sigmoid was applied to them.
     """
 
     y_true: np.ndarray
@@ -173,8 +171,6 @@ def evaluation_from_predictions(
     Raises:
         ValueError: shapes that do not match, or labels out of range.
     """
-    from sklearn.metrics import confusion_matrix
-
     y_true = np.asarray(y_true).reshape(-1).astype(np.int64)
     p = np.asarray(probabilities, dtype=np.float32)
     c = len(class_names)
@@ -182,22 +178,16 @@ def evaluation_from_predictions(
         raise ValueError(f"probabilities must be (N, C) = ({len(y_true)}, {c}), got {p.shape}.")
     if len(y_true) and (y_true.min() < 0 or y_true.max() >= c):
         raise ValueError(f"y_true must be in [0, {c}), found {y_true.min()}..{y_true.max()}.")
-    k = max(1, min(int(top_k), c))
-    order = np.argsort(-p, axis=1, kind="stable")[:, :k].astype(np.int64)
-    y_pred = order[:, 0] if len(y_true) else np.zeros(0, np.int64)
-    cm = confusion_matrix(y_true, y_pred, labels=np.arange(c)).astype(np.int64)
-    support = cm.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_class = np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
+    order, cm, per_class = _tally(y_true, p, top_k)
     n = len(y_true)
     return Evaluation(
         y_true=y_true,
-        y_pred=y_pred,
+        y_pred=order[:, 0],
         top_k_classes=order,
         top_k_probabilities=np.take_along_axis(p, order, axis=1),
         class_names=tuple(str(x) for x in class_names),
         confusion=cm,
-        per_class_accuracy=per_class.astype(np.float64),
+        per_class_accuracy=per_class,
         image_ids=tuple(image_ids) if image_ids is not None else tuple(f"#{i}" for i in range(n)),
         source_indices=np.arange(n, dtype=np.int64) if source_indices is None else np.asarray(source_indices),
         data=data,
@@ -205,6 +195,20 @@ def evaluation_from_predictions(
         notes=tuple(notes),
         outputs_probabilities=outputs_probabilities,
     )
+
+
+def _tally(y_true: np.ndarray, p: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(int64 top-k classes (N, k), int64 confusion (C, C), float64 per-class accuracy (C,))``."""
+    from sklearn.metrics import confusion_matrix
+
+    c = p.shape[1]
+    k = max(1, min(int(top_k), c))
+    order = np.argsort(-p, axis=1, kind="stable")[:, :k].astype(np.int64)
+    cm = confusion_matrix(y_true, order[:, 0], labels=np.arange(c)).astype(np.int64)
+    support = cm.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_class = np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
+    return order, cm, per_class.astype(np.float64)
 
 
 def model_input_size(
@@ -248,8 +252,11 @@ def evaluate_model(
 
     Images are read batch by batch (:meth:`DataSource.batches`), converted to the model's
     input (resized, bilinear; grayscale <-> RGB) and fed as float32 raw pixels in [0, 255]
-    through one compiled forward pass; only ``batch_size`` images are in memory at a time.
-    Unreadable files are skipped and listed in ``skipped``.
+    through the model's :class:`~explain.scores.ScoreHead` (one compiled forward pass); only
+    ``batch_size`` images are in memory at a time. Whether the outputs are logits (softmax,
+    or sigmoid for one output column, applied here) or probabilities is decided once per
+    model from its last layer, never per batch, so an image's prediction does not depend on
+    the batch it is in. Unreadable files are skipped and listed in ``skipped``.
 
     Args:
         model: a Keras classifier with one image input and one ``(batch, classes)`` output.
@@ -276,13 +283,36 @@ def evaluate_model(
         ValueError: ``batch_size < 1``; class names that do not match the model's outputs;
             model outputs that are not ``(batch, classes)`` or not finite.
     """
-    from tqdm.auto import tqdm
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-    fallback = load_model_card(None, model)  # the input shape and the number of classes
-    n_out = len(fallback.class_names)
-    channels = fallback.channels
+    card = load_model_card(None, model)  # the input shape and the number of classes
+    names, mapping, notes = _match_to_model(source, class_names, len(card.class_names))
+    size = model_input_size(model, source, image_size)[:2]
+    notes += _conversion_notes(source, size, card.channels)
+    head = score_head(model, preprocess)  # logits or probabilities: decided once, from the last layer
+    idx, probs, skipped = _predict_source(head, source, batch_size, size, card.channels, progress)
+    if skipped:
+        notes.append(
+            f"{len(skipped)} unreadable file{'s' if len(skipped) > 1 else ''} skipped; the first: {skipped[0][1]}"
+        )
+    return evaluation_from_predictions(
+        mapping[source.labels[idx]],
+        probs,
+        names,
+        top_k=top_k,
+        image_ids=[source.image_id(i) for i in idx],
+        source_indices=idx,
+        data=source.name,
+        skipped=skipped,
+        notes=notes,
+        outputs_probabilities=not head.outputs_logits,
+    )
+
+
+def _match_to_model(
+    source: DataSource, class_names: Sequence[str] | None, n_out: int
+) -> tuple[tuple[str, ...], np.ndarray, list[str]]:
+    """``(the model's class names, int64 data label -> model output, notes)``."""
     notes = list(source.notes)
     if class_names is None:
         if len(source.class_names) != n_out:
@@ -291,25 +321,27 @@ def evaluate_model(
                 "there are no class names to match them by: put the model card <name>.json beside the model."
             )
         names = tuple(source.class_names)
-        mapping = np.arange(n_out, dtype=np.int64)
         notes.append(
             f"No class names from a model card: data class i ({_quoted(names, 3)}) is taken to be model output i."
         )
-    else:
-        names = tuple(str(c) for c in class_names)
-        if len(names) != n_out:
-            raise ValueError(f"{len(names)} class names for a model with {n_out} outputs.")
-        mapping, missing, loose = match_classes(source.class_names, names)
-        if loose:
-            notes.append(
-                "Class folders matched by a looser name: " + ", ".join(f"{a!r} as {b!r}" for a, b in loose) + "."
-            )
-        if missing:
-            notes.append(
-                f"The data have no class {_quoted(missing)}: no images of "
-                f"{'these classes' if len(missing) > 1 else 'this class'} were evaluated."
-            )
-    size = model_input_size(model, source, image_size)[:2]
+        return names, np.arange(n_out, dtype=np.int64), notes
+    names = tuple(str(c) for c in class_names)
+    if len(names) != n_out:
+        raise ValueError(f"{len(names)} class names for a model with {n_out} outputs.")
+    mapping, missing, loose = match_classes(source.class_names, names)
+    if loose:
+        notes.append("Class folders matched by a looser name: " + ", ".join(f"{a!r} as {b!r}" for a, b in loose) + ".")
+    if missing:
+        notes.append(
+            f"The data have no class {_quoted(missing)}: no images of "
+            f"{'these classes' if len(missing) > 1 else 'this class'} were evaluated."
+        )
+    return names, mapping, notes
+
+
+def _conversion_notes(source: DataSource, size: tuple[int, int], channels: int) -> list[str]:
+    """Notes on resizing and colour conversion between the data and the model's input."""
+    notes = []
     if source.image_size is not None and tuple(source.image_size) != size:
         notes.append(
             f"Images resized from {source.image_size[0]}x{source.image_size[1]} to the model's input "
@@ -318,24 +350,27 @@ def evaluate_model(
     if source.channels is not None and source.channels != channels:
         kind = {1: "grayscale", 3: "RGB"}
         notes.append(f"Images converted from {kind[source.channels]} to {kind[channels]} for the model.")
+    return notes
 
-    net = from_raw_pixels(model, preprocess)
-    forward = tf.function(lambda x: net(x, training=False), reduce_retracing=True)
+
+def _predict_source(
+    head: ScoreHead, source: DataSource, batch_size: int, size: tuple[int, int], channels: int, progress: bool
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """Every readable image's probabilities, batch by batch: ``(int64 indices (N,), float32 (N, C), skipped)``.
+
+    Raises:
+        DataError: no image could be read.
+        ValueError: outputs that are not finite.
+    """
+    from tqdm.auto import tqdm
+
     kept, probs, skipped = [], [], []
-    outputs_probabilities = True
     bar = tqdm(total=len(source), desc="Predicting", unit="img", disable=not progress, file=sys.stderr, leave=False)
     try:
         for images, idx, failures in source.batches(batch_size, size, channels):
             skipped += [(source.image_id(i), reason) for i, reason in failures]
             if len(idx):
-                out = keras.ops.convert_to_numpy(forward(tf.convert_to_tensor(images, tf.float32)))
-                if out.ndim != 2:
-                    raise ValueError(f"The model outputs shape {out.shape}; a classifier outputs (batch, classes).")
-                if not np.all(np.isfinite(out)):
-                    raise ValueError("The model's outputs are not finite (NaN or infinity): its weights may be broken.")
-                p, were = _as_probabilities(out)
-                outputs_probabilities &= were
-                probs.append(p.astype(np.float32))
+                probs.append(head.predict_probabilities(images, batch_size=len(images)).astype(np.float32))
                 kept.append(idx)
             bar.update(len(idx) + len(failures))
     finally:
@@ -343,23 +378,7 @@ def evaluate_model(
     if not kept:
         first = f" First: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
         raise DataError(f"None of the {len(source)} images in {source.name} could be read.{first}")
-    idx = np.concatenate(kept)
-    if skipped:
-        notes.append(
-            f"{len(skipped)} unreadable file{'s' if len(skipped) > 1 else ''} skipped; the first: {skipped[0][1]}"
-        )
-    return evaluation_from_predictions(
-        mapping[source.labels[idx]],
-        np.concatenate(probs),
-        names,
-        top_k=top_k,
-        image_ids=[source.image_id(i) for i in idx],
-        source_indices=idx,
-        data=source.name,
-        skipped=skipped,
-        notes=notes,
-        outputs_probabilities=outputs_probabilities,
-    )
+    return np.concatenate(kept), np.concatenate(probs), skipped
 
 
 # -- what to look at -----------------------------------------------------------------------

@@ -454,16 +454,21 @@ def make_dataset(
         order = np.random.default_rng(shuffle_seed).permutation(len(files))
         files = [files[i] for i in order]
         buffer = _FILE_CACHE_SHUFFLE_BUFFER
-    ds = _decoded(files, size, channels)
-    if file_cache:
-        base = Path(cache)
-        base.parent.mkdir(parents=True, exist_ok=True)
-        ds = ds.cache(f"{base}.{_cache_key(files, size, channels)}")
-    elif cache:
-        ds = ds.cache()
+    ds = _cached(_decoded(files, size, channels), cache if file_cache else bool(cache), files, size, channels)
     if shuffle_seed is not None:
         ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _cached(ds: tf.data.Dataset, cache: bool | str | os.PathLike, files, size, channels) -> tf.data.Dataset:
+    """``ds`` cached in memory (True), in files ``<cache>.<key>*`` (a path), or not at all (False)."""
+    if cache is True:
+        return ds.cache()
+    if cache is False:
+        return ds
+    base = Path(cache)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    return ds.cache(f"{base}.{_cache_key(files, size, channels)}")
 
 
 def _decoded(files: list[tuple[Path, int]], size: tuple[int, int], channels: int) -> tf.data.Dataset:
