@@ -410,6 +410,9 @@ class Confusion:
 def misclassified(result: Evaluation) -> np.ndarray:
     """Positions (in ``result``) of the wrongly predicted images, most confident first.
 
+    Args:
+        result: an :class:`Evaluation`.
+
     Returns:
         int64 ``(M,)``; ties keep the data's order.
     """
@@ -447,6 +450,9 @@ def classification_metrics(result: Evaluation) -> dict:
     ``sklearn.metrics.classification_report(..., output_dict=True)`` over every class of the
     model; a value that is undefined (precision of a class never predicted, recall of a class
     without images) is None rather than a made-up 0.
+
+    Args:
+        result: an :class:`Evaluation`.
 
     Returns:
         ``{"accuracy": float in [0, 1], "num_images": N, "per_class": {name: {"precision",
