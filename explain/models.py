@@ -235,7 +235,7 @@ def imagenet_class_names() -> tuple[str, ...]:
     Returns:
         1000 strings.
     """
-    text = resources.files("explain").joinpath("data/imagenet_classes.txt").read_text(encoding="utf-8")
+    text = resources.files("explain").joinpath("resources/imagenet_classes.txt").read_text(encoding="utf-8")
     return tuple(line for line in text.splitlines() if line.strip())
 
 
