@@ -31,19 +31,6 @@ class Prediction:
     outputs_probabilities: bool
 
 
-def _as_probabilities(out: np.ndarray) -> tuple[np.ndarray, bool]:
-    # TEMPORARY: evaluation.py still imports this; it moves to explain.scores.ScoreHead.
-    out = out.astype(np.float64)
-    if out.shape[-1] == 1:
-        p = np.clip(out[:, 0], 0.0, 1.0) if np.all((out >= 0) & (out <= 1)) else 1 / (1 + np.exp(-out[:, 0]))
-        return np.stack([1 - p, p], axis=-1), bool(np.all((out >= 0) & (out <= 1)))
-    if np.all(out >= 0) and np.all(out <= 1) and np.allclose(out.sum(axis=-1), 1.0, atol=1e-3):
-        return out, True
-    z = out - out.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True), False
-
-
 def predict(
     model: keras.Model,
     images: np.ndarray,

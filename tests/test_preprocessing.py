@@ -188,8 +188,13 @@ def saturating(tmp_path_factory):
     """A model without a scaling layer whose logits are huge on raw pixels (about 600) and
     ordinary on x / 255 (about 2.4): what a model trained on x / 255 looks like when fed raw."""
     model = keras.Sequential(
-        [keras.Input((16, 16, 1)), L.Conv2D(2, 3, padding="same", name="conv"), L.Flatten(), L.Dense(3, name="logits"),
-         L.Activation("softmax", name="predictions")],
+        [
+            keras.Input((16, 16, 1)),
+            L.Conv2D(2, 3, padding="same", name="conv"),
+            L.Flatten(),
+            L.Dense(3, name="logits"),
+            L.Activation("softmax", name="predictions"),
+        ],
         name="unit_cnn",
     )
     model.get_layer("conv").set_weights([np.full((3, 3, 1, 2), 1 / 9, np.float32), np.zeros(2, np.float32)])
