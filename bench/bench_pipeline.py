@@ -75,8 +75,7 @@ def time_epochs(ds, epochs: int) -> list[tuple[float, int]]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Write the images, time both pipelines, print the table; return the exit code."""
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python bench/bench_pipeline.py", description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000, help="JPEGs to write (default 2000)")
     parser.add_argument("--classes", type=int, default=4, help=f"classes, 2 to {len(PHOTOS)} (default 4)")
@@ -88,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 2 <= args.classes <= len(PHOTOS) or args.images < args.classes or args.epochs < 1 or args.size < 2:
         parser.error("need 2 <= --classes <= 7, --images >= --classes, --epochs >= 1, --size >= 2")
+    return args
 
+
+def _time_both(args) -> tuple[float, float, list, list]:
+    """``(write seconds, scan seconds, Keras's epochs, ours)`` on freshly written JPEGs."""
     import keras
     import tensorflow as tf
 
@@ -103,22 +106,29 @@ def main(argv: list[str] | None = None) -> int:
         # Warm TensorFlow's runtime up so neither pipeline pays for it in its first epoch.
         for _ in tf.data.Dataset.range(64).map(lambda v: v * 2, num_parallel_calls=tf.data.AUTOTUNE).batch(8):
             pass
-
         ds_a = keras.utils.image_dataset_from_directory(
             root, image_size=target, batch_size=args.batch_size, verbose=False
         )
         a = time_epochs(ds_a, args.epochs)
-
         t0 = time.perf_counter()
         report = scan_folder(root)
         t_scan = time.perf_counter() - t0
         ds_b = make_dataset(report.files, target, 3, args.batch_size, shuffle_seed=args.seed)
         b = time_epochs(ds_b, args.epochs)
+    return t_write, t_scan, a, b
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the images, time both pipelines, print the table; return the exit code."""
+    args = _parse(argv)
+    t_write, t_scan, a, b = _time_both(args)
+    import keras
+    import tensorflow as tf
 
     n = args.images
     print(
         f"{n} JPEGs {args.size}x{args.size} in {args.classes} classes (written in {t_write:.1f} s), "
-        f"image_size {target}, batch {args.batch_size}; {os.cpu_count()} CPUs, "
+        f"image_size {(args.target, args.target)}, batch {args.batch_size}; {os.cpu_count()} CPUs, "
         f"TF {tf.__version__}, Keras {keras.__version__}, Python {platform.python_version()}"
     )
     print(f"{'pipeline':<42}{'epoch':>6}{'seconds':>10}{'images/s':>10}")

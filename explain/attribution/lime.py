@@ -236,21 +236,12 @@ class LIME(AttributionMethod):
         return classifier_fn
 
     def __call__(self, images: np.ndarray, class_index: int | np.ndarray | None = None) -> LimeAttribution:
-        """Explain a batch, one image at a time.
-
-        Args:
-            images: ``(N, H, W, C)`` or ``(H, W, C)``, raw pixels in [0, 255] at the model's
-                input size.
-            class_index: the class to explain, one int for all images or ``(N,)``; None
-                means each image's top prediction.
+        """Explain a batch, one image at a time: arguments and errors as
+        :meth:`AttributionMethod.__call__ <explain.attribution.base.AttributionMethod.__call__>`.
 
         Returns:
             A :class:`LimeAttribution` (heatmap float32 ``(N, H, W)`` in [0, 1], with each
             image's superpixels and weights).
-
-        Raises:
-            ValueError: images of the wrong shape, or no images.
-            ExplainError: class index out of range.
         """
         x, idx = self._check(images, class_index)  # also refuses an empty batch
         classes, scores = self._classes_and_scores(x, idx)
