@@ -27,6 +27,7 @@ from explain.evaluation import (  # noqa: E402
     open_data,
     top_confusions,
 )
+from explain.feature_visualization import FeaturePatterns, channel_responses, class_patterns, filter_patterns  # noqa: E402
 from explain.images import load_image  # noqa: E402
 from explain.legacy import convert_to_keras3  # noqa: E402
 from explain.metrics import deletion_insertion, sanity_check  # noqa: E402
@@ -49,6 +50,7 @@ from explain.plots import (  # noqa: E402
     confusion_matrix_figure,
     feature_map_grid,
     heatmap_overlay,
+    pattern_grid,
     per_class_accuracy_chart,
     top_k_bars,
     top_k_grid,
@@ -70,6 +72,7 @@ __all__ = [
     "DataSource",
     "Evaluation",
     "ExplainError",
+    "FeaturePatterns",
     "FolderSource",
     "ImageLoadError",
     "LayerError",
@@ -82,6 +85,8 @@ __all__ = [
     "ScoreHead",
     "activation_bars",
     "attribution_panel",
+    "channel_responses",
+    "class_patterns",
     "classification_metrics",
     "compute_activations",
     "confusion_gallery",
@@ -92,6 +97,7 @@ __all__ = [
     "evaluation_from_predictions",
     "feature_map_grid",
     "feature_model",
+    "filter_patterns",
     "format_layer_table",
     "from_raw_pixels",
     "get_layer",
@@ -108,6 +114,7 @@ __all__ = [
     "misclassified",
     "model_input_size",
     "open_data",
+    "pattern_grid",
     "per_class_accuracy_chart",
     "predict",
     "preprocess",

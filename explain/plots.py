@@ -141,6 +141,59 @@ def feature_map_grid(
     return fig
 
 
+def pattern_grid(
+    images: np.ndarray,
+    labels: list[str],
+    *,
+    title: str = "",
+    cols: int | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Draw feature-visualisation patterns (:mod:`explain.feature_visualization`) as a labelled
+    grid of tiles, in the style of :func:`feature_map_grid`.
+
+    Args:
+        images: float ``(K, H, W, C)`` in [0, 255], C = 1 (drawn in grey) or 3.
+        labels: one tile label per image, e.g. ``"12: 0.83"`` (channel and final activation).
+        title: figure title.
+        cols: tiles per row; default ``ceil(sqrt(K))``.
+        ax: axes to draw into; None makes a new figure.
+
+    Returns:
+        The ``Figure``.
+
+    Raises:
+        ValueError: images not ``(K, H, W, 1 or 3)`` with K >= 1, a label count that differs
+            from K, or ``cols < 1``.
+    """
+    imgs = np.asarray(images, dtype=np.float32)
+    if imgs.ndim != 4 or imgs.shape[0] < 1 or imgs.shape[-1] not in (1, 3):
+        raise ValueError(f"pattern_grid needs images (K, H, W, 1 or 3) with K >= 1, got shape {imgs.shape}.")
+    if len(labels) != len(imgs):
+        raise ValueError(f"{len(labels)} labels for {len(imgs)} images.")
+    if cols is not None and cols < 1:
+        raise ValueError(f"cols must be at least 1, got {cols}.")
+    n, h, w, c = imgs.shape
+    cols = min(cols or math.ceil(math.sqrt(n)), n)
+    rows = math.ceil(n / cols)
+    gap = max(1, round(max(h, w) / 14))
+    mosaic = np.ones((rows * (h + gap) - gap, cols * (w + gap) - gap, c), np.float32)
+    for k in range(n):
+        r, q = divmod(k, cols)
+        mosaic[r * (h + gap) : r * (h + gap) + h, q * (w + gap) : q * (w + gap) + w] = np.clip(imgs[k] / 255.0, 0, 1)
+    tile_in = min(1.3, max(0.55, 11.0 / max(cols, rows)))
+    fig, ax = _figure_and_ax(ax, (cols * tile_in + 0.4, rows * tile_in + 0.9))
+    ax.imshow(mosaic[..., 0] if c == 1 else mosaic, cmap="gray" if c == 1 else None, vmin=0.0, vmax=1.0)
+    fontsize = max(5.0, min(9.0, tile_in * 7))
+    for k, label in enumerate(labels):
+        r, q = divmod(k, cols)
+        _tile_label(ax, q * (w + gap) + 0.5, r * (h + gap) + 0.5, label, fontsize)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
 def activation_bars(
     values: np.ndarray,
     *,

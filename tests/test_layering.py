@@ -28,6 +28,7 @@ FLOORS = {
     "evaluation": 5,
     "metrics": 5,
     "filters": 5,
+    "feature_visualization": 5,
     "plots": 6,
     "report": 7,
     "cli": 7,

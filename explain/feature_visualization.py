@@ -1,0 +1,483 @@
+"""Filter and class patterns: the input each channel (or class) responds to most.
+
+Activation maximisation by gradient ascent in input space:
+
+* Erhan et al. 2009, "Visualizing Higher-Layer Features of a Deep Network", Université de
+  Montréal technical report 1341;
+* Simonyan et al. 2013, "Deep Inside Convolutional Networks: Visualising Image Classification
+  Models and Saliency Maps", https://arxiv.org/abs/1312.6034 (class models: the image that
+  maximises one class's logit);
+* Chollet, *Deep Learning with Python*, 5.4.2 "Visualizing convnet filters";
+* Olah et al. 2017, "Feature Visualization", Distill, https://distill.pub/2017/feature-visualization/,
+  for the regularisation that makes the patterns readable.
+
+How it works here (after Olah 2017 and the lucid library):
+
+* **One batch, one compiled loop.** All requested channels of a layer are optimised together:
+  image ``k`` of the batch maximises the mean activation of channel ``k``. The steps run inside
+  one ``tf.function`` (``tf.while_loop``), in chunks so that ``progress`` can be told how far it
+  got; no Python loop over channels or steps.
+* **Decorrelated Fourier parametrisation.** Each image is a spectrum scaled by ``1 / frequency``
+  (natural images' power law), turned into pixels by an inverse real FFT, mixed by the square
+  root of ImageNet's colour correlation (RGB models), and squashed by a sigmoid into [0, 255]:
+  raw pixels, the space the model's preprocessing starts from.
+* **Transformation robustness.** At every step each image is translated (up to 1/16 of its
+  side), scaled (0.9-1.1) and rotated (up to 10 degrees) at random, with reflected borders,
+  before the model sees it; so only patterns that survive small shifts grow.
+* **Adam** (learning rate 0.05) on the spectrum, as in lucid.
+* **Seeded**: the initial spectrum and every step's transformations come from stateless random
+  ops seeded by ``seed``, so the same call gives the same images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from explain._quiet import quiet_import
+from explain.activations import _node, _single, feature_model
+from explain.errors import ExplainError, LayerError
+from explain.models import resolve_layer
+from explain.preprocessing import check_mode, from_raw_pixels
+from explain.scores import score_head
+
+quiet_import()
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+#: lucid's square root of ImageNet's colour correlation matrix (rows: R, G, B), normalised so its
+#: largest column has norm 1.
+_COLOR_SQRT = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], np.float32)
+_COLOR_SQRT /= np.max(np.linalg.norm(_COLOR_SQRT, axis=0))
+
+#: Side of the patterns for a model whose input size is free.
+DEFAULT_FREE_SIZE = 128
+LEARNING_RATE = 0.05
+#: Most progress updates per batch of channels.
+_PROGRESS_UPDATES = 20
+
+
+@dataclass(frozen=True)
+class FeaturePatterns:
+    """Patterns found by activation maximisation.
+
+    Attributes:
+        images: float32 ``(K, H, W, C)`` in [0, 255], raw pixels (the model's preprocessing is
+            applied in front of it, as everywhere in explain).
+        activation: float32 ``(K,)``: each pattern's objective on its own image, without the
+            random transformations: the channel's mean activation (filter patterns) or the
+            class's logit (class patterns; the probability for a model without logits).
+        channels: int64 ``(K,)``: the channel (filter patterns) or class (class patterns) each
+            image maximises.
+        layer: the layer's name (nested path), or ``"logits"`` for class patterns.
+        kind: ``"filter"`` or ``"class"``.
+        steps: optimisation steps.
+        seed: the seed used.
+    """
+
+    images: np.ndarray
+    activation: np.ndarray
+    channels: np.ndarray
+    layer: str
+    kind: str
+    steps: int
+    seed: int
+
+
+# -- parametrisation and transformations ------------------------------------------------------
+def _frequency_scale(h: int, w: int) -> np.ndarray:
+    """``(h, w // 2 + 1)`` spectrum scale ``1 / max(f, 1 / max(h, w))``, times ``sqrt(h w)``."""
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    freqs = np.sqrt(fx * fx + fy * fy)
+    return (np.sqrt(h * w) / np.maximum(freqs, 1.0 / max(h, w))).astype(np.float32)
+
+
+def _to_pixels(spectrum: tf.Tensor, scale: tf.Tensor, h: int, w: int, channels: int) -> tf.Tensor:
+    """``(K, C, h, w//2+1, 2)`` real/imaginary spectrum -> float32 ``(K, h, w, C)`` in [0, 255]."""
+    z = tf.complex(spectrum[..., 0] * scale, spectrum[..., 1] * scale)
+    x = tf.signal.irfft2d(z, fft_length=[h, w]) / 4.0  # (K, C, h, w)
+    x = tf.transpose(x, (0, 2, 3, 1))
+    if channels == 3:
+        x = tf.einsum("khwc,dc->khwd", x, tf.constant(_COLOR_SQRT))
+    return tf.sigmoid(x) * 255.0
+
+
+def _random_transforms(k: int, h: int, w: int, seed: tf.Tensor) -> tf.Tensor:
+    """``(k, 8)`` projective transforms (output -> input pixel): a random shift of up to 1/16
+    of the side, scale 0.9-1.1 and rotation up to 10 degrees about the centre."""
+    u = tf.random.stateless_uniform([k, 4], seed=seed, minval=-1.0, maxval=1.0)
+    angle = u[:, 0] * (10.0 * math.pi / 180.0)
+    inv_scale = 1.0 / (1.0 + 0.1 * u[:, 1])
+    dy, dx = u[:, 2] * (h / 16.0), u[:, 3] * (w / 16.0)
+    cos, sin = tf.cos(angle) * inv_scale, tf.sin(angle) * inv_scale
+    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+    a0, a1, b0, b1 = cos, -sin, sin, cos
+    a2 = cx - a0 * (cx + dx) - a1 * (cy + dy)
+    b2 = cy - b0 * (cx + dx) - b1 * (cy + dy)
+    zeros = tf.zeros_like(angle)
+    return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+
+
+def _transform(images: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=tf.shape(images)[1:3],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="REFLECT",
+    )
+
+
+# -- the optimiser ------------------------------------------------------------------------------
+class _Ascent:
+    """Gradient ascent of ``objective(images) -> (K,)`` over a batch of Fourier-parametrised images."""
+
+    def __init__(self, objective: Callable, k: int, h: int, w: int, channels: int, seed: int):
+        self.objective, self.k, self.h, self.w, self.channels = objective, k, h, w, channels
+        self.scale = tf.constant(_frequency_scale(h, w))
+        shape = [k, channels, h, w // 2 + 1, 2]
+        self.spectrum = tf.random.stateless_normal(shape, seed=[seed, 0], stddev=0.01)
+        self.m, self.v = tf.zeros(shape), tf.zeros(shape)
+        self.seed = int(seed)
+        self._run = tf.function(self._steps, reduce_retracing=True)
+
+    def pixels(self, spectrum: tf.Tensor) -> tf.Tensor:
+        return _to_pixels(spectrum, self.scale, self.h, self.w, self.channels)
+
+    def _step(self, i, spectrum, m, v):
+        seed = tf.stack([tf.constant(self.seed, tf.int32), i + 1])
+        with tf.GradientTape() as tape:
+            tape.watch(spectrum)
+            x = _transform(self.pixels(spectrum), _random_transforms(self.k, self.h, self.w, seed))
+            loss = tf.reduce_sum(self.objective(x))
+        g = tape.gradient(loss, spectrum)
+        t = tf.cast(i + 1, tf.float32)
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        step = LEARNING_RATE * (m / (1 - 0.9**t)) / (tf.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        return i + 1, spectrum + step, m, v  # ascent
+
+    def _steps(self, start, stop, spectrum, m, v):
+        _, spectrum, m, v = tf.while_loop(
+            lambda i, *_: i < stop, self._step, (start, spectrum, m, v), parallel_iterations=1
+        )
+        return spectrum, m, v
+
+    def run(self, steps: int, progress: Callable[[int], None] | None) -> np.ndarray:
+        """Run ``steps`` steps (in at most 20 compiled chunks when ``progress`` is given, telling
+        it the steps done after each); return float32 ``(K, h, w, C)`` images."""
+        chunk = steps if progress is None else max(1, math.ceil(steps / _PROGRESS_UPDATES))
+        done = 0
+        while done < steps:
+            stop = min(steps, done + chunk)
+            self.spectrum, self.m, self.v = self._run(
+                tf.constant(done, tf.int32), tf.constant(stop, tf.int32), self.spectrum, self.m, self.v
+            )
+            done = stop
+            if progress is not None:
+                progress(done)
+        return self.pixels(self.spectrum).numpy()
+
+
+# -- checks ---------------------------------------------------------------------------------------
+def _check_steps(steps: int, batch_size: int) -> tuple[int, int]:
+    for name, value in (("steps", steps), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}.")
+    return int(steps), int(batch_size)
+
+
+def _pattern_size(model: keras.Model, size: Sequence[int] | None) -> tuple[int, int]:
+    """The patterns' ``(H, W)``: the model's input size, or ``size`` for a free-size model."""
+    in_h, in_w = model.inputs[0].shape[1:3]
+    if size is None:
+        return int(in_h or DEFAULT_FREE_SIZE), int(in_w or DEFAULT_FREE_SIZE)
+    if len(size) != 2 or any(int(s) < 1 for s in size):
+        raise ValueError(f"size must be (height, width) in pixels, got {tuple(size)}.")
+    h, w = int(size[0]), int(size[1])
+    if in_h is not None and in_w is not None and (h, w) != (in_h, in_w):
+        raise ValueError(
+            f"This model takes {in_h}x{in_w} images only, not {h}x{w}: leave size out (or pass {in_h} {in_w})."
+        )
+    return h, w
+
+
+def _check_fits(run: Callable, h: int, w: int, c: int) -> None:
+    """One forward pass at the pattern size: a ValueError when the model cannot take it."""
+    try:
+        out = run(tf.zeros([1, h, w, c]))
+    except (ValueError, tf.errors.InvalidArgumentError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"A {h}x{w} image is smaller than this model accepts ({first}); pass a larger size.") from e
+    if 0 in out.shape:
+        raise ValueError(f"A {h}x{w} image is smaller than this model accepts (an empty map); pass a larger size.")
+
+
+def _check_channels(channels: Sequence[int] | None, available: int, what: str) -> np.ndarray:
+    if channels is None:
+        return np.arange(available, dtype=np.int64)
+    idx = np.asarray(list(channels), dtype=np.int64).reshape(-1)
+    if idx.size == 0:
+        raise ValueError(f"No {what}s asked for: give at least one, or None for all {available}.")
+    bad = idx[(idx < 0) | (idx >= available)]
+    if bad.size:
+        raise ValueError(
+            f"{what.capitalize()} {int(bad[0])} is out of range: there are {available}, 0 to {available - 1}."
+        )
+    return idx
+
+
+def _gradient_breaker(model: keras.Model, target: str, preprocess: str) -> str:
+    """The first layer on the way to ``target`` whose output has no gradient w.r.t. the input."""
+    from explain.models import layer_table
+
+    shape = [1, *[d or DEFAULT_FREE_SIZE for d in model.inputs[0].shape[1:]]]
+    for row in layer_table(model):
+        if row.type == "InputLayer" or "/" in row.name:
+            continue
+        x = tf.random.uniform(shape, 0, 255)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = feature_model(model, [row.name], preprocess)(x, training=False)
+            out = out[0] if isinstance(out, list | tuple) else out
+            total = tf.reduce_sum(tf.cast(out, tf.float32))
+        if tape.gradient(total, x) is None:
+            return f"{row.name!r} ({row.type})"
+        if row.name == target:
+            break
+    return "a layer before it"
+
+
+def _check_differentiable(objective: Callable, k: int, h: int, w: int, c: int, what: str, breaker: Callable) -> None:
+    x = tf.random.uniform([k, h, w, c], 0, 255)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        total = tf.reduce_sum(objective(x))
+    if tape.gradient(total, x) is None:
+        raise ExplainError(
+            f"No gradient flows from {what} back to the input image: {breaker()} is not differentiable, so "
+            "activation maximisation cannot work on this model."
+        )
+
+
+# -- the objective ---------------------------------------------------------------------------------
+def _pre_activation_model(model: keras.Model, name: str, preprocess: str) -> keras.Model | None:
+    """Raw pixels -> the layer's output before its built-in activation (a copy of the layer with
+    a linear activation and the same weights, on the layer's own input), or None when the layer
+    has no activation to take off or sits inside a nested model.
+
+    A ReLU that is 0 everywhere on the starting image has no gradient, so its channel would never
+    grow ("dead" from the first step); tf-keras-vis takes activations off for the same reason.
+    """
+    if "/" in name:
+        return None
+    layer = model.get_layer(name)
+    if getattr(getattr(layer, "activation", None), "__name__", "linear") == "linear":
+        return None
+    config = {**layer.get_config(), "activation": "linear", "name": f"{layer.name}_pre_activation"}
+    linear = type(layer).from_config(config)
+    inp = _single(_node(model, layer).input_tensors)
+    out = linear(inp)
+    linear.set_weights(layer.get_weights())
+    return from_raw_pixels(keras.Model(_single(model.inputs), out), preprocess)
+
+
+#: Weight of the pre-activation mean in the objective of a layer with a built-in activation.
+PRE_ACTIVATION_WEIGHT = 0.05
+
+
+def _layer_output(model: keras.Model, name: str, preprocess: str) -> Callable:
+    """``x -> float32 (B, h, w, C)``: what filter patterns maximise, per channel: the layer's output
+    plus :data:`PRE_ACTIVATION_WEIGHT` times its output before the built-in activation, when the
+    layer has one (so a ReLU channel that is 0 on the starting image still gets a gradient)."""
+    pre = _pre_activation_model(model, name, preprocess)
+    if pre is None:
+        fm = feature_model(model, [name], preprocess)
+
+        def acts(x):
+            out = fm(x, training=False)
+            return out[0] if isinstance(out, list | tuple) else out
+
+        return acts
+    activation = model.get_layer(name).activation
+
+    def mixed(x):
+        z = pre(x, training=False)
+        return activation(z) + PRE_ACTIVATION_WEIGHT * z
+
+    return mixed
+
+
+# -- the public functions -------------------------------------------------------------------------
+def _optimise(objective_for, targets, h, w, c, steps, seed, batch_size, progress) -> tuple[np.ndarray, np.ndarray]:
+    """Images and final objectives for ``targets``, ``batch_size`` at a time."""
+    images, finals = [], []
+    total, done = steps * math.ceil(len(targets) / batch_size), 0
+    for start in range(0, len(targets), batch_size):
+        part = targets[start : start + batch_size]
+        objective = objective_for(tf.constant(part))
+        ascent = _Ascent(objective, len(part), h, w, c, seed + start)
+        report = None if progress is None else (lambda n, base=done: progress(base + n, total))
+        imgs = ascent.run(steps, report)
+        done += steps
+        images.append(imgs)
+        finals.append(objective(tf.constant(imgs)).numpy())
+    return np.concatenate(images).astype(np.float32), np.concatenate(finals).astype(np.float32)
+
+
+def filter_patterns(
+    model: keras.Model,
+    layer: int | str,
+    channels: Sequence[int] | None = None,
+    *,
+    steps: int = 128,
+    size: Sequence[int] | None = None,
+    seed: int = 0,
+    preprocess: str = "raw",
+    progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 64,
+) -> FeaturePatterns:
+    """The input pattern each filter of a layer responds to most (activation maximisation,
+    Erhan et al. 2009; regularised after Olah et al. 2017, https://distill.pub/2017/feature-visualization/;
+    see the module docstring for the method).
+
+    Args:
+        model: a Keras model taking raw pixels (its preprocessing given by ``preprocess``).
+        layer: index, name or nested path of a layer with a spatial, channels-last output
+            ``(batch, h, w, channels)``.
+        channels: the channels to show; None for all of them.
+        steps: optimisation steps, at least 1 (128 reads well; 32 gives a quick sketch).
+        size: ``(H, W)`` of the patterns for a model with a free input size (default 128x128);
+            a fixed-size model only takes its own size.
+        seed: seeds the initial images and every step's random transformations.
+        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`).
+        progress: optional ``(steps done, steps in all) -> None``, called up to 20 times per
+            batch of channels.
+        batch_size: channels optimised together in one batch (memory: one image per channel).
+
+    Returns:
+        A :class:`FeaturePatterns` with ``kind="filter"``.
+
+    Raises:
+        LayerError: an unknown layer, or one without channels (a ``Dense`` layer: use
+            :func:`class_patterns` for the output).
+        ValueError: a channel out of range; ``steps`` or ``batch_size`` below 1; a size the
+            model does not take.
+        ExplainError: no gradient from the layer back to the input (names the layer that breaks it);
+            an unknown preprocessing mode.
+    """
+    steps, batch_size = _check_steps(steps, batch_size)
+    preprocess = check_mode(preprocess)
+    info = resolve_layer(model, layer)
+    if not info.is_spatial:
+        raise LayerError(
+            f"Layer {info.name!r} ({info.type}) has output shape {info.output_shape}, without height, width and "
+            "channels, so it has no filters to visualise. Choose a convolutional layer, or draw class patterns "
+            "for the output."
+        )
+    targets = _check_channels(channels, int(info.output_shape[-1]), "channel")
+    h, w = _pattern_size(model, size)
+    c = int(model.inputs[0].shape[-1])
+    acts = _layer_output(model, info.name, preprocess)
+    _check_fits(acts, h, w, c)
+
+    def objective_for(idx):
+        return lambda x: tf.gather(tf.reduce_mean(acts(x), axis=(1, 2)), idx, axis=1, batch_dims=1)
+
+    breaker = lambda: _gradient_breaker(model, info.name, preprocess)  # noqa: E731
+    _check_differentiable(objective_for(tf.constant(targets[:1])), 1, h, w, c, f"layer {info.name!r}", breaker)
+    images, _ = _optimise(objective_for, targets, h, w, c, steps, int(seed), batch_size, progress)
+    finals = np.diagonal(channel_responses(model, info.name, images, targets, preprocess)).astype(np.float32)
+    return FeaturePatterns(images, finals, targets, info.name, "filter", steps, int(seed))
+
+
+def class_patterns(
+    model: keras.Model,
+    classes: Sequence[int] | None = None,
+    *,
+    steps: int = 128,
+    size: Sequence[int] | None = None,
+    seed: int = 0,
+    preprocess: str = "raw",
+    progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 64,
+) -> FeaturePatterns:
+    """Class models (Simonyan et al. 2013, https://arxiv.org/abs/1312.6034): the image that
+    maximises each class's logit, regularised as :func:`filter_patterns`.
+
+    The score is the pre-softmax logit (:mod:`explain.scores`; a binary model's class 0 maximises
+    the negative logit), so the pattern grows the class's own evidence instead of suppressing
+    the others; a model without accessible logits maximises the probability.
+
+    Args:
+        model: a Keras classifier taking raw pixels.
+        classes: the classes to show; None for all of them.
+        steps, size, seed, preprocess, progress, batch_size: as :func:`filter_patterns`.
+
+    Returns:
+        A :class:`FeaturePatterns` with ``kind="class"`` and ``layer="logits"``.
+
+    Raises:
+        ValueError: a class out of range; ``steps`` or ``batch_size`` below 1; a size the model
+            does not take.
+        ExplainError: a model that is not a single-output classifier; no gradient from the
+            output back to the input; an unknown preprocessing mode.
+    """
+    steps, batch_size = _check_steps(steps, batch_size)
+    head = score_head(model, preprocess)
+    targets = _check_channels(classes, head.num_classes, "class")
+    h, w = _pattern_size(model, size)
+    c = int(model.inputs[0].shape[-1])
+    _check_fits(head.scores, h, w, c)
+
+    def objective_for(idx):
+        return lambda x: head.pick(head.scores(x), idx)[1]
+
+    output = model.layers[-1].name
+    breaker = lambda: _gradient_breaker(model, output, head.preprocess)  # noqa: E731
+    _check_differentiable(objective_for(tf.constant(targets[:1])), 1, h, w, c, "the output", breaker)
+    images, finals = _optimise(objective_for, targets, h, w, c, steps, int(seed), batch_size, progress)
+    return FeaturePatterns(images, finals, targets, "logits", "class", steps, int(seed))
+
+
+def channel_responses(
+    model: keras.Model, layer: int | str, images: np.ndarray, channels: Sequence[int], preprocess: str = "raw"
+) -> np.ndarray:
+    """Mean activation of each channel on each image: the check that a pattern excites its own
+    channel (the diagonal of ``channel_responses(model, layer, patterns.images, patterns.channels)``
+    should dominate its row).
+
+    Args:
+        model: the model.
+        layer: index, name or nested path of a spatial layer.
+        images: float ``(N, H, W, C)`` raw pixels in [0, 255] at a size the model takes.
+        channels: ``K`` channel indices.
+        preprocess: the model's preprocessing mode.
+
+    Returns:
+        float32 ``(N, K)``: entry ``[i, j]`` is channel ``channels[j]``'s mean activation on image ``i``.
+
+    Raises:
+        LayerError: an unknown or non-spatial layer.
+    """
+    info = resolve_layer(model, layer)
+    if not info.is_spatial:
+        raise LayerError(f"Layer {info.name!r} ({info.type}) has no spatial output to average.")
+    out = feature_model(model, [info.name], preprocess)(tf.constant(np.asarray(images, np.float32)), training=False)
+    out = out[0] if isinstance(out, list | tuple) else out
+    means = tf.reduce_mean(out, axis=(1, 2)).numpy()
+    return means[:, np.asarray(channels, np.int64)].astype(np.float32)
+
+
+__all__ = [
+    "DEFAULT_FREE_SIZE",
+    "FeaturePatterns",
+    "channel_responses",
+    "class_patterns",
+    "filter_patterns",
+]
