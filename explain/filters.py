@@ -54,3 +54,11 @@ def conv_layers(model: keras.Model) -> list[str]:
     from explain.models import layer_table
 
     return [row.name for row in layer_table(model) if _kernel(get_layer(model, row.name)) is not None]
+
+
+if __name__ == "__main__":  # python -m explain.filters: the CLI lives in explain.cli.filters
+    import sys
+
+    from explain.cli.filters import main
+
+    sys.exit(main())
