@@ -24,7 +24,9 @@ How it works here (after Olah 2017 and the lucid library):
 * **Transformation robustness.** At every step each image is translated (up to 1/16 of its
   side), scaled (0.9-1.1) and rotated (up to 10 degrees) at random, with reflected borders,
   before the model sees it; so only patterns that survive small shifts grow.
-* **Adam** (learning rate 0.05) on the spectrum, as in lucid.
+* **Adam** (learning rate 0.05) on the spectrum, as in lucid, from low-frequency noise (pixels
+  about 127 +- 30) rather than lucid's near-flat grey, so that a first-layer ReLU that is 0 on a
+  flat image cannot stall every channel.
 * **Seeded**: the initial spectrum and every step's transformations come from stateless random
   ops seeded by ``seed``, so the same call gives the same images.
 """
@@ -56,6 +58,8 @@ _COLOR_SQRT /= np.max(np.linalg.norm(_COLOR_SQRT, axis=0))
 #: Side of the patterns for a model whose input size is free.
 DEFAULT_FREE_SIZE = 128
 LEARNING_RATE = 0.05
+#: Standard deviation of the starting image before the sigmoid (0.5: pixels about 127 +- 30).
+INITIAL_STD = 0.5
 #: Most progress updates per batch of channels.
 _PROGRESS_UPDATES = 20
 
@@ -96,14 +100,19 @@ def _frequency_scale(h: int, w: int) -> np.ndarray:
     return (np.sqrt(h * w) / np.maximum(freqs, 1.0 / max(h, w))).astype(np.float32)
 
 
-def _to_pixels(spectrum: tf.Tensor, scale: tf.Tensor, h: int, w: int, channels: int) -> tf.Tensor:
-    """``(K, C, h, w//2+1, 2)`` real/imaginary spectrum -> float32 ``(K, h, w, C)`` in [0, 255]."""
+def _to_logits(spectrum: tf.Tensor, scale: tf.Tensor, h: int, w: int, channels: int) -> tf.Tensor:
+    """``(K, C, h, w//2+1, 2)`` real/imaginary spectrum -> float32 ``(K, h, w, C)`` before the sigmoid."""
     z = tf.complex(spectrum[..., 0] * scale, spectrum[..., 1] * scale)
     x = tf.signal.irfft2d(z, fft_length=[h, w]) / 4.0  # (K, C, h, w)
     x = tf.transpose(x, (0, 2, 3, 1))
     if channels == 3:
         x = tf.einsum("khwc,dc->khwd", x, tf.constant(_COLOR_SQRT))
-    return tf.sigmoid(x) * 255.0
+    return x
+
+
+def _to_pixels(spectrum: tf.Tensor, scale: tf.Tensor, h: int, w: int, channels: int) -> tf.Tensor:
+    """``(K, C, h, w//2+1, 2)`` real/imaginary spectrum -> float32 ``(K, h, w, C)`` in [0, 255]."""
+    return tf.sigmoid(_to_logits(spectrum, scale, h, w, channels)) * 255.0
 
 
 def _random_transforms(k: int, h: int, w: int, seed: tf.Tensor) -> tf.Tensor:
@@ -141,7 +150,11 @@ class _Ascent:
         self.objective, self.k, self.h, self.w, self.channels = objective, k, h, w, channels
         self.scale = tf.constant(_frequency_scale(h, w))
         shape = [k, channels, h, w // 2 + 1, 2]
-        self.spectrum = tf.random.stateless_normal(shape, seed=[seed, 0], stddev=0.01)
+        spectrum = tf.random.stateless_normal(shape, seed=[seed, 0])
+        # start from visible low-frequency noise (pixels about 127 +- 30), not flat grey: on a flat
+        # image a first-layer ReLU can be 0 everywhere, and nothing would ever get a gradient
+        std = tf.math.reduce_std(_to_logits(spectrum, self.scale, h, w, channels))
+        self.spectrum = spectrum * (INITIAL_STD / std)
         self.m, self.v = tf.zeros(shape), tf.zeros(shape)
         self.seed = int(seed)
         self._run = tf.function(self._steps, reduce_retracing=True)
