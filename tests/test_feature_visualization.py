@@ -111,3 +111,23 @@ def test_bad_input_messages(model):
     broken = keras.Model(inp, L.Conv2D(2, 3, name="after")(_Rounding(name="rounding")(inp)))
     with pytest.raises(ExplainError, match=r"'rounding'.*not differentiable"):
         filter_patterns(broken, "after", steps=2)
+
+
+def test_demo_model_patterns_excite_their_channels():
+    """On the trained demo model's last conv layer most patterns beat every other channel's
+    pattern, noise and a real Fashion-MNIST image (measured 0.75 of 64 at 128 steps; the rest are
+    channels that barely fire on the test set)."""
+    from conftest import DEMO_MODEL
+
+    from explain import load_model
+
+    model = load_model(DEMO_MODEL)
+    p = filter_patterns(model, "conv2d_1", steps=128)
+    own = channel_responses(model, "conv2d_1", p.images, p.channels)
+    diag = np.diag(own)
+    others = np.where(np.eye(len(diag), dtype=bool), -np.inf, own).max(axis=0)
+    noise = np.random.default_rng(0).uniform(0, 255, (1, 28, 28, 1)).astype(np.float32)
+    boot = load_image(SAMPLES / "fashion_mnist_9_ankle_boot.png", target_size=(28, 28), channels=1)[None]
+    ok = (diag > others) & (diag > channel_responses(model, "conv2d_1", noise, p.channels)[0])
+    ok &= diag > channel_responses(model, "conv2d_1", boot, p.channels)[0]
+    assert ok.mean() >= 0.7, ok.mean()
