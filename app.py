@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +39,14 @@ from explain import (
     sanity_check,
     top_k_bars,
 )
-from explain.activations import channel_heatmap
+from explain.activations import channel_heatmap, feature_model
 from explain.attribution import default_target_layer
+from explain.feature_visualization import DEFAULT_FREE_SIZE, class_patterns, filter_patterns
 from explain.filters import conv_filters, conv_layers
 from explain.images import IMAGE_SUFFIXES
-from explain.plots import lime_boundaries
+from explain.plots import lime_boundaries, pattern_grid
 from explain.preprocessing import DESCRIPTIONS, MODES, saturation_hint
+from explain.scores import score_head
 
 ROOT = Path(__file__).resolve().parent
 MODELS_DIR = ROOT / "models"
@@ -153,12 +156,6 @@ def _channel_png(model_key, image_key, layer, channel, _acts, _pixels) -> bytes:
     del model_key, image_key  # the cache key
     heat = channel_heatmap(_acts, channel, _pixels.shape[:2])
     return _png(heatmap_overlay(_pixels, heat, title=f"{layer}, channel {channel}", cmap="viridis", alpha=0.6))
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _filters_png(model_key, layer, _kernels) -> bytes:
-    del model_key  # the cache key
-    return _png(feature_map_grid(_kernels, title=f"Filters of {layer}", max_maps=64, cmap="RdBu_r"))
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
@@ -339,20 +336,222 @@ def _nested_activations(model, name: str, pixels: np.ndarray, preprocess: str) -
     return {k: v[0] for k, v in compute_activations(model, pixels, [name], preprocess=preprocess).items()}
 
 
-@st.fragment
-def filters_ui(model, model_key: str) -> None:
-    """The kernels of a chosen convolution layer."""
-    names = conv_layers(model)
-    if not names:
-        st.info("This model has no convolution layer, so it has no filters to show.")
-        return
-    name = st.selectbox("Convolution layer", names, key="filter_layer")
-    kernels = conv_filters(model, name)
-    st.caption(
-        f"{kernels.shape[-1]} filters of {kernels.shape[0]}x{kernels.shape[1]} weights, averaged over the "
-        "input channels; each scaled to its own min-max (blue: most negative, red: most positive)."
+@st.cache_data(max_entries=64, show_spinner=False)
+def _filters_png(model_key, layer, _kernels) -> bytes:
+    del model_key  # the cache key
+    return _png(feature_map_grid(_kernels, title=f"Filters of {layer}", max_maps=64, cmap="RdBu_r"))
+
+
+#: The Filters tab's entry for class patterns (the output logits), after the spatial layers.
+CLASS_PATTERNS = "Output: class patterns"
+PATTERN_STEPS = {32: "32 (quick sketch)", 128: "128 (default)", 256: "256 (finer)"}
+FIRST_CHANNELS = 16
+#: Pattern grids kept per session, most recent last.
+_PATTERNS_KEPT = 16
+#: Channels optimised together in one batch by explain.feature_visualization (its default).
+_PATTERN_BATCH = 64
+
+
+def _pattern_size(model) -> tuple[int, int, int]:
+    """The patterns' ``(H, W, C)``: the model's input size (128x128 for a free-size model)."""
+    h, w, c = model.inputs[0].shape[1:]
+    return int(h or DEFAULT_FREE_SIZE), int(w or DEFAULT_FREE_SIZE), int(c)
+
+
+def _objective(model, layer: str | None, preprocess: str):
+    """``x -> (B, K)`` what the patterns maximise: a layer's channel means, or the class scores."""
+    import tensorflow as tf  # loaded (and quieted) by explain already
+
+    if layer is None:
+        return score_head(model, preprocess).scores
+    fm = feature_model(model, [layer], preprocess)
+
+    def channel_means(x):
+        out = fm(x, training=False)
+        out = out[0] if isinstance(out, list | tuple) else out
+        return tf.reduce_mean(out, axis=(1, 2))
+
+    return channel_means
+
+
+def _median_seconds(fn, x, repeats: int = 5) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _timed_step(objective, h: int, w: int, c: int):
+    """A compiled step shaped like explain.feature_visualization's: a ``(B, C, h, w//2+1, 2)``
+    spectrum -> pixels (inverse FFT, sigmoid, a bilinear warp) -> objective, and the gradient back."""
+    import tensorflow as tf  # loaded (and quieted) by explain already
+
+    def step(spectrum):
+        with tf.GradientTape() as tape:
+            tape.watch(spectrum)
+            x = tf.signal.irfft2d(tf.complex(spectrum[..., 0], spectrum[..., 1]), fft_length=[h, w])
+            x = tf.sigmoid(tf.transpose(x, (0, 2, 3, 1))) * 255.0
+            identity = tf.tile(tf.constant([[1.0, 0, 0, 0, 1, 0, 0, 0]]), [tf.shape(x)[0], 1])
+            x = tf.raw_ops.ImageProjectiveTransformV3(
+                images=x, transforms=identity, output_shape=[h, w], fill_value=0.0, interpolation="BILINEAR"
+            )
+            total = tf.reduce_sum(objective(x))
+        return tape.gradient(total, spectrum, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+    return tf.function(step, input_signature=[tf.TensorSpec([None, c, h, w // 2 + 1, 2], tf.float32)])
+
+
+@st.cache_data(max_entries=64, show_spinner="Timing one step…")
+def _step_cost(_model, model_key: str, layer: str | None, preprocess: str) -> tuple[float, float, float]:
+    """Seconds of one compiled forward+backward step for ``layer``'s patterns (None: the class
+    scores), as ``(trace, fixed per step, per image per step)``: traced once, then timed on a
+    batch of 1 and of 8 images (median of 5 each); ``t(B) = fixed + B * per_image``."""
+    import tensorflow as tf  # loaded (and quieted) by explain already
+
+    del model_key  # the cache key
+    h, w, c = _pattern_size(_model)
+    start = time.perf_counter()
+    step = _timed_step(_objective(_model, layer, preprocess), h, w, c)
+    one, eight = (tf.random.normal([b, c, h, w // 2 + 1, 2]) for b in (1, 8))
+    step(one)
+    trace = time.perf_counter() - start
+    t1, t8 = _median_seconds(step, one), _median_seconds(step, eight)
+    per_image = max((t8 - t1) / 7, 0.0)
+    return trace, max(t1 - per_image, 0.0), per_image
+
+
+#: A run's set-up (its loop's compilation, the library's checks) in units of the timed step's trace;
+#: on the demo model's layers a run's set-up took 0.7-0.9 s against traces of 0.2-0.55 s.
+_SETUP_PER_TRACE = 2.0
+
+
+def _estimate_seconds(cost: tuple[float, float, float], channels: int, steps: int) -> float:
+    """Seconds for ``channels`` patterns of ``steps`` steps, ``_PATTERN_BATCH`` channels a batch:
+    per batch, its set-up and its steps."""
+    trace, fixed, per_image = cost
+    batches = [min(_PATTERN_BATCH, channels - s) for s in range(0, channels, _PATTERN_BATCH)]
+    return sum(_SETUP_PER_TRACE * trace + steps * (fixed + k * per_image) for k in batches)
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min"
+
+
+def _pattern_layers(model) -> list:
+    """The layers patterns can be drawn for: spatial ones (nested included), input and scaling excluded."""
+    return [r for r in layer_table(model) if r.is_spatial and r.type not in ("InputLayer", "Rescaling")]
+
+
+def _pattern_controls(card, rows) -> tuple[str | None, list[int], int, int]:
+    """The Filters tab's controls: ``(layer name or None for classes, channels, steps, seed)``."""
+    labels = [r.label for r in rows] + [CLASS_PATTERNS]
+    default = next((i for i, r in enumerate(rows) if r.type.startswith("Conv")), 0)
+    label = st.selectbox("Layer (or the output, for class patterns)", labels, index=default, key="filter_layer")
+    layer = None if label == CLASS_PATTERNS else rows[labels.index(label)].name
+    available = len(card.class_names) if layer is None else int(rows[labels.index(label)].output_shape[-1])
+    c1, c2, c3 = st.columns(3)
+    steps = c1.selectbox("Steps", list(PATTERN_STEPS), index=1, format_func=PATTERN_STEPS.get, key="pattern_steps")
+    which = c2.selectbox(
+        "Channels (classes, for the output)",
+        [f"first {FIRST_CHANNELS}", "all"],
+        key="pattern_channels",
+        help=f"This one has {available}.",
     )
-    _show_png(_filters_png(model_key, name, kernels), f"{name.replace('/', '_')}_filters.png", "dl_filters")
+    seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="pattern_seed")
+    count = available if which == "all" else min(FIRST_CHANNELS, available)
+    return layer, list(range(count)), int(steps), int(seed)
+
+
+def _find_patterns(model, card, layer: str | None, channels: list[int], steps: int, seed: int):
+    """Run filter (or class) patterns with a progress bar; the patterns and the seconds they took."""
+    bar = st.progress(0.0, text="Finding patterns…")
+    start = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"Step {done} of {total}, {time.perf_counter() - start:.0f} s")
+
+    kwargs = {"steps": steps, "seed": seed, "preprocess": card.preprocessing, "progress": progress}
+    try:
+        if layer is None:
+            patterns = class_patterns(model, channels, **kwargs)
+        else:
+            patterns = filter_patterns(model, layer, channels, **kwargs)
+    finally:
+        bar.empty()
+    return patterns, time.perf_counter() - start
+
+
+def _patterns_png(patterns, card) -> bytes:
+    """The grid of patterns, each tile labelled "channel: activation" (class name for classes)."""
+    names = card.class_names
+    labels = [
+        f"{names[k] if patterns.kind == 'class' and k < len(names) else k}: {a:.3g}"
+        for k, a in zip(patterns.channels.tolist(), patterns.activation.tolist(), strict=True)
+    ]
+    if patterns.kind == "class":
+        title = f"Class patterns ({patterns.steps} steps, seed {patterns.seed}): class: score"
+    else:
+        title = f"Patterns of {patterns.layer} ({patterns.steps} steps, seed {patterns.seed}): channel: mean activation"
+    return _png(pattern_grid(patterns.images, labels, title=title))
+
+
+def _keep_patterns(key: tuple, entry: dict) -> None:
+    kept = st.session_state.setdefault("pattern_results", {})
+    kept.pop(key, None)
+    kept[key] = entry
+    while len(kept) > _PATTERNS_KEPT:
+        kept.pop(next(iter(kept)))
+
+
+def _kernel_block(model, model_key: str, layer: str) -> None:
+    """Today's view of a convolution layer's kernel weights, in an expander."""
+    with st.expander("Kernel weights"):
+        kernels = conv_filters(model, layer)
+        st.caption(
+            f"{kernels.shape[-1]} filters of {kernels.shape[0]}x{kernels.shape[1]} weights, averaged over the "
+            "input channels; each scaled to its own min-max (blue: most negative, red: most positive)."
+        )
+        _show_png(_filters_png(model_key, layer, kernels), f"{layer.replace('/', '_')}_filters.png", "dl_filters")
+
+
+@st.fragment
+def filters_ui(model, card, model_key: str) -> None:
+    """Filter patterns (activation maximisation) of a chosen layer, or class patterns, behind a
+    button with a time estimate and a progress bar; kept per session. Kernel weights for conv layers."""
+    rows = _pattern_layers(model)
+    layer, channels, steps, seed = _pattern_controls(card, rows)
+    key = (model_key, layer, tuple(channels), steps, seed, card.preprocessing)
+    what = "classes" if layer is None else "channels"
+    try:
+        run = st.button("Find patterns", key="run_patterns", type="primary")
+        kept = st.session_state.get("pattern_results", {}).get(key)
+        if kept is None or run:
+            cost = _step_cost(model, model_key, layer, card.preprocessing)
+            estimate = _estimate_seconds(cost, len(channels), steps)
+            st.caption(
+                f"About {_seconds(estimate)} for {len(channels)} {what} x {steps} steps (from one timed "
+                "forward and backward pass of this layer on this machine)."
+            )
+        if run:
+            patterns, took = _find_patterns(model, card, layer, channels, steps, seed)
+            kept = {"png": _patterns_png(patterns, card), "seconds": took, "estimate": estimate}
+            _keep_patterns(key, kept)
+    except (ExplainError, ValueError) as e:  # LayerError too: bad layer, channel, size, no gradient
+        st.error(str(e))
+        kept = None
+    if kept is not None:
+        label = "class: its score (logit, if any)" if layer is None else "channel: its mean activation"
+        st.caption(
+            f"Found in {_seconds(kept['seconds'])} (estimated {_seconds(kept['estimate'])}). Each tile is the image "
+            f"that excites one {what[:-2] if layer is None else what[:-1]} most (gradient ascent from noise), "
+            f"labelled {label} on it."
+        )
+        name = "class_patterns.png" if layer is None else f"{layer.replace('/', '_')}_patterns.png"
+        _show_png(kept["png"], name, "dl_patterns")
+    if layer is not None and layer in conv_layers(model):
+        _kernel_block(model, model_key, layer)
 
 
 def _explain_controls(model, card, model_key: str, image_key: str, pred):
@@ -601,7 +800,7 @@ def main() -> None:
     with tab_layers:
         layers_ui(model, card, model_key, image_key, acts, pixels, name)
     with tab_filters:
-        filters_ui(model, model_key)
+        filters_ui(model, card, model_key)
     with tab_explain:
         explain_ui(model, card, model_key, image_key, pixels, pred)
     with tab_report:
