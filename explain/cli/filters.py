@@ -77,7 +77,7 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> None:
     """Make argparse's own errors one line on stderr (``prog: error: ... (see --help)``), exit 2."""
 
     def error(message: str):
-        sys.exit(fail(PROG, f"{message} (see --help)"))
+        sys.exit(fail(PROG, f"{message.rstrip('.')} (see --help)."))
 
     parser.error = error  # type: ignore[method-assign]
 
@@ -138,7 +138,8 @@ def parse_channels(spec: str, names: tuple[str, ...] = ()) -> list[int]:
             picked = [names.index(item)]
         else:
             known = f" or a class name ({', '.join(names)})" if names else ""
-            raise UsageError(f"{item!r} in {spec!r} is not a number, a range like 0-15{known}.")
+            where = "" if item == spec.strip() else f" in {spec!r}"
+            raise UsageError(f"{item!r}{where} is not a number, a range like 0-15{known}.")
         out.extend(i for i in picked if i not in out)
     return out
 
