@@ -75,11 +75,79 @@ def test_rgb_photo_into_the_grayscale_model(app):
     _ok(app)
 
 
+FILTER_LAYERS = [
+    "1 · conv2d (Conv2D) (None, 28, 28, 32)",
+    "2 · max_pooling2d (MaxPooling2D) (None, 14, 14, 32)",
+    "3 · conv2d_1 (Conv2D) (None, 14, 14, 64)",
+    "4 · batch_normalization (BatchNormalization) (None, 14, 14, 64)",
+    "5 · max_pooling2d_1 (MaxPooling2D) (None, 7, 7, 64)",
+    "Output: class patterns",
+]
+
+
+def _downloads(at: AppTest) -> set:
+    return {b.key for b in at.get("download_button")}
+
+
+def _captions(at: AppTest, start: str) -> list[str]:
+    return [c.value for c in at.caption if c.value.startswith(start)]
+
+
 def test_filters_tab(app):
-    layers = app.selectbox(key="filter_layer").options
-    assert layers == ["conv2d", "conv2d_1"]
-    app.selectbox(key="filter_layer").set_value("conv2d_1").run()
+    """The spatial layers (input scaling left out) and the output; kernel weights only for conv layers."""
+    box = app.selectbox(key="filter_layer")
+    assert box.options == FILTER_LAYERS and box.value == FILTER_LAYERS[0]
+    assert "dl_filters" in _downloads(app)
+    app.selectbox(key="filter_layer").set_value(FILTER_LAYERS[2]).run()  # conv2d_1: its kernels too
     _ok(app)
+    assert "dl_filters" in _downloads(app) and any(e.label == "Kernel weights" for e in app.expander)
+    app.selectbox(key="filter_layer").set_value(FILTER_LAYERS[1]).run()  # pooling: no kernel
+    _ok(app)
+    assert "dl_filters" not in _downloads(app) and not [e for e in app.expander if e.label == "Kernel weights"]
+    app.selectbox(key="filter_layer").set_value(FILTER_LAYERS[0]).run()
+
+
+def test_filter_patterns_button_estimate_and_cache():
+    at = _new()
+    at.selectbox(key="pattern_steps").set_value(32).run()
+    _ok(at)
+    assert at.selectbox(key="pattern_channels").value == "first 16"
+    # before the button: an estimate, no patterns
+    assert _captions(at, "About ") and "for 16 channels x 32 steps" in _captions(at, "About ")[0]
+    assert "dl_patterns" not in _downloads(at) and not _captions(at, "Found in")
+    images = len(at.get("image"))
+    at.button(key="run_patterns").click().run()
+    _ok(at)
+    assert "dl_patterns" in _downloads(at)
+    assert len(at.get("image")) == images + 1  # the grid
+    found = _captions(at, "Found in")
+    assert found and "estimated" in found[0] and "channel: its mean activation" in found[0]
+    assert len(at.session_state["pattern_results"]) == 1
+    # another layer: not computed yet, so its estimate and no picture (never the other layer's)
+    at.selectbox(key="filter_layer").set_value(FILTER_LAYERS[2]).run()
+    _ok(at)
+    assert "dl_patterns" not in _downloads(at) and _captions(at, "About ")
+    # back: the kept result, without pressing the button again
+    at.selectbox(key="filter_layer").set_value(FILTER_LAYERS[0]).run()
+    _ok(at)
+    assert "dl_patterns" in _downloads(at) and _captions(at, "Found in")
+    # other settings are another result
+    at.number_input(key="pattern_seed").set_value(1).run()
+    _ok(at)
+    assert "dl_patterns" not in _downloads(at)
+
+
+def test_class_patterns_in_the_filters_tab():
+    at = _new()
+    at.selectbox(key="filter_layer").set_value("Output: class patterns").run()
+    at.selectbox(key="pattern_steps").set_value(32).run()
+    _ok(at)
+    assert "for 10 classes x 32 steps" in _captions(at, "About ")[0]  # "first 16" of 10 classes
+    assert "dl_filters" not in _downloads(at)  # no kernel for the output
+    at.button(key="run_patterns").click().run()
+    _ok(at)
+    assert "dl_patterns" in _downloads(at)
+    assert "class: its score" in _captions(at, "Found in")[0]
 
 
 def test_explain_tab_methods_class_and_buttons(app):
