@@ -374,7 +374,7 @@ def _objective(model, layer: str | None, preprocess: str):
     return channel_means
 
 
-def _median_seconds(fn, x, repeats: int = 5) -> float:
+def _median_seconds(fn, x, repeats: int = 3) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -383,12 +383,17 @@ def _median_seconds(fn, x, repeats: int = 5) -> float:
     return float(np.median(times))
 
 
+#: Steps run inside one compiled call of the timed step, and the two batch sizes it is timed on.
+_TIMED_STEPS, _TIMED_BATCHES = 4, (2, 16)
+
+
 def _timed_step(objective, h: int, w: int, c: int):
-    """A compiled step shaped like explain.feature_visualization's: a ``(B, C, h, w//2+1, 2)``
-    spectrum -> pixels (inverse FFT, sigmoid, a bilinear warp) -> objective, and the gradient back."""
+    """A compiled loop of ``_TIMED_STEPS`` steps shaped like explain.feature_visualization's: a
+    ``(B, C, h, w//2+1, 2)`` spectrum -> pixels (inverse FFT, sigmoid, a bilinear warp) ->
+    objective, the gradient back, an update; a ``tf.while_loop`` as there, so no per-step call cost."""
     import tensorflow as tf  # loaded (and quieted) by explain already
 
-    def step(spectrum):
+    def step(i, spectrum):
         with tf.GradientTape() as tape:
             tape.watch(spectrum)
             x = tf.signal.irfft2d(tf.complex(spectrum[..., 0], spectrum[..., 1]), fft_length=[h, w])
@@ -398,28 +403,32 @@ def _timed_step(objective, h: int, w: int, c: int):
                 images=x, transforms=identity, output_shape=[h, w], fill_value=0.0, interpolation="BILINEAR"
             )
             total = tf.reduce_sum(objective(x))
-        return tape.gradient(total, spectrum, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        g = tape.gradient(total, spectrum, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return i + 1, spectrum + 1e-3 * g
 
-    return tf.function(step, input_signature=[tf.TensorSpec([None, c, h, w // 2 + 1, 2], tf.float32)])
+    def steps(spectrum):
+        return tf.while_loop(lambda i, _: i < _TIMED_STEPS, step, (tf.constant(0), spectrum))[1]
+
+    return tf.function(steps, input_signature=[tf.TensorSpec([None, c, h, w // 2 + 1, 2], tf.float32)])
 
 
 @st.cache_data(max_entries=64, show_spinner="Timing one step…")
 def _step_cost(_model, model_key: str, layer: str | None, preprocess: str) -> tuple[float, float, float]:
     """Seconds of one compiled forward+backward step for ``layer``'s patterns (None: the class
-    scores), as ``(trace, fixed per step, per image per step)``: traced once, then timed on a
-    batch of 1 and of 8 images (median of 5 each); ``t(B) = fixed + B * per_image``."""
+    scores), as ``(trace, fixed per step, per image per step)``: traced once, then timed on batches
+    of 2 and 16 images (median of 3 each); ``t(B) = fixed + B * per_image``."""
     import tensorflow as tf  # loaded (and quieted) by explain already
 
     del model_key  # the cache key
     h, w, c = _pattern_size(_model)
     start = time.perf_counter()
-    step = _timed_step(_objective(_model, layer, preprocess), h, w, c)
-    one, eight = (tf.random.normal([b, c, h, w // 2 + 1, 2]) for b in (1, 8))
-    step(one)
+    run = _timed_step(_objective(_model, layer, preprocess), h, w, c)
+    small, large = (tf.random.normal([b, c, h, w // 2 + 1, 2]) for b in _TIMED_BATCHES)
+    run(small)
     trace = time.perf_counter() - start
-    t1, t8 = _median_seconds(step, one), _median_seconds(step, eight)
-    per_image = max((t8 - t1) / 7, 0.0)
-    return trace, max(t1 - per_image, 0.0), per_image
+    t_small, t_large = (_median_seconds(run, x) / _TIMED_STEPS for x in (small, large))
+    per_image = max((t_large - t_small) / (_TIMED_BATCHES[1] - _TIMED_BATCHES[0]), 0.0)
+    return trace, max(t_small - _TIMED_BATCHES[0] * per_image, 0.0), per_image
 
 
 #: A run's set-up (its loop's compilation, the library's checks) in units of the timed step's trace;
