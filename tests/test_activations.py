@@ -1,10 +1,10 @@
 import keras
 import numpy as np
 import pytest
+from conftest import tiny_nested, tiny_sequential
 
 from explain import compute_activations, layer_table
 from explain.activations import feature_model
-from tests.conftest import tiny_nested, tiny_sequential
 
 
 def _images(n=2, size=16, channels=3):

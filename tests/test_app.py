@@ -6,10 +6,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import DEMO_MODEL, ROOT, tiny_sequential
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-
-from tests.conftest import DEMO_MODEL, ROOT, tiny_sequential
 
 pytestmark = pytest.mark.skipif(not DEMO_MODEL.exists(), reason="the bundled demo model is missing")
 
@@ -239,7 +238,7 @@ def test_uploaded_model_works_and_sessions_stay_apart(tmp_path):
 def test_report_tab_on_a_folder(tmp_path):
     import shutil
 
-    from tests.conftest import SAMPLES
+    from conftest import SAMPLES
 
     for cls, sample in (
         ("Trouser", "fashion_mnist_1_trouser.png"),

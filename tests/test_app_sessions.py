@@ -1,9 +1,8 @@
 """Two dashboard sessions at once: each keeps its own model, image and layer while the other moves."""
 
 import pytest
+from conftest import DEMO_MODEL, ROOT
 from streamlit.testing.v1 import AppTest
-
-from tests.conftest import DEMO_MODEL, ROOT
 
 pytestmark = pytest.mark.skipif(not DEMO_MODEL.exists(), reason="the bundled demo model is missing")
 

@@ -14,9 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 import pytest
+from conftest import DEMO_MODEL
 
 from explain.models import get_layer
-from tests.conftest import DEMO_MODEL
 from training.architectures import (
     ARCHITECTURES,
     RANDOM_LAYERS,

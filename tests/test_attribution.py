@@ -1,12 +1,12 @@
 import keras
 import numpy as np
 import pytest
+from conftest import SAMPLES, tiny_functional, tiny_nested, tiny_sequential, tiny_sigmoid
 
 from explain import ExplainError, LayerError
 from explain.attribute import main
 from explain.attribution import METHODS, GradCAM, Saliency, default_target_layer, normalize_maps
 from explain.models import layer_table
-from tests.conftest import SAMPLES, tiny_functional, tiny_nested, tiny_sequential, tiny_sigmoid
 
 L = keras.layers
 FAST = {"smoothgrad": {"samples": 4}, "integrated_gradients": {"steps": 8}, "lime": {"num_samples": 60}}

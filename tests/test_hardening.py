@@ -19,13 +19,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import DEMO_MODEL, ROOT, random_image, tiny_sequential
 from PIL import Image
+from test_images import _png_header
 
 import explain
 import explain.models
 from explain import METHODS, ExplainError, ImageLoadError, LayerError, ModelLoadError
-from tests.conftest import DEMO_MODEL, ROOT, random_image, tiny_sequential
-from tests.test_images import _png_header
 
 L = keras.layers
 

@@ -4,10 +4,10 @@ import zlib
 
 import numpy as np
 import pytest
+from conftest import SAMPLES, random_image
 from PIL import Image
 
 from explain import ImageLoadError, load_image
-from tests.conftest import SAMPLES, random_image
 
 
 def test_real_photo_loads_as_uint8_rgb():

@@ -2,10 +2,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT, SAMPLES
 from PIL import Image
 
 from explain.layers import main
-from tests.conftest import ROOT, SAMPLES
 
 
 def test_writes_a_png_grid(saved_models, tmp_path, capsys):

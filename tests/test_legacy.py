@@ -24,11 +24,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
+from conftest import tiny_sequential
 
 import explain  # noqa: F401  (quiet TensorFlow import first)
 from explain import ModelLoadError, load_model, resolve_layer
 from explain.legacy import convert_to_keras3, legacy_kind, read_h5_config, read_savedmodel_config, scan_config
-from tests.conftest import tiny_sequential
 
 K = tf_keras.layers
 TOLERANCE = 1e-5

@@ -3,11 +3,11 @@
 import keras
 import numpy as np
 import pytest
+from conftest import left_half_model, tiny_functional, tiny_sequential, tiny_sigmoid
 
 from explain.attribution import METHODS
 from explain.attribution.lime import LIME, LimeAttribution
 from explain.errors import ExplainError
-from tests.conftest import left_half_model, tiny_functional, tiny_sequential, tiny_sigmoid
 
 L = keras.layers
 FAST = {"num_samples": 100}

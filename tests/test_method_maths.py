@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import tiny_functional
 
 from explain.attribution import (
     GradCAM,
@@ -24,7 +25,6 @@ from explain.attribution import (
     SmoothGrad,
     normalize_maps,
 )
-from tests.conftest import tiny_functional
 
 L = keras.layers
 SIZE = 8

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import left_half_model, tiny_functional, tiny_nested, tiny_sequential, tiny_sigmoid
 
 from explain.attribution import GradCAM
 from explain.attribution.base import AttributionMethod
@@ -15,7 +16,6 @@ from explain.metrics import (
     sanity_check,
 )
 from explain.scores import ScoreHead
-from tests.conftest import left_half_model, tiny_functional, tiny_nested, tiny_sequential, tiny_sigmoid
 
 L = keras.layers
 SIZE = 16

@@ -4,6 +4,7 @@ import zipfile
 import keras
 import numpy as np
 import pytest
+from conftest import tiny_functional, tiny_nested, tiny_sequential
 
 from explain import (
     LayerError,
@@ -14,7 +15,6 @@ from explain import (
     load_model_card,
     resolve_layer,
 )
-from tests.conftest import tiny_functional, tiny_nested, tiny_sequential
 
 
 def test_layer_table_sequential_indices_match_model_layers():

@@ -6,13 +6,13 @@ import json
 import keras
 import numpy as np
 import pytest
+from conftest import L
 
 import explain
 from explain.attribution import METHODS
 from explain.errors import ExplainError
 from explain.models import imagenet_class_names, load_model_card, read_class_names
 from explain.preprocessing import MODES, check_mode, from_raw_pixels, infer_preprocessing, preprocess
-from tests.conftest import L
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
@@ -118,7 +118,7 @@ def test_infer_preprocessing(unit_pair):
     assert infer_preprocessing(inside) == ("raw", None)
     mode, note = infer_preprocessing(unit)
     assert mode == "raw" and "assuming it takes raw pixels" in note and "--preprocess unit" in note
-    from tests.conftest import tiny_nested
+    from conftest import tiny_nested
 
     assert infer_preprocessing(tiny_nested()) == ("raw", None)  # Rescaling inside the leading nested base
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import ROOT
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -38,7 +39,6 @@ from explain import (
 )
 from explain.cli.report import main
 from explain.report import ReportOptions, compute_report
-from tests.conftest import ROOT
 
 CLASSES = ["ant", "bee", "cat"]
 PER_CLASS = 5

@@ -11,10 +11,10 @@ import sys
 import time
 
 import pytest
+from conftest import ROOT
+from test_training import write_idx_dataset
 
 from explain import load_model
-from tests.conftest import ROOT
-from tests.test_training import write_idx_dataset
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
