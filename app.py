@@ -39,14 +39,13 @@ from explain import (
     sanity_check,
     top_k_bars,
 )
-from explain.activations import channel_heatmap, feature_model
+from explain.activations import channel_heatmap
 from explain.attribution import default_target_layer
-from explain.feature_visualization import DEFAULT_FREE_SIZE, class_patterns, filter_patterns
+from explain.feature_visualization import StepCost, class_patterns, estimate_seconds, filter_patterns, step_cost
 from explain.filters import conv_filters, conv_layers
 from explain.images import IMAGE_SUFFIXES
 from explain.plots import lime_boundaries, pattern_grid
 from explain.preprocessing import DESCRIPTIONS, MODES, saturation_hint
-from explain.scores import score_head
 
 ROOT = Path(__file__).resolve().parent
 MODELS_DIR = ROOT / "models"
@@ -348,100 +347,14 @@ PATTERN_STEPS = {32: "32 (quick sketch)", 128: "128 (default)", 256: "256 (finer
 FIRST_CHANNELS = 16
 #: Pattern grids kept per session, most recent last.
 _PATTERNS_KEPT = 16
-#: Channels optimised together in one batch by explain.feature_visualization (its default).
-_PATTERN_BATCH = 64
 
 
-def _pattern_size(model) -> tuple[int, int, int]:
-    """The patterns' ``(H, W, C)``: the model's input size (128x128 for a free-size model)."""
-    h, w, c = model.inputs[0].shape[1:]
-    return int(h or DEFAULT_FREE_SIZE), int(w or DEFAULT_FREE_SIZE), int(c)
-
-
-def _objective(model, layer: str | None, preprocess: str):
-    """``x -> (B, K)`` what the patterns maximise: a layer's channel means, or the class scores."""
-    import tensorflow as tf  # loaded (and quieted) by explain already
-
-    if layer is None:
-        return score_head(model, preprocess).scores
-    fm = feature_model(model, [layer], preprocess)
-
-    def channel_means(x):
-        out = fm(x, training=False)
-        out = out[0] if isinstance(out, list | tuple) else out
-        return tf.reduce_mean(out, axis=(1, 2))
-
-    return channel_means
-
-
-def _median_seconds(fn, x, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-#: Steps run inside one compiled call of the timed step, and the two batch sizes it is timed on.
-_TIMED_STEPS, _TIMED_BATCHES = 4, (2, 16)
-
-
-def _timed_step(objective, h: int, w: int, c: int):
-    """A compiled loop of ``_TIMED_STEPS`` steps shaped like explain.feature_visualization's: a
-    ``(B, C, h, w//2+1, 2)`` spectrum -> pixels (inverse FFT, sigmoid, a bilinear warp) ->
-    objective, the gradient back, an update; a ``tf.while_loop`` as there, so no per-step call cost."""
-    import tensorflow as tf  # loaded (and quieted) by explain already
-
-    def step(i, spectrum):
-        with tf.GradientTape() as tape:
-            tape.watch(spectrum)
-            x = tf.signal.irfft2d(tf.complex(spectrum[..., 0], spectrum[..., 1]), fft_length=[h, w])
-            x = tf.sigmoid(tf.transpose(x, (0, 2, 3, 1))) * 255.0
-            identity = tf.tile(tf.constant([[1.0, 0, 0, 0, 1, 0, 0, 0]]), [tf.shape(x)[0], 1])
-            x = tf.raw_ops.ImageProjectiveTransformV3(
-                images=x, transforms=identity, output_shape=[h, w], fill_value=0.0, interpolation="BILINEAR"
-            )
-            total = tf.reduce_sum(objective(x))
-        g = tape.gradient(total, spectrum, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return i + 1, spectrum + 1e-3 * g
-
-    def steps(spectrum):
-        return tf.while_loop(lambda i, _: i < _TIMED_STEPS, step, (tf.constant(0), spectrum))[1]
-
-    return tf.function(steps, input_signature=[tf.TensorSpec([None, c, h, w // 2 + 1, 2], tf.float32)])
-
-
-@st.cache_data(max_entries=64, show_spinner="Timing one step…")
-def _step_cost(_model, model_key: str, layer: str | None, preprocess: str) -> tuple[float, float, float]:
-    """Seconds of one compiled forward+backward step for ``layer``'s patterns (None: the class
-    scores), as ``(trace, fixed per step, per image per step)``: traced once, then timed on batches
-    of 2 and 16 images (median of 3 each); ``t(B) = fixed + B * per_image``."""
-    import tensorflow as tf  # loaded (and quieted) by explain already
-
+@st.cache_data(max_entries=64, show_spinner="Timing a few steps…")
+def _step_cost(_model, model_key: str, layer: str | None, preprocess: str) -> StepCost:
+    """The layer's measured step cost (explain.feature_visualization.step_cost), once per model,
+    layer and input scaling."""
     del model_key  # the cache key
-    h, w, c = _pattern_size(_model)
-    start = time.perf_counter()
-    run = _timed_step(_objective(_model, layer, preprocess), h, w, c)
-    small, large = (tf.random.normal([b, c, h, w // 2 + 1, 2]) for b in _TIMED_BATCHES)
-    run(small)
-    trace = time.perf_counter() - start
-    t_small, t_large = (_median_seconds(run, x) / _TIMED_STEPS for x in (small, large))
-    per_image = max((t_large - t_small) / (_TIMED_BATCHES[1] - _TIMED_BATCHES[0]), 0.0)
-    return trace, max(t_small - _TIMED_BATCHES[0] * per_image, 0.0), per_image
-
-
-#: A run's set-up (its loop's compilation, the library's checks) in units of the timed step's trace;
-#: on the demo model's layers a run's set-up took 0.7-0.9 s against traces of 0.2-0.55 s.
-_SETUP_PER_TRACE = 2.0
-
-
-def _estimate_seconds(cost: tuple[float, float, float], channels: int, steps: int) -> float:
-    """Seconds for ``channels`` patterns of ``steps`` steps, ``_PATTERN_BATCH`` channels a batch:
-    per batch, its set-up and its steps."""
-    trace, fixed, per_image = cost
-    batches = [min(_PATTERN_BATCH, channels - s) for s in range(0, channels, _PATTERN_BATCH)]
-    return sum(_SETUP_PER_TRACE * trace + steps * (fixed + k * per_image) for k in batches)
+    return step_cost(_model, layer, preprocess=preprocess)
 
 
 def _seconds(s: float) -> str:
@@ -538,10 +451,10 @@ def filters_ui(model, card, model_key: str) -> None:
         kept = st.session_state.get("pattern_results", {}).get(key)
         if kept is None or run:
             cost = _step_cost(model, model_key, layer, card.preprocessing)
-            estimate = _estimate_seconds(cost, len(channels), steps)
+            estimate = estimate_seconds(cost, len(channels), steps)
             st.caption(
-                f"About {_seconds(estimate)} for {len(channels)} {what} x {steps} steps (from one timed "
-                "forward and backward pass of this layer on this machine)."
+                f"About {_seconds(estimate)} for {len(channels)} {what} x {steps} steps (from a few timed "
+                "steps of this layer on this machine)."
             )
         if run:
             patterns, took = _find_patterns(model, card, layer, channels, steps, seed)

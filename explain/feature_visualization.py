@@ -343,6 +343,65 @@ def _optimise(objective_for, targets, h, w, c, steps, seed, batch_size, progress
     return np.concatenate(images).astype(np.float32), np.concatenate(finals).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class _Target:
+    """What a run maximises: ``objective_for(indices)(x) -> (B,)``, how many channels or classes
+    there are, the pattern size, and the layer's name (``"logits"`` for classes)."""
+
+    objective_for: Callable
+    available: int
+    h: int
+    w: int
+    c: int
+    layer: str
+    breaker: Callable
+
+
+def _filter_target(model: keras.Model, layer: int | str, size, preprocess: str) -> _Target:
+    info = resolve_layer(model, layer)
+    if not info.is_spatial:
+        raise LayerError(
+            f"Layer {info.name!r} ({info.type}) has output shape {info.output_shape}, without height, width and "
+            "channels, so it has no filters to visualise. Choose a convolutional layer, or draw class patterns "
+            "for the output."
+        )
+    h, w = _pattern_size(model, size)
+    c = int(model.inputs[0].shape[-1])
+    acts = _layer_output(model, info.name, preprocess)
+    _check_fits(acts, h, w, c)
+
+    def objective_for(idx):
+        return lambda x: tf.gather(tf.reduce_mean(acts(x), axis=(1, 2)), idx, axis=1, batch_dims=1)
+
+    breaker = lambda: _gradient_breaker(model, info.name, preprocess)  # noqa: E731
+    return _Target(objective_for, int(info.output_shape[-1]), h, w, c, info.name, breaker)
+
+
+def _class_target(model: keras.Model, size, preprocess: str) -> _Target:
+    head = score_head(model, preprocess)
+    h, w = _pattern_size(model, size)
+    c = int(model.inputs[0].shape[-1])
+    _check_fits(head.scores, h, w, c)
+
+    def objective_for(idx):
+        return lambda x: head.pick(head.scores(x), idx)[1]
+
+    breaker = lambda: _gradient_breaker(model, model.layers[-1].name, head.preprocess)  # noqa: E731
+    return _Target(objective_for, head.num_classes, h, w, c, "logits", breaker)
+
+
+def _target(model: keras.Model, layer, size, preprocess: str) -> _Target:
+    """The filter target of ``layer``, or the class target when ``layer`` is None."""
+    preprocess = check_mode(preprocess)
+    return _class_target(model, size, preprocess) if layer is None else _filter_target(model, layer, size, preprocess)
+
+
+def _run(target: _Target, indices, what: str, steps, seed, batch_size, progress) -> tuple[np.ndarray, np.ndarray]:
+    t = target
+    _check_differentiable(t.objective_for(tf.constant(indices[:1])), 1, t.h, t.w, t.c, what, t.breaker)
+    return _optimise(t.objective_for, indices, t.h, t.w, t.c, steps, int(seed), batch_size, progress)
+
+
 def filter_patterns(
     model: keras.Model,
     layer: int | str,
@@ -385,28 +444,11 @@ def filter_patterns(
             an unknown preprocessing mode.
     """
     steps, batch_size = _check_steps(steps, batch_size)
-    preprocess = check_mode(preprocess)
-    info = resolve_layer(model, layer)
-    if not info.is_spatial:
-        raise LayerError(
-            f"Layer {info.name!r} ({info.type}) has output shape {info.output_shape}, without height, width and "
-            "channels, so it has no filters to visualise. Choose a convolutional layer, or draw class patterns "
-            "for the output."
-        )
-    targets = _check_channels(channels, int(info.output_shape[-1]), "channel")
-    h, w = _pattern_size(model, size)
-    c = int(model.inputs[0].shape[-1])
-    acts = _layer_output(model, info.name, preprocess)
-    _check_fits(acts, h, w, c)
-
-    def objective_for(idx):
-        return lambda x: tf.gather(tf.reduce_mean(acts(x), axis=(1, 2)), idx, axis=1, batch_dims=1)
-
-    breaker = lambda: _gradient_breaker(model, info.name, preprocess)  # noqa: E731
-    _check_differentiable(objective_for(tf.constant(targets[:1])), 1, h, w, c, f"layer {info.name!r}", breaker)
-    images, _ = _optimise(objective_for, targets, h, w, c, steps, int(seed), batch_size, progress)
-    finals = np.diagonal(channel_responses(model, info.name, images, targets, preprocess)).astype(np.float32)
-    return FeaturePatterns(images, finals, targets, info.name, "filter", steps, int(seed))
+    target = _target(model, layer, size, preprocess)
+    indices = _check_channels(channels, target.available, "channel")
+    images, _ = _run(target, indices, f"layer {target.layer!r}", steps, seed, batch_size, progress)
+    finals = np.diagonal(channel_responses(model, target.layer, images, indices, check_mode(preprocess)))
+    return FeaturePatterns(images, finals.astype(np.float32), indices, target.layer, "filter", steps, int(seed))
 
 
 def class_patterns(
@@ -442,20 +484,10 @@ def class_patterns(
             output back to the input; an unknown preprocessing mode.
     """
     steps, batch_size = _check_steps(steps, batch_size)
-    head = score_head(model, preprocess)
-    targets = _check_channels(classes, head.num_classes, "class")
-    h, w = _pattern_size(model, size)
-    c = int(model.inputs[0].shape[-1])
-    _check_fits(head.scores, h, w, c)
-
-    def objective_for(idx):
-        return lambda x: head.pick(head.scores(x), idx)[1]
-
-    output = model.layers[-1].name
-    breaker = lambda: _gradient_breaker(model, output, head.preprocess)  # noqa: E731
-    _check_differentiable(objective_for(tf.constant(targets[:1])), 1, h, w, c, "the output", breaker)
-    images, finals = _optimise(objective_for, targets, h, w, c, steps, int(seed), batch_size, progress)
-    return FeaturePatterns(images, finals, targets, "logits", "class", steps, int(seed))
+    target = _target(model, None, size, preprocess)
+    indices = _check_channels(classes, target.available, "class")
+    images, finals = _run(target, indices, "the output", steps, seed, batch_size, progress)
+    return FeaturePatterns(images, finals, indices, "logits", "class", steps, int(seed))
 
 
 def channel_responses(
@@ -487,10 +519,85 @@ def channel_responses(
     return means[:, np.asarray(channels, np.int64)].astype(np.float32)
 
 
+@dataclass(frozen=True)
+class StepCost:
+    """The measured cost of one optimisation step of :func:`filter_patterns` /
+    :func:`class_patterns` on one layer, for :func:`estimate_seconds`.
+
+    Attributes:
+        setup: seconds to build and compile a run (its first call), once per batch of channels.
+        fixed: seconds per step whatever the batch size.
+        per_image: seconds per step per image (channel) in the batch.
+    """
+
+    setup: float
+    fixed: float
+    per_image: float
+
+
+#: Steps per timed call, and the two batch sizes :func:`step_cost` times.
+_TIMED_STEPS, _TIMED_BATCHES = 4, (2, 16)
+
+
+def step_cost(
+    model: keras.Model, layer: int | str | None = None, *, size: Sequence[int] | None = None, preprocess: str = "raw"
+) -> StepCost:
+    """Time the real optimisation loop (the same compiled code as a run) for a few steps on
+    batches of 2 and 16 images, so that :func:`estimate_seconds` can say how long a run takes
+    before it starts. Costs about as much as 3 steps on 16 images plus one compilation.
+
+    Args:
+        model: the model.
+        layer: as :func:`filter_patterns`; None times class patterns.
+        size: as :func:`filter_patterns`.
+        preprocess: the model's preprocessing mode.
+
+    Returns:
+        A :class:`StepCost`.
+
+    Raises:
+        LayerError, ValueError, ExplainError: as :func:`filter_patterns` for a bad layer or size.
+    """
+    import time
+
+    target = _target(model, layer, size, preprocess)
+    timings, setup = [], 0.0
+    for b in _TIMED_BATCHES:
+        ascent = _Ascent(target.objective_for(tf.zeros([b], tf.int64)), b, target.h, target.w, target.c, 0)
+        start = time.perf_counter()
+        ascent.run(1, None)
+        setup = max(setup, time.perf_counter() - start)
+        start = time.perf_counter()
+        ascent.run(_TIMED_STEPS, None)
+        timings.append((time.perf_counter() - start) / _TIMED_STEPS)
+    per_image = max((timings[1] - timings[0]) / (_TIMED_BATCHES[1] - _TIMED_BATCHES[0]), 0.0)
+    return StepCost(setup, max(timings[0] - _TIMED_BATCHES[0] * per_image, 0.0), per_image)
+
+
+def estimate_seconds(cost: StepCost, count: int, steps: int, batch_size: int = 64) -> float:
+    """Seconds a run of ``count`` channels (or classes) and ``steps`` steps should take, from
+    :func:`step_cost`: per batch of ``batch_size`` channels, its set-up and its steps.
+
+    Args:
+        cost: the layer's :class:`StepCost`.
+        count: channels or classes asked for, at least 1.
+        steps: optimisation steps, at least 1.
+        batch_size: as :func:`filter_patterns`.
+
+    Returns:
+        Seconds (float).
+    """
+    batches = [min(batch_size, count - s) for s in range(0, count, batch_size)]
+    return sum(cost.setup + steps * (cost.fixed + k * cost.per_image) for k in batches)
+
+
 __all__ = [
     "DEFAULT_FREE_SIZE",
     "FeaturePatterns",
+    "StepCost",
     "channel_responses",
     "class_patterns",
+    "estimate_seconds",
     "filter_patterns",
+    "step_cost",
 ]

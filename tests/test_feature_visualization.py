@@ -131,3 +131,20 @@ def test_demo_model_patterns_excite_their_channels():
     ok = (diag > others) & (diag > channel_responses(model, "conv2d_1", noise, p.channels)[0])
     ok &= diag > channel_responses(model, "conv2d_1", boot, p.channels)[0]
     assert ok.mean() >= 0.7, ok.mean()
+
+
+def test_step_cost_and_estimate(model):
+    import time
+
+    from explain.feature_visualization import StepCost, estimate_seconds, step_cost
+
+    cost = step_cost(model, "conv_b")
+    assert cost.setup > 0 and cost.fixed >= 0 and cost.per_image >= 0 and cost.fixed + cost.per_image > 0
+    assert step_cost(model, None).setup > 0  # class patterns
+    made = StepCost(setup=1.0, fixed=0.1, per_image=0.01)
+    assert estimate_seconds(made, 10, 100) == pytest.approx(1.0 + 100 * (0.1 + 10 * 0.01))
+    assert estimate_seconds(made, 130, 10, batch_size=64) == pytest.approx(3 * 1.0 + 10 * (3 * 0.1 + 130 * 0.01))
+    start = time.perf_counter()
+    filter_patterns(model, "conv_b", steps=64)
+    took = time.perf_counter() - start
+    assert 0.2 < estimate_seconds(cost, 6, 64) / took < 5  # the right order of magnitude
