@@ -1,7 +1,7 @@
 """Benchmark: filter patterns (activation maximisation) for K channels of a layer, side by side in one run.
 
     python bench/bench_filters.py [--steps 64] [--mobilenet-steps 16] [--channels 64] [--repeats 3]
-                                  [--vis-filters 8] [--mobilenet-layer block_9_add] [--quick]
+                                  [--vis-filters 4] [--mobilenet-layer block_9_add] [--quick]
 
 Two cases, K = ``--channels`` channels (the layer's first K), the same number of steps for every
 contender within a case:
@@ -36,6 +36,10 @@ Before timing, every contender makes one 1-step call (its per-call overhead: tra
 building; printed). Then ``--repeats`` rounds, round-robin: each round calls every contender once,
 starting with a different one each round, so the machine's noise hits everyone alike; the median of
 the rounds is printed, with explain / floor (goal <= 1.5) and tf-keras-vis / explain (goal >= 5).
+The floor's own speed-up over tf-keras-vis one filter per call is printed too: it bounds what any
+batched method can gain. On 2 CPU cores a batch of 64 MobileNetV2 images costs nearly as much per
+image as 64 single images (the floor is only about 2.4x faster there), so the 5x goal is out of
+reach on that case for explain or anything else; on the small demo model batching gains ~50x.
 """
 
 from __future__ import annotations
@@ -169,7 +173,9 @@ def report(contenders: dict[str, Contender | str], steps: int, repeats: int) -> 
         if name in median:
             speedup = median[name] / median[EXPLAIN]
             goal = f" (goal >= 5: {'met' if speedup >= 5 else 'NOT met'})" if name == VIS_ONE else ""
-            print(f"  {name} / explain: {speedup:.1f}x{goal}")
+            print(f"  explain is {speedup:.1f}x faster than {name}{goal}")
+    if VIS_ONE in median:  # the most any batched method can gain on this machine
+        print(f"  (the floor itself is {median[VIS_ONE] / base:.1f}x faster than {VIS_ONE})")
 
 
 def bench_case(title: str, model: keras.Model, layer: str, k: int, args: argparse.Namespace, steps: int) -> None:
@@ -198,13 +204,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--channels", type=int, default=64, help="K, the layer's first K channels (default 64)")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds on the demo model (default 3)")
     p.add_argument("--mobilenet-repeats", type=int, default=1, help="timed rounds on MobileNetV2 (default 1)")
-    p.add_argument("--vis-filters", type=int, default=8, help="tf-keras-vis one-per-call runs timed (default 8)")
+    p.add_argument("--vis-filters", type=int, default=4, help="tf-keras-vis one-per-call runs timed (default 4)")
     p.add_argument("--mobilenet-layer", default="block_9_add", help="a MobileNetV2 layer (default block_9_add)")
     p.add_argument("--quick", action="store_true", help="smoke run: 4 and 2 steps, 8 channels, 1 round")
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.mobilenet_steps, args.channels, args.vis_filters = 4, 2, 8, 2
         args.repeats = args.mobilenet_repeats = 1
+    if args.mobilenet_steps < 0:
+        p.error(f"--mobilenet-steps must be 0 (skip) or more, got {args.mobilenet_steps}.")
     for name in ("steps", "channels", "repeats", "mobilenet_repeats", "vis_filters"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
