@@ -37,9 +37,10 @@ building; printed). Then ``--repeats`` rounds, round-robin: each round calls eve
 starting with a different one each round, so the machine's noise hits everyone alike; the median of
 the rounds is printed, with explain / floor (goal <= 1.5) and tf-keras-vis / explain (goal >= 5).
 The floor's own speed-up over tf-keras-vis one filter per call is printed too: it bounds what any
-batched method can gain. On 2 CPU cores a batch of 64 MobileNetV2 images costs nearly as much per
-image as 64 single images (the floor is only about 2.4x faster there), so the 5x goal is out of
-reach on that case for explain or anything else; on the small demo model batching gains ~50x.
+batched method can gain. On 2 CPU cores batching 64 MobileNetV2 images gains little per image
+(the floor measured 2.4x-5.3x faster than tf-keras-vis one filter per call, depending on the
+machine's load), so the 5x goal is at the edge of what any batched method reaches on that case;
+on the small demo model batching gains ~90x.
 """
 
 from __future__ import annotations
