@@ -34,6 +34,7 @@ How it works here (after Olah 2017 and the lucid library):
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -62,6 +63,9 @@ LEARNING_RATE = 0.05
 INITIAL_STD = 0.5
 #: Most progress updates per batch of channels.
 _PROGRESS_UPDATES = 20
+#: Compiled targets (layer, size, preprocessing) kept per model.
+_MAX_TARGETS = 8
+_TARGETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -143,43 +147,54 @@ def _transform(images: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
 
 
 # -- the optimiser ------------------------------------------------------------------------------
-class _Ascent:
-    """Gradient ascent of ``objective(images) -> (K,)`` over a batch of Fourier-parametrised images."""
+def _ascent_loop(objective_for: Callable, h: int, w: int, channels: int) -> Callable:
+    """The compiled loop ``(start, stop, spectrum, m, v, indices, seed) -> (spectrum, m, v)``: Adam
+    ascent of ``objective_for(indices)`` from step ``start`` to ``stop``. Built once per target, so
+    a second run on the same layer (the dashboard, a CLI call per batch) is not traced again."""
+    scale = tf.constant(_frequency_scale(h, w))
 
-    def __init__(self, objective: Callable, k: int, h: int, w: int, channels: int, seed: int):
-        self.objective, self.k, self.h, self.w, self.channels = objective, k, h, w, channels
+    def step(i, spectrum, m, v, objective, seed):
+        step_seed = tf.stack([seed, i + 1])
+        with tf.GradientTape() as tape:
+            tape.watch(spectrum)
+            x = _to_pixels(spectrum, scale, h, w, channels)
+            x = _transform(x, _random_transforms(tf.shape(spectrum)[0], h, w, step_seed))
+            loss = tf.reduce_sum(objective(x))
+        g = tape.gradient(loss, spectrum)
+        t = tf.cast(i + 1, tf.float32)
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        update = LEARNING_RATE * (m / (1 - 0.9**t)) / (tf.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        return i + 1, spectrum + update, m, v  # ascent
+
+    def loop(start, stop, spectrum, m, v, indices, seed):
+        objective = objective_for(indices)
+        _, spectrum, m, v = tf.while_loop(
+            lambda i, *_: i < stop,
+            lambda i, sp, m_, v_: step(i, sp, m_, v_, objective, seed),
+            (start, spectrum, m, v),
+            parallel_iterations=1,
+        )
+        return spectrum, m, v
+
+    return tf.function(loop, reduce_retracing=True)
+
+
+class _Ascent:
+    """One batch's state: a Fourier-parametrised image per index, and Adam's moments."""
+
+    def __init__(self, loop: Callable, indices: np.ndarray, h: int, w: int, channels: int, seed: int):
+        self.loop, self.h, self.w, self.channels = loop, h, w, channels
+        self.indices = tf.constant(np.asarray(indices, np.int64))
         self.scale = tf.constant(_frequency_scale(h, w))
-        shape = [k, channels, h, w // 2 + 1, 2]
+        shape = [len(indices), channels, h, w // 2 + 1, 2]
         spectrum = tf.random.stateless_normal(shape, seed=[seed, 0])
         # start from visible low-frequency noise (pixels about 127 +- 30), not flat grey: on a flat
         # image a first-layer ReLU can be 0 everywhere, and nothing would ever get a gradient
         std = tf.math.reduce_std(_to_logits(spectrum, self.scale, h, w, channels))
         self.spectrum = spectrum * (INITIAL_STD / std)
         self.m, self.v = tf.zeros(shape), tf.zeros(shape)
-        self.seed = int(seed)
-        self._run = tf.function(self._steps, reduce_retracing=True)
-
-    def pixels(self, spectrum: tf.Tensor) -> tf.Tensor:
-        return _to_pixels(spectrum, self.scale, self.h, self.w, self.channels)
-
-    def _step(self, i, spectrum, m, v):
-        seed = tf.stack([tf.constant(self.seed, tf.int32), i + 1])
-        with tf.GradientTape() as tape:
-            tape.watch(spectrum)
-            x = _transform(self.pixels(spectrum), _random_transforms(self.k, self.h, self.w, seed))
-            loss = tf.reduce_sum(self.objective(x))
-        g = tape.gradient(loss, spectrum)
-        t = tf.cast(i + 1, tf.float32)
-        m = 0.9 * m + 0.1 * g
-        v = 0.999 * v + 0.001 * g * g
-        step = LEARNING_RATE * (m / (1 - 0.9**t)) / (tf.sqrt(v / (1 - 0.999**t)) + 1e-8)
-        return i + 1, spectrum + step, m, v  # ascent
-
-    def _steps(self, start, stop, spectrum, m, v):
-        _, spectrum, m, v = tf.while_loop(
-            lambda i, *_: i < stop, self._step, (start, spectrum, m, v), parallel_iterations=1
-        )
-        return spectrum, m, v
+        self.seed = tf.constant(int(seed), tf.int32)
 
     def run(self, steps: int, progress: Callable[[int], None] | None) -> np.ndarray:
         """Run ``steps`` steps (in at most 20 compiled chunks when ``progress`` is given, telling
@@ -188,13 +203,19 @@ class _Ascent:
         done = 0
         while done < steps:
             stop = min(steps, done + chunk)
-            self.spectrum, self.m, self.v = self._run(
-                tf.constant(done, tf.int32), tf.constant(stop, tf.int32), self.spectrum, self.m, self.v
+            self.spectrum, self.m, self.v = self.loop(
+                tf.constant(done, tf.int32),
+                tf.constant(stop, tf.int32),
+                self.spectrum,
+                self.m,
+                self.v,
+                self.indices,
+                self.seed,
             )
             done = stop
             if progress is not None:
                 progress(done)
-        return self.pixels(self.spectrum).numpy()
+        return _to_pixels(self.spectrum, self.scale, self.h, self.w, self.channels).numpy()
 
 
 # -- checks ---------------------------------------------------------------------------------------
@@ -327,26 +348,28 @@ def _layer_output(model: keras.Model, name: str, preprocess: str) -> Callable:
 
 
 # -- the public functions -------------------------------------------------------------------------
-def _optimise(objective_for, targets, h, w, c, steps, seed, batch_size, progress) -> tuple[np.ndarray, np.ndarray]:
-    """Images and final objectives for ``targets``, ``batch_size`` at a time."""
-    images, finals = [], []
-    total, done = steps * math.ceil(len(targets) / batch_size), 0
-    for start in range(0, len(targets), batch_size):
-        part = targets[start : start + batch_size]
-        objective = objective_for(tf.constant(part))
-        ascent = _Ascent(objective, len(part), h, w, c, seed + start)
+def _optimise(target, indices, steps, seed, batch_size, progress, finals=True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Images (and, with ``finals``, their objectives) for ``indices``, ``batch_size`` at a time."""
+    images, values = [], []
+    total, done = steps * math.ceil(len(indices) / batch_size), 0
+    for start in range(0, len(indices), batch_size):
+        part = indices[start : start + batch_size]
+        ascent = _Ascent(target.loop, part, target.h, target.w, target.c, seed + start)
         report = None if progress is None else (lambda n, base=done: progress(base + n, total))
         imgs = ascent.run(steps, report)
         done += steps
         images.append(imgs)
-        finals.append(objective(tf.constant(imgs)).numpy())
-    return np.concatenate(images).astype(np.float32), np.concatenate(finals).astype(np.float32)
+        if finals:
+            values.append(target.final(tf.constant(imgs), tf.constant(part)).numpy())
+    images = np.concatenate(images).astype(np.float32)
+    return images, (np.concatenate(values).astype(np.float32) if finals else None)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Target:
     """What a run maximises: ``objective_for(indices)(x) -> (B,)``, how many channels or classes
-    there are, the pattern size, and the layer's name (``"logits"`` for classes)."""
+    there are, the pattern size, and the layer's name (``"logits"`` for classes); with the compiled
+    ascent loop and final objective, built once and cached per (model, layer, size, preprocessing)."""
 
     objective_for: Callable
     available: int
@@ -355,6 +378,10 @@ class _Target:
     c: int
     layer: str
     breaker: Callable
+
+    def __post_init__(self):
+        self.loop = _ascent_loop(self.objective_for, self.h, self.w, self.c)
+        self.final = tf.function(lambda x, idx: self.objective_for(idx)(x), reduce_retracing=True)
 
 
 def _filter_target(model: keras.Model, layer: int | str, size, preprocess: str) -> _Target:
@@ -373,7 +400,8 @@ def _filter_target(model: keras.Model, layer: int | str, size, preprocess: str) 
     def objective_for(idx):
         return lambda x: tf.gather(tf.reduce_mean(acts(x), axis=(1, 2)), idx, axis=1, batch_dims=1)
 
-    breaker = lambda: _gradient_breaker(model, info.name, preprocess)  # noqa: E731
+    ref, name = weakref.ref(model), info.name  # cached per model: no strong reference back to it
+    breaker = lambda: _gradient_breaker(ref(), name, preprocess)  # noqa: E731
     return _Target(objective_for, int(info.output_shape[-1]), h, w, c, info.name, breaker)
 
 
@@ -386,20 +414,30 @@ def _class_target(model: keras.Model, size, preprocess: str) -> _Target:
     def objective_for(idx):
         return lambda x: head.pick(head.scores(x), idx)[1]
 
-    breaker = lambda: _gradient_breaker(model, model.layers[-1].name, head.preprocess)  # noqa: E731
+    ref, last = weakref.ref(model), model.layers[-1].name  # cached per model: no strong reference back to it
+    breaker = lambda: _gradient_breaker(ref(), last, head.preprocess)  # noqa: E731
     return _Target(objective_for, head.num_classes, h, w, c, "logits", breaker)
 
 
 def _target(model: keras.Model, layer, size, preprocess: str) -> _Target:
-    """The filter target of ``layer``, or the class target when ``layer`` is None."""
+    """The filter target of ``layer``, or the class target when ``layer`` is None; cached."""
     preprocess = check_mode(preprocess)
-    return _class_target(model, size, preprocess) if layer is None else _filter_target(model, layer, size, preprocess)
+    name = None if layer is None else resolve_layer(model, layer).name
+    key = (name, None if size is None else tuple(int(v) for v in size), preprocess)
+    per_model = _TARGETS.setdefault(model, {})
+    if key not in per_model:
+        if len(per_model) >= _MAX_TARGETS:
+            per_model.pop(next(iter(per_model)))
+        per_model[key] = (
+            _class_target(model, size, preprocess) if name is None else _filter_target(model, name, size, preprocess)
+        )
+    return per_model[key]
 
 
-def _run(target: _Target, indices, what: str, steps, seed, batch_size, progress) -> tuple[np.ndarray, np.ndarray]:
+def _run(target: _Target, indices, what: str, steps, seed, batch_size, progress, finals=True):
     t = target
     _check_differentiable(t.objective_for(tf.constant(indices[:1])), 1, t.h, t.w, t.c, what, t.breaker)
-    return _optimise(t.objective_for, indices, t.h, t.w, t.c, steps, int(seed), batch_size, progress)
+    return _optimise(t, indices, steps, int(seed), batch_size, progress, finals)
 
 
 def filter_patterns(
@@ -446,7 +484,7 @@ def filter_patterns(
     steps, batch_size = _check_steps(steps, batch_size)
     target = _target(model, layer, size, preprocess)
     indices = _check_channels(channels, target.available, "channel")
-    images, _ = _run(target, indices, f"layer {target.layer!r}", steps, seed, batch_size, progress)
+    images, _ = _run(target, indices, f"layer {target.layer!r}", steps, seed, batch_size, progress, finals=False)
     finals = np.diagonal(channel_responses(model, target.layer, images, indices, check_mode(preprocess)))
     return FeaturePatterns(images, finals.astype(np.float32), indices, target.layer, "filter", steps, int(seed))
 
@@ -563,7 +601,7 @@ def step_cost(
     target = _target(model, layer, size, preprocess)
     timings, setup = [], 0.0
     for b in _TIMED_BATCHES:
-        ascent = _Ascent(target.objective_for(tf.zeros([b], tf.int64)), b, target.h, target.w, target.c, 0)
+        ascent = _Ascent(target.loop, np.zeros(b, np.int64), target.h, target.w, target.c, 0)
         start = time.perf_counter()
         ascent.run(1, None)
         setup = max(setup, time.perf_counter() - start)
