@@ -56,6 +56,33 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def spatial_layer(model, layer: str, nothing: str):
+    """Resolve ``layer`` and check that it has feature maps (a 4-D output).
+
+    Args:
+        model: the model.
+        layer: index or name (nested path) from the command line.
+        nothing: the end of the error for a layer without them, e.g. ``"no feature maps to
+            draw. Choose a layer with a 4-D output."``.
+
+    Returns:
+        The layer's :class:`~explain.models.LayerInfo`.
+
+    Raises:
+        LayerError: an unknown layer, or one without height and width (the message ends in ``nothing``).
+    """
+    from explain.errors import LayerError
+    from explain.models import resolve_layer
+
+    info = resolve_layer(model, layer)
+    if not info.is_spatial:
+        raise LayerError(
+            f"Layer {info.name!r} ({info.type}) has output shape {info.output_shape}, without height and width, "
+            f"so it has {nothing}"
+        )
+    return info
+
+
 def fail(prog: str, message: str) -> int:
     """Print ``prog: error: message`` on stderr; return the exit code 2."""
     print(f"{prog}: error: {message}", file=sys.stderr)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from explain.cli import add_model_arguments, fail, model_parser, open_model
+from explain.cli import add_model_arguments, fail, model_parser, open_model, spatial_layer
 
 PROG = "python -m explain.filters"
 _RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
@@ -225,17 +225,12 @@ def _filter_figure(model, card, args: argparse.Namespace):
 
 def _spatial_layer(model, layer: str):
     """The layer's :class:`~explain.models.LayerInfo`; a LayerError naming --class-patterns when it has no channels."""
-    from explain.errors import LayerError
-    from explain.models import resolve_layer
-
-    info = resolve_layer(model, layer)
-    if not info.is_spatial:
-        raise LayerError(
-            f"Layer {info.name!r} ({info.type}) has output shape {info.output_shape}, without height, width and "
-            "channels, so it has no filters to visualise: choose a convolution layer from the table below, or "
-            "use --class-patterns for the output's classes."
-        )
-    return info
+    return spatial_layer(
+        model,
+        layer,
+        "no filters to visualise: choose a convolution layer from the table below, "
+        "or use --class-patterns for the output's classes.",
+    )
 
 
 def _check_finite(images) -> None:

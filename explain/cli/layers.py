@@ -15,7 +15,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from explain.cli import add_model_arguments, fail, model_parser, open_model
+from explain.cli import add_model_arguments, fail, model_parser, open_model, spatial_layer
 
 PROG = "python -m explain.layers"
 
@@ -62,16 +62,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _spatial_layer(model, layer: str):
     """The layer's :class:`~explain.models.LayerInfo`; a LayerError when it has no feature maps."""
-    from explain.errors import LayerError
-    from explain.models import resolve_layer
-
-    info = resolve_layer(model, layer)
-    if not info.is_spatial:
-        raise LayerError(
-            f"Layer {info.name!r} ({info.type}) has output shape {info.output_shape}, without height and "
-            "width, so it has no feature maps to draw. Choose a layer with a 4-D output."
-        )
-    return info
+    return spatial_layer(model, layer, "no feature maps to draw. Choose a layer with a 4-D output.")
 
 
 def _feature_maps(model, card, info, image_path: str):
