@@ -302,7 +302,11 @@ def layers_ui(model, card, model_key: str, image_key: str, acts: dict[str, np.nd
         return
     c1, c2, c3 = st.columns(3)
     n = a.shape[-1]
-    max_maps = c1.slider("Feature maps shown", 1, int(min(n, 256)), int(min(n, 64)), key="max_maps")
+    if n > 1:
+        max_maps = c1.slider("Feature maps shown", 1, int(min(n, 256)), int(min(n, 64)), key="max_maps")
+    else:  # a slider from 1 to 1 is an error in Streamlit (a Rescaling layer of a grayscale model)
+        max_maps = 1
+        c1.caption("1 feature map (the layer has one channel).")
     normalize = c2.radio(
         "Scale",
         ["per_map", "layer"],
@@ -321,7 +325,7 @@ def layers_ui(model, card, model_key: str, image_key: str, acts: dict[str, np.nd
     if st.session_state.get("channel_for") != shown_for:  # a new layer or image: start on its strongest channel
         st.session_state["channel_for"] = shown_for
         st.session_state["channel"] = strongest
-    channel = d1.number_input("Channel", 0, n - 1, key="channel")
+    channel = d1.number_input("Channel", 0, n - 1, key="channel") if n > 1 else 0
     d1.caption(f"Default: the channel with the highest mean activation ({strongest}).")
     with d2:
         _show_png(

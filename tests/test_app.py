@@ -67,6 +67,22 @@ def test_layers_controls(app):
     app.selectbox(key="layer").set_value(labels[1]).run()
 
 
+def test_one_channel_layer_shows_its_map_and_leaves_other_tabs_alone(app):
+    """Layer 0 of the demo model is its Rescaling layer, 1 channel: a slider from 1 to 1 used to
+    raise inside the Layers fragment and empty every other tab."""
+    labels = app.selectbox(key="layer").options
+    app.selectbox(key="layer").set_value(labels[0]).run()
+    _ok(app)
+    assert not [s for s in app.slider if s.key == "max_maps"]
+    assert not [n for n in app.number_input if n.key == "channel"]
+    assert "dl_grid" in {b.key for b in app.get("download_button")}
+    assert any("one channel" in c.value for c in app.caption)
+    app.run()  # a full rerun with that layer still chosen: the other tabs still draw
+    _ok(app)
+    assert {"dl_grid", "dl_explain"} <= {b.key for b in app.get("download_button")}
+    app.selectbox(key="layer").set_value(labels[3]).run()
+
+
 def test_rgb_photo_into_the_grayscale_model(app):
     app.selectbox(key="image_choice").set_value("photo_chelsea.jpg").run()
     _ok(app)
