@@ -9,6 +9,7 @@ never change another's. Arrays (activations, heatmaps) are cached with ``st.cach
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -282,7 +283,22 @@ def _show_image(name: str, pixels: np.ndarray) -> None:
     st.image(img, caption=f"{name} as the model sees it ({pixels.shape[1]}x{pixels.shape[0]})")
 
 
+def _tab(ui):
+    """A tab's body, run so that an error it did not expect is shown in that tab, in one line
+    without a traceback, and the other tabs still draw (a full rerun would otherwise stop at it)."""
+
+    @functools.wraps(ui)
+    def guarded(*args, **kwargs):
+        try:
+            ui(*args, **kwargs)
+        except Exception as e:  # st.rerun() / st.stop() are BaseExceptions and pass through
+            st.error(f"This tab hit an unexpected error ({type(e).__name__}: {e}); the other tabs still work.")
+
+    return guarded
+
+
 @st.fragment
+@_tab
 def layers_ui(model, card, model_key: str, image_key: str, acts: dict[str, np.ndarray], pixels, name: str) -> None:
     """Layer selector, that layer's feature-map grid (or bar chart), one channel enlarged."""
     rows = [r for r in layer_table(model) if r.index is not None or r.is_spatial]
@@ -443,6 +459,7 @@ def _kernel_block(model, model_key: str, layer: str) -> None:
 
 
 @st.fragment
+@_tab
 def filters_ui(model, card, model_key: str) -> None:
     """Filter patterns (activation maximisation) of a chosen layer, or class patterns, behind a
     button with a time estimate and a progress bar; kept per session. Kernel weights for conv layers."""
@@ -594,6 +611,7 @@ def _sanity_block(model, card, pixels, method: str, class_index: int, layer, cma
 
 
 @st.fragment
+@_tab
 def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, pred) -> None:
     """Methods side by side with faithfulness scores; LIME and the sanity check on buttons."""
     methods, class_index, layer, cmap, alpha = _explain_controls(model, card, model_key, image_key, pred)
@@ -635,6 +653,7 @@ def _report(_model, model_key: str, spec: str, _card) -> dict:
 
 
 @st.fragment
+@_tab
 def report_ui(model, card, model_key: str) -> None:
     """Per-class accuracy and the confusion matrix on a data set; a confusion's images explained."""
     builtin = [f"{card.dataset}:test"] if card.dataset in ("fashion_mnist", "mnist", "cifar10") else []

@@ -356,3 +356,21 @@ def test_keras2_h5_and_zipped_savedmodel_uploads(tmp_path):
         assert {"dl_grid", "dl_explain"} <= {b.key for b in at.get("download_button")}  # a grid, a Grad-CAM
     at.file_uploader(key="model_upload").set_value(("broken.h5", b"\x89HDF\r\n\x1a\n" + b"0" * 64, "x")).run()
     assert not at.exception and at.error and "broken.h5" in at.error[0].value
+
+
+def test_an_unexpected_error_stays_in_its_tab(monkeypatch):
+    """A bug in one tab is one line in that tab; a full rerun still draws the other tabs."""
+    import explain
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(explain, "activation_bars", broken)  # app.py takes it from the package
+    at = _new()
+    labels = at.selectbox(key="layer").options
+    at.selectbox(key="layer").set_value(labels[-1]).run()  # the output layer: drawn with activation_bars
+    assert not at.exception
+    assert any("RuntimeError: boom" in e.value for e in at.error)
+    at.run()
+    assert not at.exception
+    assert {"dl_filters", "dl_explain"} <= {b.key for b in at.get("download_button")}
