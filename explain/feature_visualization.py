@@ -380,6 +380,9 @@ class _Target:
     breaker: Callable
 
     def __post_init__(self):
+        what = "the output" if self.layer == "logits" else f"layer {self.layer!r}"
+        probe = self.objective_for(tf.constant([0], tf.int64))
+        _check_differentiable(probe, 1, self.h, self.w, self.c, what, self.breaker)  # once per target
         self.loop = _ascent_loop(self.objective_for, self.h, self.w, self.c)
         self.final = tf.function(lambda x, idx: self.objective_for(idx)(x), reduce_retracing=True)
 
@@ -434,12 +437,6 @@ def _target(model: keras.Model, layer, size, preprocess: str) -> _Target:
     return per_model[key]
 
 
-def _run(target: _Target, indices, what: str, steps, seed, batch_size, progress, finals=True):
-    t = target
-    _check_differentiable(t.objective_for(tf.constant(indices[:1])), 1, t.h, t.w, t.c, what, t.breaker)
-    return _optimise(t, indices, steps, int(seed), batch_size, progress, finals)
-
-
 def filter_patterns(
     model: keras.Model,
     layer: int | str,
@@ -484,7 +481,7 @@ def filter_patterns(
     steps, batch_size = _check_steps(steps, batch_size)
     target = _target(model, layer, size, preprocess)
     indices = _check_channels(channels, target.available, "channel")
-    images, _ = _run(target, indices, f"layer {target.layer!r}", steps, seed, batch_size, progress, finals=False)
+    images, _ = _optimise(target, indices, steps, int(seed), batch_size, progress, finals=False)
     finals = np.diagonal(channel_responses(model, target.layer, images, indices, check_mode(preprocess)))
     return FeaturePatterns(images, finals.astype(np.float32), indices, target.layer, "filter", steps, int(seed))
 
@@ -524,7 +521,7 @@ def class_patterns(
     steps, batch_size = _check_steps(steps, batch_size)
     target = _target(model, None, size, preprocess)
     indices = _check_channels(classes, target.available, "class")
-    images, finals = _run(target, indices, "the output", steps, seed, batch_size, progress)
+    images, finals = _optimise(target, indices, steps, int(seed), batch_size, progress)
     return FeaturePatterns(images, finals, indices, "logits", "class", steps, int(seed))
 
 
