@@ -48,6 +48,21 @@ from explain.images import IMAGE_SUFFIXES
 from explain.plots import lime_boundaries, pattern_grid
 from explain.preprocessing import DESCRIPTIONS, MODES, saturation_hint
 
+def _keep_keras_state() -> None:
+    """Stop Streamlit from calling ``keras.backend.clear_session()`` after every script run.
+
+    Streamlit does so whenever keras is imported (``script_runner._clean_problem_modules``). That
+    runs a full garbage collection and clears TensorFlow's kernel cache: 100-500 ms per rerun, all
+    of it holding the GIL, so the browser waits for the new picture. This dashboard never builds
+    models in the script (the explainers it caches share the loaded model's weights) and never uses
+    pyplot, so there is nothing for that clean-up to do."""
+    from streamlit.runtime.scriptrunner import script_runner
+
+    if hasattr(script_runner, "_clean_problem_modules"):
+        script_runner._clean_problem_modules = lambda: None
+
+
+_keep_keras_state()
 ROOT = Path(__file__).resolve().parent
 MODELS_DIR = ROOT / "models"
 SAMPLES_DIR = ROOT / "sample_images"

@@ -138,8 +138,13 @@ def timed(page, action, waits: list[tuple[str, int]]) -> float:
 
 def open_box(page, label: str) -> list[str]:
     """Open the selectbox labelled ``label``; returns its options' texts (untimed)."""
-    page.get_by_label(label, exact=True).click()
-    options = page.locator('[data-testid="stSelectboxVirtualDropdown"] [role="option"]')
+    box = page.get_by_label(label, exact=True)
+    box.click()
+    if box.get_attribute("aria-expanded") != "true":  # a first click can only focus it
+        page.wait_for_timeout(100)
+        if box.get_attribute("aria-expanded") != "true":
+            box.click()
+    options = page.locator('[role="listbox"] [role="option"]')
     options.first.wait_for()
     return options.all_inner_texts()
 
