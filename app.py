@@ -1,28 +1,40 @@
-"""Streamlit dashboard: ``streamlit run app.py``.
+"""Streamlit dashboard: ``streamlit run app.py``, or ``streamlit run app.py -- --model my_model.h5``.
 
-UI only; every computation lives in ``explain/``. Opens on the bundled demo model and a
-sample image. Models are cached with ``st.cache_resource`` keyed by file path and
-modification time, or by the SHA-256 of an upload: the cached model is only ever read
-(explainers build their own models that share its weights), so one session's actions
-never change another's. Arrays (activations, heatmaps) are cached with ``st.cache_data``.
+UI only; every computation lives in ``explain/``. Opens on the bundled demo model (or the
+``--model`` given) and a sample image. Models are cached with ``st.cache_resource`` keyed by file
+path and modification time, or by the SHA-256 of an upload: the cached model is only ever read
+(explainers build their own models that share its weights), so one session's actions never change
+another's.
+
+What a person waits for is measured in a real browser (``bench/bench_browser.py``); so:
+
+- pictures on screen are composed in NumPy (:mod:`explain.pictures`) and encoded once; the titled
+  matplotlib figures are only drawn when a download button is pressed;
+- only the open tab runs (lazy tabs), and each tab is a fragment that reruns alone;
+- stepping through layers and sliding the opacity are answered in the browser, from pictures it
+  was sent ahead (``dashboard/components.py``);
+- Streamlit's clean-up after every run (a full garbage collection and
+  ``keras.backend.clear_session()``) is off: it held the GIL for 100-500 ms per rerun.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import hashlib
 import io
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
-from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from dashboard.components import Tile, data_uri, prefetch_views, range_control, select_control, show_view, view_key
 from explain import (
     METHODS,
     ExplainError,
@@ -38,15 +50,25 @@ from explain import (
     load_model_card,
     predict,
     sanity_check,
-    top_k_bars,
 )
 from explain.activations import channel_heatmap
 from explain.attribution import default_target_layer
 from explain.feature_visualization import StepCost, class_patterns, estimate_seconds, filter_patterns, step_cost
 from explain.filters import conv_filters, conv_layers
 from explain.images import IMAGE_SUFFIXES
+from explain.pictures import (
+    activation_chart,
+    encode_png,
+    enlarge,
+    feature_map_mosaic,
+    heatmap_colors,
+    lime_picture,
+    overlay,
+    top_k_chart,
+)
 from explain.plots import lime_boundaries, pattern_grid
 from explain.preprocessing import DESCRIPTIONS, MODES, saturation_hint
+
 
 def _keep_keras_state() -> None:
     """Stop Streamlit from calling ``keras.backend.clear_session()`` after every script run.
@@ -55,7 +77,8 @@ def _keep_keras_state() -> None:
     runs a full garbage collection and clears TensorFlow's kernel cache: 100-500 ms per rerun, all
     of it holding the GIL, so the browser waits for the new picture. This dashboard never builds
     models in the script (the explainers it caches share the loaded model's weights) and never uses
-    pyplot, so there is nothing for that clean-up to do."""
+    pyplot, so there is nothing for that clean-up to do. (``runner.postScriptGC`` is off in
+    ``.streamlit/config.toml`` for the same reason.)"""
     from streamlit.runtime.scriptrunner import script_runner
 
     if hasattr(script_runner, "_clean_problem_modules"):
@@ -72,11 +95,30 @@ MODEL_SUFFIXES = ["keras", "h5", "hdf5", "zip"]
 UPLOAD = "Upload…"
 GRADIENT_METHODS = [m for m in METHODS if m != "lime"]  # LIME runs behind its own button
 COLORMAPS = ["jet", "inferno", "viridis", "magma", "turbo"]
+TABS = ["Layers", "Filters", "Explain", "Report"]
+LAYER_LABEL = "Layer (index · name (type) output shape)"
+#: Window events of the browser-side controls (dashboard/controls.js).
+LAYER_EVENT, ALPHA_EVENT = "explain:layer", "explain:alpha"
+#: Layers on each side of the one shown whose pictures are always sent ahead; more layers, nearest
+#: first, go while making their pictures takes under PREFETCH_SECONDS per run (every layer of a
+#: small model after a run or two).
+NEIGHBOURS = 1
+PREFETCH_SECONDS = 0.25
+#: Activations computed in one pass are split into groups of at most this many bytes (a big model).
+GROUP_BYTES = 64 * 1024**2
+
+
+def startup_model() -> Path | None:
+    """The model given on the command line (``streamlit run app.py -- --model PATH``), if any."""
+    parser = argparse.ArgumentParser(prog="streamlit run app.py --", add_help=False)
+    parser.add_argument("--model", type=Path, default=None)
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    return args.model.expanduser().resolve() if args.model else None
 
 
 # --------------------------------------------------------------------------- caching
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")
-def _bundled_model(path: str, mtime: float):
+def _model_file(path: str, mtime: float):
     del mtime  # part of the cache key only: a re-trained file is loaded again
     model = load_model(path)
     return model, load_model_card(path, model)
@@ -109,20 +151,48 @@ def _explainer(_model, model_key: str, method: str, layer: str | None, preproces
     return cls(_model, preprocess=preprocess, **kwargs)
 
 
-@st.cache_data(max_entries=64, show_spinner="Running the model…")
-def _activations(_model, model_key: str, image_key: str, _image: np.ndarray, preprocess: str) -> dict[str, np.ndarray]:
+@st.cache_data(max_entries=256, show_spinner=False)
+def _prediction(_model, model_key: str, image_key: str, _pixels: np.ndarray, preprocess: str, names: tuple):
     del model_key, image_key  # the cache key
-    acts = compute_activations(_model, _image, preprocess=preprocess)
-    return {name: a[0] for name, a in acts.items()}
+    return predict(_model, _pixels, names, k=5, preprocess=preprocess)[0]
 
 
-@st.cache_data(max_entries=128, show_spinner="Explaining…")
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _browsable(_model, model_key: str) -> tuple[list, list[tuple[str, ...]]]:
+    """The Layers tab's rows (top-level layers and nested spatial ones) and their activation
+    groups: consecutive layers whose activations of one image fit in :data:`GROUP_BYTES`."""
+    del model_key  # the cache key
+    rows = [r for r in layer_table(_model) if r.index is not None or r.is_spatial]
+    groups: list[list[str]] = [[]]
+    size = 0
+    for r in rows:
+        nbytes = 4 * int(np.prod([d or 1 for d in r.output_shape[1:]]))
+        if groups[-1] and size + nbytes > GROUP_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(r.name)
+        size += nbytes
+    return rows, [tuple(g) for g in groups]
+
+
+@st.cache_resource(max_entries=6, show_spinner="Running the model…")
+def _group_activations(_model, model_key: str, image_key: str, _pixels, preprocess: str, names: tuple):
+    """One image's activations of a group of layers, from one compiled pass (never mutated)."""
+    del model_key, image_key  # the cache key
+    return {n: a[0] for n, a in compute_activations(_model, _pixels, list(names), preprocess=preprocess).items()}
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
 def _attribution(
     _model, model_key: str, image_key: str, _image: np.ndarray, method: str, class_index: int, layer, preprocess: str
 ):
-    result = _explainer(_model, model_key, method, layer, preprocess)(_image, class_index)
-    scores = deletion_insertion(_model, _image[None], result.heatmap, result.class_index, preprocess=preprocess)
-    return result, scores
+    return _explainer(_model, model_key, method, layer, preprocess)(_image, class_index)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _faithfulness(_model, model_key: str, image_key: str, _image, method: str, class_index: int, layer, preprocess):
+    result = _attribution(_model, model_key, image_key, _image, method, class_index, layer, preprocess)
+    return deletion_insertion(_model, _image[None], result.heatmap, result.class_index, preprocess=preprocess)
 
 
 def _in_dashboard_words(text: str) -> str:
@@ -130,14 +200,6 @@ def _in_dashboard_words(text: str) -> str:
     return text.replace("pass --preprocess unit", "choose 'unit' under Input scaling").replace(
         "with --preprocess", "under Input scaling"
     )
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _top_score(_model, model_key: str, image_key: str, _image: np.ndarray, preprocess: str) -> tuple[float, str]:
-    """The top class's score (its pre-softmax logit where the model has one) and its kind."""
-    explainer = _explainer(_model, model_key, "saliency", None, preprocess)
-    scores = explainer.scores_from_input(_image[None].astype(np.float32)).numpy()[0]
-    return float(scores.max() if scores.size > 1 else abs(scores[0])), explainer.score_kind
 
 
 def _digest(data: bytes) -> str:
@@ -150,76 +212,93 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _figure(fig, name: str, key: str) -> None:
-    """Show a figure and offer it as a PNG download (rendered once, for both)."""
-    _show_png(_png(fig), name, key)
+def _download(make_figure, name: str, key: str, label: str = "Download PNG") -> None:
+    """A download button for a titled matplotlib figure, drawn only when it is pressed."""
+    st.download_button(label, lambda: _png(make_figure()), file_name=name, mime="image/png", key=key, on_click="ignore")
 
 
 def _show_png(png: bytes, name: str, key: str) -> None:
     st.image(png)
-    st.download_button("Download PNG", png, file_name=name, mime="image/png", key=key)
+    st.download_button("Download PNG", png, file_name=name, mime="image/png", key=key, on_click="ignore")
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _grid_png(model_key, image_key, layer, channels_key, max_maps, normalize, title, _acts, _channels) -> bytes:
-    del model_key, image_key, layer, channels_key  # the cache key
-    return _png(feature_map_grid(_acts, title=title, channels=_channels, max_maps=max_maps, normalize=normalize))
+def _image_uri(image_key: str, _pixels: np.ndarray) -> str:
+    del image_key  # the cache key
+    return data_uri(enlarge(_pixels))
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _uri(kind: str, key: str, _make) -> str:
+    """A cached ``data:`` URI of ``_make()``'s picture, under ``(kind, key)``."""
+    del kind, key  # the cache key
+    return data_uri(_make())
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def _channel_png(model_key, image_key, layer, channel, _acts, _pixels) -> bytes:
-    del model_key, image_key  # the cache key
-    heat = channel_heatmap(_acts, channel, _pixels.shape[:2])
-    return _png(heatmap_overlay(_pixels, heat, title=f"{layer}, channel {channel}", cmap="viridis", alpha=0.6))
-
-
-@st.cache_data(max_entries=128, show_spinner=False)
-def _panel_png(key, _pixels, _panels, title, cmap, alpha) -> bytes:
-    del key  # the cache key: model, image, methods, class and layer
-    return _png(attribution_panel(_pixels, _panels, title=title, cmap=cmap, alpha=alpha))
+    del model_key, image_key, layer  # the cache key
+    return encode_png(overlay(_pixels, channel_heatmap(_acts, channel, _pixels.shape[:2]), cmap="viridis", alpha=0.6))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _top_k_png(model_key, image_key, _probabilities, class_names) -> bytes:
     del model_key, image_key  # the cache key
-    return _png(top_k_bars(_probabilities, class_names, k=5))
+    return encode_png(top_k_chart(_probabilities, class_names, k=5))
 
 
 # --------------------------------------------------------------------------- sidebar
+def _model_choices() -> tuple[list[str], dict[str, Path], int]:
+    """The model menu: the ``--model`` given (if any), the bundled models, then Upload."""
+    given = startup_model()
+    paths = {p.name: p for p in sorted(MODELS_DIR.glob("*.keras"))}
+    if given is not None:
+        paths = {given.name: given, **{k: v for k, v in paths.items() if k != given.name}}
+    choices = [*paths, UPLOAD]
+    if given is not None:
+        return choices, paths, 0
+    return choices, paths, choices.index(DEMO_MODEL.name) if DEMO_MODEL.name in choices else 0
+
+
+def _uploaded_model_ui():
+    up = st.sidebar.file_uploader(
+        f"A model: .keras, Keras 2 .h5, or a .zip of a SavedModel folder (at most {MAX_MODEL_MB} MB)",
+        type=MODEL_SUFFIXES,
+        key="model_upload",
+    )
+    card_up = st.sidebar.file_uploader(
+        "Its model card (.json, optional: class names)", type=["json"], key="card_upload"
+    )
+    if up is None:
+        st.info(
+            "Upload a model (`.keras`, `.h5`, or a `.zip` of a SavedModel folder) in the sidebar, "
+            "or pick a bundled one."
+        )
+        st.stop()
+    if up.size > MAX_MODEL_MB * 1024**2:
+        st.error(f"{up.name} is {up.size / 1024**2:.0f} MB; the limit is {MAX_MODEL_MB} MB.")
+        st.stop()
+    data = up.getvalue()
+    card_bytes = card_up.getvalue() if card_up is not None else None
+    key = _digest(up.name.encode() + data + (card_bytes or b""))
+    model, card = _uploaded_model(key, up.name, data, card_bytes)
+    return model, card, key
+
+
 def model_ui():
     """Sidebar model picker. Returns ``(model, card, model_key)`` or stops with an error."""
     st.sidebar.header("Model")
-    bundled = sorted(MODELS_DIR.glob("*.keras"))
-    choices = [p.name for p in bundled] + [UPLOAD]
-    default = choices.index(DEMO_MODEL.name) if DEMO_MODEL.name in choices else 0
+    choices, paths, default = _model_choices()
     choice = st.sidebar.selectbox("Model", choices, index=default, key="model_choice")
     try:
-        if choice != UPLOAD:
-            path = MODELS_DIR / choice
-            model, card = _bundled_model(str(path), path.stat().st_mtime)
-            return model, card, f"{path}:{path.stat().st_mtime}"
-        up = st.sidebar.file_uploader(
-            f"A model: .keras, Keras 2 .h5, or a .zip of a SavedModel folder (at most {MAX_MODEL_MB} MB)",
-            type=MODEL_SUFFIXES,
-            key="model_upload",
-        )
-        card_up = st.sidebar.file_uploader(
-            "Its model card (.json, optional: class names)", type=["json"], key="card_upload"
-        )
-        if up is None:
-            st.info(
-                "Upload a model (`.keras`, `.h5`, or a `.zip` of a SavedModel folder) in the sidebar, "
-                "or pick a bundled one."
-            )
-            st.stop()
-        if up.size > MAX_MODEL_MB * 1024**2:
-            st.error(f"{up.name} is {up.size / 1024**2:.0f} MB; the limit is {MAX_MODEL_MB} MB.")
-            st.stop()
-        data = up.getvalue()
-        card_bytes = card_up.getvalue() if card_up is not None else None
-        key = _digest(up.name.encode() + data + (card_bytes or b""))
-        model, card = _uploaded_model(key, up.name, data, card_bytes)
-        return model, card, key
+        if choice == UPLOAD:
+            return _uploaded_model_ui()
+        path = paths[choice]
+        if not path.exists():
+            raise ExplainError(f"No such model file: {path}. Give a .keras, .h5 or SavedModel path after --model.")
+        mtime = path.stat().st_mtime
+        model, card = _model_file(str(path), mtime)
+        return model, card, f"{path}:{mtime}"
     except ExplainError as e:
         st.error(str(e))
         st.stop()
@@ -290,14 +369,6 @@ def image_ui(card):
 
 
 # --------------------------------------------------------------------------- tabs
-def _show_image(name: str, pixels: np.ndarray) -> None:
-    img = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
-    scale = max(1, 224 // max(img.size))
-    if scale > 1:
-        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
-    st.image(img, caption=f"{name} as the model sees it ({pixels.shape[1]}x{pixels.shape[0]})")
-
-
 def _tab(ui):
     """A tab's body, run so that an error it did not expect is shown in that tab, in one line
     without a traceback, and the other tabs still draw (a full rerun would otherwise stop at it)."""
@@ -312,68 +383,160 @@ def _tab(ui):
     return guarded
 
 
-@st.fragment
-@_tab
-def layers_ui(model, card, model_key: str, image_key: str, acts: dict[str, np.ndarray], pixels, name: str) -> None:
-    """Layer selector, that layer's feature-map grid (or bar chart), one channel enlarged."""
-    rows = [r for r in layer_table(model) if r.index is not None or r.is_spatial]
-    labels = [r.label for r in rows]
-    default = next((i for i, r in enumerate(rows) if r.type.startswith("Conv")), 0)
-    chosen = st.selectbox("Layer (index · name (type) output shape)", labels, index=default, key="layer")
-    info = rows[labels.index(chosen)]
-    if info.name not in acts:
-        acts = {**acts, **_nested_activations(model, info.name, pixels, card.preprocessing)}
-    a = acts[info.name]
-    where = f"Layer {info.index}: " if info.index is not None else "Nested layer "
-    title = f"{where}{info.name} ({info.type}), output {info.output_shape}"
-    if not info.is_spatial:
-        flat = a.reshape(-1)
-        names = list(card.class_names) if flat.size == len(card.class_names) else None
-        _figure(activation_bars(flat, title=title, labels=names), f"{info.name}_activations.png", "dl_bars")
-        return
+def _safe(name: str) -> str:
+    return name.replace("/", "_")
+
+
+class LayerViews:
+    """The Layers tab's pictures of one model and image: what each layer's view shows, its key,
+    and its tiles. Each layer remembers its own "Feature maps shown"; the scale and the sort
+    order are the tab's."""
+
+    def __init__(self, model, card, model_key: str, image_key: str, pixels: np.ndarray):
+        self.model, self.card, self.model_key, self.image_key, self.pixels = model, card, model_key, image_key, pixels
+        self.rows, self.groups = _browsable(model, model_key)
+        self.labels = [r.label for r in self.rows]
+        self.max_maps = st.session_state.setdefault("max_maps_by_layer", {})
+
+    def activations(self, row) -> np.ndarray:
+        group = next(g for g in self.groups if row.name in g)
+        acts = _group_activations(
+            self.model, self.model_key, self.image_key, self.pixels, self.card.preprocessing, group
+        )
+        return acts[row.name]
+
+    def settings(self, row) -> tuple[int, str, bool]:
+        """``(feature maps shown, scale, sort by mean)`` for ``row``."""
+        default = int(min(row.output_shape[-1] or 1, 64))
+        normalize = st.session_state.get("normalize", "per_map")
+        return self.max_maps.get(row.name, default), normalize, bool(st.session_state.get("sort_channels", False))
+
+    def key(self, row) -> str:
+        if not row.is_spatial:
+            return view_key("bars", self.model_key, self.image_key, row.name)
+        return view_key("maps", self.model_key, self.image_key, row.name, *self.settings(row))
+
+    def title(self, row) -> str:
+        where = f"Layer {row.index}: " if row.index is not None else "Nested layer "
+        return f"{where}{row.name} ({row.type}), output {row.output_shape}"
+
+    def caption(self, row) -> str:
+        if not row.is_spatial:
+            return "Bars: the strongest units (blue positive, red negative)."
+        shown, normalize, _ = self.settings(row)
+        total = int(row.output_shape[-1])
+        note = "each map scaled to its own min-max" if normalize == "per_map" else "one scale for the whole layer"
+        more = f"showing {min(shown, total)} of {total} channels" if shown < total else f"{total} channels"
+        return f"{note}; tile label = channel index; {more}"
+
+    def tiles(self, row) -> list[Tile]:
+        a = self.activations(row)
+        if row.is_spatial:
+            shown, normalize, by_mean = self.settings(row)
+            channels = list(np.argsort(-a.mean(axis=(0, 1)), kind="stable")) if by_mean else None
+            src = _uri(
+                "maps",
+                self.key(row),
+                lambda: feature_map_mosaic(a, channels=channels, max_maps=shown, normalize=normalize),
+            )
+        else:
+            flat = a.reshape(-1)
+            names = list(self.card.class_names) if flat.size == len(self.card.class_names) else None
+            src = _uri("bars", self.key(row), lambda: activation_chart(flat, labels=names))
+        alt = f"{self.title(row)}: {self.caption(row)}"
+        return [Tile(src=src, caption=f"{self.title(row)}\n{self.caption(row)}", alt=alt)]
+
+
+def _grid_controls(views: LayerViews, row) -> None:
+    """The feature-map grid's controls (they change the view's key, so they come before it)."""
     c1, c2, c3 = st.columns(3)
-    n = a.shape[-1]
+    n = int(row.output_shape[-1])
     if n > 1:
-        max_maps = c1.slider("Feature maps shown", 1, int(min(n, 256)), int(min(n, 64)), key="max_maps")
+        if st.session_state.get("max_maps_for") != row.name or "max_maps" not in st.session_state:  # per layer
+            st.session_state["max_maps_for"] = row.name
+            st.session_state["max_maps"] = views.settings(row)[0]
+        views.max_maps[row.name] = c1.slider("Feature maps shown", 1, int(min(n, 256)), key="max_maps")
     else:  # a slider from 1 to 1 is an error in Streamlit (a Rescaling layer of a grayscale model)
-        max_maps = 1
         c1.caption("1 feature map (the layer has one channel).")
-    normalize = c2.radio(
+    c2.radio(
         "Scale",
         ["per_map", "layer"],
         horizontal=True,
         key="normalize",
         format_func=lambda s: "each map alone" if s == "per_map" else "whole layer",
     )
-    by_mean = c3.checkbox("Sort channels by mean activation", key="sort_channels")
+    c3.checkbox("Sort channels by mean activation", key="sort_channels")
+
+
+def _layer_download(views: LayerViews, row, a: np.ndarray) -> None:
+    title = views.title(row)
+    if not row.is_spatial:
+        flat = a.reshape(-1)
+        names = list(views.card.class_names) if flat.size == len(views.card.class_names) else None
+        _download(
+            lambda: activation_bars(flat, title=title, labels=names), f"{_safe(row.name)}_activations.png", "dl_bars"
+        )
+        return
+    shown, normalize, by_mean = views.settings(row)
     channels = list(np.argsort(-a.mean(axis=(0, 1)), kind="stable")) if by_mean else None
-    png = _grid_png(model_key, image_key, info.name, by_mean, max_maps, normalize, title, a, channels)
-    _show_png(png, f"{info.name.replace('/', '_')}_feature_maps.png", "dl_grid")
+    _download(
+        lambda: feature_map_grid(a, title=title, channels=channels, max_maps=shown, normalize=normalize),
+        f"{_safe(row.name)}_feature_maps.png",
+        "dl_grid",
+    )
+
+
+def _channel_block(views: LayerViews, row, a: np.ndarray, image_name: str) -> None:
+    """One channel of a spatial layer, enlarged over the image (default: the strongest channel)."""
     st.markdown("**One channel, enlarged over the image**")
     d1, d2 = st.columns([1, 2])
+    n = a.shape[-1]
     strongest = int(np.argmax(a.mean(axis=(0, 1))))
-    shown_for = (info.name, name)
+    shown_for = (row.name, image_name)
     if st.session_state.get("channel_for") != shown_for:  # a new layer or image: start on its strongest channel
         st.session_state["channel_for"] = shown_for
         st.session_state["channel"] = strongest
-    channel = d1.number_input("Channel", 0, n - 1, key="channel") if n > 1 else 0
+    channel = int(d1.number_input("Channel", 0, n - 1, key="channel")) if n > 1 else 0
     d1.caption(f"Default: the channel with the highest mean activation ({strongest}).")
+    pixels = views.pixels
     with d2:
-        _show_png(
-            _channel_png(model_key, image_key, info.name, int(channel), a, pixels),
-            f"{info.name.replace('/', '_')}_channel{channel}.png",
+        png = _channel_png(views.model_key, views.image_key, row.name, channel, a, pixels)
+        st.image(png, caption=f"{row.name}, channel {channel}")
+        heat = lambda: channel_heatmap(a, channel, pixels.shape[:2])  # noqa: E731
+        _download(
+            lambda: heatmap_overlay(pixels, heat(), title=f"{row.name}, channel {channel}", cmap="viridis", alpha=0.6),
+            f"{_safe(row.name)}_channel{channel}.png",
             "dl_channel",
         )
 
 
-def _nested_activations(model, name: str, pixels: np.ndarray, preprocess: str) -> dict[str, np.ndarray]:
-    return {k: v[0] for k, v in compute_activations(model, pixels, [name], preprocess=preprocess).items()}
+@st.fragment
+@_tab
+def layers_ui(model, card, model_key: str, image_key: str, pixels, name: str) -> None:
+    """Layer picker (answered in the browser), that layer's feature-map grid (or bar chart), one
+    channel enlarged; the neighbouring layers' pictures are sent ahead."""
+    views = LayerViews(model, card, model_key, image_key, pixels)
+    default = next((i for i, r in enumerate(views.rows) if r.type.startswith("Conv")), 0)
+    label = select_control(LAYER_LABEL, views.labels, key="layer", event=LAYER_EVENT, index=default)
+    i = views.labels.index(label)
+    row = views.rows[i]
+    a = views.activations(row)
+    if row.is_spatial:
+        _grid_controls(views, row)
+    keys = {r.label: views.key(r) for r in views.rows}
+    show_view("layer_view", keys[label], lambda: views.tiles(row), pick=(LAYER_EVENT, keys))
+    _layer_download(views, row, a)
+    if row.is_spatial:
+        _channel_block(views, row, a, name)
+    order = sorted((j for j in range(len(views.rows)) if j != i), key=lambda j: (abs(j - i), j))
+    ahead = ((views.key(views.rows[j]), functools.partial(views.tiles, views.rows[j])) for j in order)
+    prefetch_views("layer_prefetch", ahead, first=2 * NEIGHBOURS, budget_s=PREFETCH_SECONDS)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _filters_png(model_key, layer, _kernels) -> bytes:
-    del model_key  # the cache key
-    return _png(feature_map_grid(_kernels, title=f"Filters of {layer}", max_maps=64, cmap="RdBu_r"))
+    del model_key, layer  # the cache key
+    return encode_png(feature_map_mosaic(_kernels, max_maps=64, cmap="RdBu_r"))
 
 
 #: The Filters tab's entry for class patterns (the output logits), after the spatial layers.
@@ -470,7 +633,12 @@ def _kernel_block(model, model_key: str, layer: str) -> None:
             f"{kernels.shape[-1]} filters of {kernels.shape[0]}x{kernels.shape[1]} weights, averaged over the "
             "input channels; each scaled to its own min-max (blue: most negative, red: most positive)."
         )
-        _show_png(_filters_png(model_key, layer, kernels), f"{layer.replace('/', '_')}_filters.png", "dl_filters")
+        st.image(_filters_png(model_key, layer, kernels))
+        _download(
+            lambda: feature_map_grid(kernels, title=f"Filters of {layer}", max_maps=64, cmap="RdBu_r"),
+            f"{_safe(layer)}_filters.png",
+            "dl_filters",
+        )
 
 
 @st.fragment
@@ -506,7 +674,7 @@ def filters_ui(model, card, model_key: str) -> None:
             f"that excites one {what[:-2] if layer is None else what[:-1]} most (gradient ascent from noise), "
             f"labelled {label} on it."
         )
-        name = "class_patterns.png" if layer is None else f"{layer.replace('/', '_')}_patterns.png"
+        name = "class_patterns.png" if layer is None else f"{_safe(layer)}_patterns.png"
         _show_png(kept["png"], name, "dl_patterns")
     if layer is not None and layer in conv_layers(model):
         _kernel_block(model, model_key, layer)
@@ -540,35 +708,90 @@ def _explain_controls(model, card, model_key: str, image_key: str, pred):
         else None
     )
     cmap = c3.selectbox("Colormap", COLORMAPS, key="cmap")
-    alpha = c4.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="alpha")
+    with c4:
+        alpha = range_control("Opacity", 0.0, 1.0, 0.05, 0.5, key="alpha", event=ALPHA_EVENT)
     if no_cam:
         st.caption(no_cam)
     return methods, int(class_index), layer, cmap, alpha
 
 
-def _method_panels(model, card, model_key, image_key, pixels, methods, class_index, layer) -> list:
-    """One ``(label, heatmap, flat)`` panel per method that runs; errors shown per method."""
-    panels = []
+def _attributions(model, card, model_key, image_key, pixels, methods, class_index, layer) -> list:
+    """``(method, target layer or None, result)`` per method that runs; errors shown per method."""
+    done = []
     for method in methods:
         if METHODS[method].needs_layer and layer is None:
             st.warning(f"{method} needs a convolutional layer; skipped.")
             continue
         target = layer if METHODS[method].needs_layer else None
         try:
-            result, scores = _attribution(
-                model, model_key, image_key, pixels, method, class_index, target, card.preprocessing
-            )
+            result = _attribution(model, model_key, image_key, pixels, method, class_index, target, card.preprocessing)
         except ExplainError as e:
             st.error(f"{method}: {e}")
             continue
-        label = method + (f"\n@ {result.layer}" if result.layer else "")
-        label += (
-            "\nflat heatmap"
-            if result.flat[0]
-            else (f"\ndeletion {scores.deletion_auc[0]:.3f} insertion {scores.insertion_auc[0]:.3f}")
-        )
-        panels.append((label, result.heatmap[0], bool(result.flat[0])))
-    return panels
+        done.append((method, target, result))
+    return done
+
+
+def _heat_tile(image_uri: str, kind: str, key: str, heatmap: np.ndarray, flat: bool, cmap: str, caption: str) -> Tile:
+    """The image with a heatmap laid over it (its opacity set in the browser); none for a flat map."""
+    if flat:
+        return Tile(src=image_uri, caption=f"{caption}\nflat heatmap (no information)", alt=caption)
+    over = _uri(kind, f"{key}|{cmap}", lambda: heatmap_colors(heatmap, cmap))
+    return Tile(src=image_uri, over=over, caption=caption, alt=f"{caption}: heatmap over the image")
+
+
+def _explain_view(ctx, pixels, done, class_index: int, cmap: str, alpha: float) -> None:
+    """Each method's heatmap over the image, side by side; the opacity is applied in the browser."""
+    model_key, image_key = ctx
+    image_uri = _image_uri(image_key, pixels)
+    methods = tuple((m, t) for m, t, _ in done)
+    key = view_key("explain", model_key, image_key, methods, class_index, cmap)
+
+    def tiles() -> list[Tile]:
+        out = [Tile(src=image_uri, caption="image", alt="the image")]
+        for method, target, result in done:
+            part = view_key(model_key, image_key, method, target, class_index)
+            label = method + (f" @ {result.layer}" if result.layer else "")
+            out.append(_heat_tile(image_uri, "heat", part, result.heatmap[0], bool(result.flat[0]), cmap, label))
+        return out
+
+    show_view("explain_view", key, tiles, alpha=(ALPHA_EVENT, alpha))
+
+
+def _faithfulness_line(model, card, ctx, pixels, done, class_index: int) -> dict:
+    """Deletion / insertion AUC per method, under the pictures (computed after they are shown)."""
+    model_key, image_key = ctx
+    scores, parts = {}, []
+    for method, target, result in done:
+        if result.flat[0]:
+            parts.append(f"{method}: flat heatmap")
+            continue
+        s = _faithfulness(model, model_key, image_key, pixels, method, class_index, target, card.preprocessing)
+        scores[method] = s
+        parts.append(f"{method}: deletion {s.deletion_auc[0]:.3f}, insertion {s.insertion_auc[0]:.3f}")
+    st.caption(
+        " · ".join(parts) + ". Deletion / insertion AUC (Petsiuk et al. 2018): lower deletion and higher insertion "
+        "mean the map points at pixels the model really uses."
+    )
+    return scores
+
+
+def _panel_download(pixels, done, scores: dict, class_index: int, card, cmap: str, alpha: float) -> None:
+    def figure():
+        panels = []
+        for method, _, result in done:
+            label = method + (f"\n@ {result.layer}" if result.layer else "")
+            s = scores.get(method)
+            label += (
+                "\nflat heatmap"
+                if s is None
+                else f"\ndeletion {s.deletion_auc[0]:.3f} insertion {s.insertion_auc[0]:.3f}"
+            )
+            panels.append((label, result.heatmap[0], bool(result.flat[0])))
+        title = f"class {class_index} {card.class_names[class_index]!r}"
+        return attribution_panel(pixels, panels, title=title, cmap=cmap, alpha=alpha)
+
+    _download(figure, f"explanations_class{class_index}.png", "dl_explain")
 
 
 #: LIME results kept per session, most recent last: (model, image, class, preprocessing) -> result.
@@ -599,14 +822,22 @@ def _lime_block(model, card, key: tuple, pixels, class_index: int, cmap: str, al
     result = st.session_state.get("lime_results", {}).get(key)
     if result is None:
         return
-    overlay = _png(
-        attribution_panel(pixels, [("lime", result.heatmap[0], bool(result.flat[0]))], cmap=cmap, alpha=alpha)
+    image_uri = _image_uri(key[1], pixels)
+    lime_key = view_key("lime", *key)
+    segments, weights, k = result.segments[0], result.weights[0], result.num_features
+
+    def tiles() -> list[Tile]:
+        heat = _heat_tile(image_uri, "lime", lime_key, result.heatmap[0], bool(result.flat[0]), cmap, "LIME heatmap")
+        bounds = _uri("lime_bounds", lime_key, lambda: lime_picture(pixels, segments, weights, num_features=k))
+        return [heat, Tile(src=bounds, caption="LIME superpixels: green for, red against", alt="LIME superpixels")]
+
+    show_view("lime_view", view_key(lime_key, cmap), tiles, alpha=(ALPHA_EVENT, alpha))
+    _download(
+        lambda: lime_boundaries(pixels, segments, weights, num_features=k),
+        "lime_superpixels.png",
+        "dl_lime",
+        "Download LIME PNG",
     )
-    bounds = _png(lime_boundaries(pixels, result.segments[0], result.weights[0], num_features=result.num_features))
-    l1, l2 = st.columns(2)
-    l1.image(overlay, caption="LIME heatmap")
-    l2.image(bounds, caption="LIME superpixels")
-    st.download_button("Download LIME PNG", bounds, file_name="lime_superpixels.png", mime="image/png", key="dl_lime")
 
 
 def _sanity_block(model, card, pixels, method: str, class_index: int, layer, cmap: str, alpha: float) -> None:
@@ -622,7 +853,7 @@ def _sanity_block(model, card, pixels, method: str, class_index: int, layer, cma
         cmap=cmap,
         alpha=alpha,
     )
-    _figure(fig, f"sanity_{method}.png", "dl_sanity")
+    _show_png(_png(fig), f"sanity_{method}.png", "dl_sanity")
 
 
 @st.fragment
@@ -630,16 +861,11 @@ def _sanity_block(model, card, pixels, method: str, class_index: int, layer, cma
 def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, pred) -> None:
     """Methods side by side with faithfulness scores; LIME and the sanity check on buttons."""
     methods, class_index, layer, cmap, alpha = _explain_controls(model, card, model_key, image_key, pred)
-    panels = _method_panels(model, card, model_key, image_key, pixels, methods, class_index, layer)
-    if panels:
-        title = f"class {class_index} {card.class_names[class_index]!r}"
-        key = (model_key, image_key, tuple(methods), class_index, layer)
-        png = _panel_png(key, pixels, panels, title, cmap, alpha)
-        _show_png(png, f"explanations_class{class_index}.png", "dl_explain")
-        st.caption(
-            "Deletion / insertion AUC (Petsiuk et al. 2018): lower deletion and higher insertion mean the map "
-            "points at pixels the model really uses."
-        )
+    done = _attributions(model, card, model_key, image_key, pixels, methods, class_index, layer)
+    if done:
+        _explain_view((model_key, image_key), pixels, done, class_index, cmap, alpha)
+        scores = _faithfulness_line(model, card, (model_key, image_key), pixels, done, class_index)
+        _panel_download(pixels, done, scores, class_index, card, cmap, alpha)
     b1, b2 = st.columns(2)
     run_lime = b1.button("Run LIME (1000 samples)", key="run_lime")
     lime_key = (model_key, image_key, class_index, card.preprocessing)
@@ -711,18 +937,12 @@ def report_ui(model, card, model_key: str) -> None:
         file_name="report.html",
         mime="text/html",
         key="dl_report",
+        on_click="ignore",
     )
 
 
-def main() -> None:
-    st.set_page_config(page_title="explain: what does my classifier see?", layout="wide")
-    st.title("explain: what does my classifier see?")
-    model, card, model_key = model_ui()
-    card, model_key = model_options_ui(card, model_key)
-    src = (
-        f"{card.dataset}, test accuracy {card.test_accuracy:.1%}" if card.test_accuracy is not None else "no model card"
-    )
-    st.sidebar.caption(f"{model.name}: input {card.input_shape}, {len(card.class_names)} classes ({src}).")
+# --------------------------------------------------------------------------- page
+def _layer_table_ui(model) -> None:
     with st.sidebar.expander("Layer table"):
         st.dataframe(
             [
@@ -737,34 +957,71 @@ def main() -> None:
             ],
             hide_index=True,
         )
-    name, pixels, image_key = image_ui(card)
-    try:
-        pred = predict(model, pixels, card.class_names, k=5, preprocess=card.preprocessing)[0]
-        acts = _activations(model, model_key, image_key, pixels, card.preprocessing)
-    except (ExplainError, ValueError) as e:
-        st.error(str(e))
-        st.stop()
+
+
+def _header_ui(card, model_key: str, image_key: str, name: str, pixels: np.ndarray, pred) -> None:
+    """The image as the model sees it, its top-5 predictions, and the input-scaling hint."""
     left, right = st.columns([1, 2])
     with left:
-        _show_image(name, pixels)
+        caption = f"{name} as the model sees it ({pixels.shape[1]}x{pixels.shape[0]})"
+        st.image(_image_uri(image_key, pixels), caption=caption)
     with right:
         st.subheader("Top-5 predictions")
         st.image(_top_k_png(model_key, image_key, pred.probabilities, tuple(card.class_names)))
         if not pred.outputs_probabilities:
             st.caption("The model outputs logits; softmax was applied to show probabilities.")
-        score, kind = _top_score(model, model_key, image_key, pixels, card.preprocessing)
-        hint = saturation_hint(score, card.preprocessing) if kind == "logit" else None
+        hint = saturation_hint(pred.top_score, card.preprocessing) if pred.score_kind == "logit" else None
         if hint and card.preprocessing_from == "assumed":
             st.warning(_in_dashboard_words(hint))
-    tab_layers, tab_filters, tab_explain, tab_report = st.tabs(["Layers", "Filters", "Explain", "Report"])
-    with tab_layers:
-        layers_ui(model, card, model_key, image_key, acts, pixels, name)
-    with tab_filters:
-        filters_ui(model, card, model_key)
-    with tab_explain:
-        explain_ui(model, card, model_key, image_key, pixels, pred)
-    with tab_report:
-        report_ui(model, card, model_key)
+
+
+#: The tabs' widgets, kept while their tab is closed (Streamlit forgets a widget's value when a
+#: run does not draw it, and only the open tab is drawn).
+KEPT_WIDGETS = (
+    "layer", "max_maps", "normalize", "sort_channels", "channel",
+    "filter_layer", "pattern_steps", "pattern_channels", "pattern_seed",
+    "methods", "explain_class", "target_layer", "cmap", "alpha",
+    "report_data", "report_folder", "confusion_pick",
+)  # fmt: skip
+
+
+def _keep_closed_tabs_widgets() -> None:
+    for key in KEPT_WIDGETS:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
+def main() -> None:
+    st.set_page_config(page_title="explain: what does my classifier see?", layout="wide")
+    _keep_closed_tabs_widgets()
+    st.title("explain: what does my classifier see?")
+    model, card, model_key = model_ui()
+    card, model_key = model_options_ui(card, model_key)
+    src = (
+        f"{card.dataset}, test accuracy {card.test_accuracy:.1%}" if card.test_accuracy is not None else "no model card"
+    )
+    st.sidebar.caption(f"{model.name}: input {card.input_shape}, {len(card.class_names)} classes ({src}).")
+    _layer_table_ui(model)
+    name, pixels, image_key = image_ui(card)
+    try:
+        pred = _prediction(model, model_key, image_key, pixels, card.preprocessing, tuple(card.class_names))
+    except (ExplainError, ValueError) as e:
+        st.error(str(e))
+        st.stop()
+    _header_ui(card, model_key, image_key, name, pixels, pred)
+    tabs = dict(zip(TABS, st.tabs(TABS, key="tab", on_change="rerun"), strict=True))
+    if tabs["Layers"].open:
+        with tabs["Layers"]:
+            layers_ui(model, card, model_key, image_key, pixels, name)
+    if tabs["Filters"].open:
+        with tabs["Filters"]:
+            filters_ui(model, card, model_key)
+    if tabs["Explain"].open:
+        with tabs["Explain"]:
+            explain_ui(model, card, model_key, image_key, pixels, pred)
+    if tabs["Report"].open:
+        with tabs["Report"]:
+            report_ui(model, card, model_key)
 
 
 try:

@@ -13,8 +13,14 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-#: Normalisations for feature-map grids.
-NORMALIZATIONS = ("per_map", "layer")
+from explain.pictures import (  # noqa: F401  (NORMALIZATIONS is re-exported)
+    NORMALIZATIONS,
+    grid_shape,
+    lime_picture,
+    scale_maps,
+    select_channels,
+    tile_gap,
+)
 
 
 def _figure_and_ax(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -29,23 +35,6 @@ def _with_title(fig: Figure, title: str, fontsize: float) -> Figure:
     if title:
         fig.suptitle(title, fontsize=fontsize)
     return fig
-
-
-def _scale(maps: np.ndarray, normalize: str) -> tuple[np.ndarray, np.ndarray]:
-    """Scale ``(H, W, K)`` maps to [0, 1]; return them and a bool ``(K,)`` 'flat' mask."""
-    maps = np.nan_to_num(maps.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    if normalize == "per_map":
-        lo = maps.min(axis=(0, 1), keepdims=True)
-        hi = maps.max(axis=(0, 1), keepdims=True)
-    elif normalize == "layer":
-        lo = np.full((1, 1, maps.shape[-1]), maps.min(), np.float32)
-        hi = np.full((1, 1, maps.shape[-1]), maps.max(), np.float32)
-    else:
-        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}.")
-    span = hi - lo
-    flat = (span <= 1e-12).reshape(-1) if normalize == "per_map" else np.ptp(maps, axis=(0, 1)) <= 1e-12
-    scaled = np.where(span > 1e-12, (maps - lo) / np.where(span > 1e-12, span, 1.0), 0.0)
-    return scaled.astype(np.float32), flat
 
 
 def _mosaic(tiles: np.ndarray, rows: int, cols: int, gap: int) -> np.ndarray:
@@ -70,16 +59,6 @@ def _tile_label(ax: Axes, x: float, y: float, text: str, fontsize: float) -> Non
         ha="left",
         bbox={"facecolor": "black", "alpha": 0.55, "pad": 1.0, "linewidth": 0},
     )
-
-
-def _check_grid(acts: np.ndarray, max_maps: int, cols: int | None) -> None:
-    """Raise ValueError for :func:`feature_map_grid`'s bad arguments."""
-    if acts.ndim != 3:
-        raise ValueError(f"feature_map_grid needs one image's (H, W, C) activations, got shape {acts.shape}.")
-    if max_maps < 1:
-        raise ValueError(f"max_maps must be at least 1, got {max_maps}.")
-    if cols is not None and cols < 1:
-        raise ValueError(f"cols must be at least 1, got {cols}.")
 
 
 def feature_map_grid(
@@ -111,20 +90,19 @@ def feature_map_grid(
         The ``Figure``.
 
     Raises:
-        ValueError: activations not 3-D, ``max_maps < 1``, ``cols < 1`` or bad ``normalize``.
+        ValueError: activations not 3-D, ``max_maps < 1``, ``cols < 1``, a channel out of range
+            or bad ``normalize``.
     """
     acts = np.asarray(activations)
-    _check_grid(acts, max_maps, cols)
+    if acts.ndim != 3:
+        raise ValueError(f"feature_map_grid needs one image's (H, W, C) activations, got shape {acts.shape}.")
     total = acts.shape[-1]
-    chosen = list(range(total)) if channels is None else [int(c) for c in channels]
-    shown = chosen[:max_maps]
+    shown = select_channels(total, channels, max_maps)
     n = len(shown)
-    cols = min(cols or math.ceil(math.sqrt(n)), n)
-    rows = math.ceil(n / cols)
+    rows, cols = grid_shape(n, cols)
     h, w = acts.shape[:2]
-    scaled, flat = _scale(acts[..., shown], normalize)
-
-    gap = max(1, round(max(h, w) / 14))
+    scaled, flat = scale_maps(acts[..., shown], normalize)  # the same scaling as the dashboard's mosaic
+    gap = tile_gap(h, w)
     tile_in = min(1.3, max(0.55, 11.0 / max(cols, rows)))
     fig, ax = _figure_and_ax(ax, (cols * tile_in + 0.4, rows * tile_in + 0.9))
     ax.set_facecolor("white")
@@ -174,9 +152,8 @@ def pattern_grid(
     if cols is not None and cols < 1:
         raise ValueError(f"cols must be at least 1, got {cols}.")
     n, h, w, c = imgs.shape
-    cols = min(cols or math.ceil(math.sqrt(n)), n)
-    rows = math.ceil(n / cols)
-    gap = max(1, round(max(h, w) / 14))
+    rows, cols = grid_shape(n, cols)
+    gap = tile_gap(h, w)
     mosaic = np.ones((rows * (h + gap) - gap, cols * (w + gap) - gap, c), np.float32)
     for k in range(n):
         r, q = divmod(k, cols)
@@ -378,33 +355,12 @@ def lime_boundaries(
     Raises:
         ValueError: segments not matching the image, or fewer weights than superpixels.
     """
-    from skimage.segmentation import find_boundaries
-
-    img = np.asarray(image)
-    seg = np.asarray(segments)
-    w = np.asarray(weights, dtype=np.float64).reshape(-1)
-    if seg.shape != img.shape[:2]:
-        raise ValueError(f"segments shape {seg.shape} does not match the image's {img.shape[:2]}.")
-    if seg.max(initial=0) >= w.size:
-        raise ValueError(f"{seg.max() + 1} superpixels but {w.size} weights.")
-    rgb = np.repeat(img, 3, axis=-1) if img.shape[-1] == 1 else img[..., :3]
-    scale = max(1, 224 // max(seg.shape))  # small images: enlarge so boundaries stay thin
-    if scale > 1:
-        rgb = rgb.repeat(scale, axis=0).repeat(scale, axis=1)
-        seg = seg.repeat(scale, axis=0).repeat(scale, axis=1)
-    out = rgb.astype(np.float64) / 255.0
-    strongest = np.argsort(-np.abs(w), kind="stable")[:num_features]
-    for k in strongest:
-        if w[k] == 0:
-            continue
-        tint = np.array([0.1, 0.8, 0.2]) if w[k] > 0 else np.array([0.9, 0.15, 0.1])
-        mask = seg == k
-        out[mask] = 0.55 * out[mask] + 0.45 * tint
-    out[find_boundaries(seg, mode="inner")] = (1.0, 0.9, 0.0)
+    out = lime_picture(image, segments, weights, num_features=num_features)
+    shown = min(num_features, np.asarray(weights).size)
     fig, ax = _figure_and_ax(ax, (4.0, 4.2))
     ax.imshow(out, interpolation="nearest")
     ax.set_axis_off()
-    ax.set_title(title or f"LIME superpixels: green for, red against (top {len(strongest)})", fontsize=9)
+    ax.set_title(title or f"LIME superpixels: green for, red against (top {shown})", fontsize=9)
     return fig
 
 

@@ -24,11 +24,17 @@ class Prediction:
         outputs_probabilities: False when the model outputs logits and explain applied the
             softmax (or sigmoid); decided once per model from its last layer
             (:mod:`explain.scores`).
+        top_score: the top class's score: its logit where the model has logits (the
+            pre-softmax score, for a binary model the logit of the class predicted, so >= 0),
+            else its probability. Logits in the hundreds mean the model saw unscaled pixels.
+        score_kind: ``"logit"`` or ``"probability"``: what ``top_score`` is.
     """
 
     probabilities: np.ndarray
     top_k: tuple[tuple[int, str, float], ...]
     outputs_probabilities: bool
+    top_score: float = float("nan")
+    score_kind: str = "logit"
 
 
 def predict(
@@ -62,11 +68,11 @@ def predict(
     head = score_head(model, preprocess)
     if len(class_names) < head.num_classes:
         raise ValueError(f"{len(class_names)} class names for {head.num_classes} classes.")
-    probs = head.predict_probabilities(x, batch_size=max(1, len(x)))
+    scores, probs = head.predict_scores(x, batch_size=max(1, len(x)))
     result = []
-    for p in probs.astype(np.float32):
+    for p, z in zip(probs.astype(np.float32), scores, strict=True):
         top = np.argsort(-p, kind="stable")[: min(k, p.size)]
-        result.append(
-            Prediction(p, tuple((int(i), str(class_names[i]), float(p[i])) for i in top), not head.outputs_logits)
-        )
+        top_k = tuple((int(i), str(class_names[i]), float(p[i])) for i in top)
+        score = float(abs(z[0]) if z.size == 1 else z.max())
+        result.append(Prediction(p, top_k, not head.outputs_logits, score, head.score_kind))
     return result

@@ -141,7 +141,7 @@ class ScoreHead:
         self.score_kind = kind
         scores_model = keras.Model(_single(model.inputs), self.tensor)
         self._scores_model = from_raw_pixels(scores_model, self.preprocess)
-        self._compiled_probabilities = tf.function(self.probabilities, reduce_retracing=True)
+        self._compiled = tf.function(self._scores_and_probabilities, reduce_retracing=True)
 
     @property
     def model(self) -> keras.Model:
@@ -166,6 +166,10 @@ class ScoreHead:
     def probabilities(self, x: tf.Tensor) -> tf.Tensor:
         """Float32 class probabilities ``(B, num_classes)`` for raw-pixel images. Differentiable."""
         return self.to_probabilities(self.scores(x))
+
+    def _scores_and_probabilities(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        scores = self.scores(x)
+        return scores, self.to_probabilities(scores)
 
     def pick(self, scores: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Resolve the classes (``-1`` means the top prediction) and their scores.
@@ -232,6 +236,36 @@ class ScoreHead:
             )
         return x, idx
 
+    def predict_scores(self, images: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and class probabilities of many images from one compiled pass, ``batch_size``
+        per call.
+
+        Args:
+            images: float ``(N, H, W, C)`` raw pixels in [0, 255] at the model's input size.
+            batch_size: images per call, at least 1.
+
+        Returns:
+            ``(scores, probabilities)``: float32 ``(N, classes)`` as :meth:`scores` (``(N, 1)``
+            for a binary model; logits when ``score_kind == "logit"``), and float64
+            ``(N, num_classes)`` rows summing to 1.
+
+        Raises:
+            ValueError: ``batch_size < 1``; outputs that are not finite (NaN weights).
+        """
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        x = np.asarray(images, dtype=np.float32)
+        parts = [
+            self._compiled(tf.convert_to_tensor(x[s : s + int(batch_size)])) for s in range(0, len(x), int(batch_size))
+        ]
+        if not parts:
+            return np.zeros((0, 1 if self.binary else self.num_classes), np.float32), np.zeros((0, self.num_classes))
+        scores = np.concatenate([p[0].numpy() for p in parts]).astype(np.float32)
+        probs = np.concatenate([p[1].numpy() for p in parts]).astype(np.float64)
+        if not (np.all(np.isfinite(probs)) and np.all(np.isfinite(scores))):
+            raise ValueError("The model's outputs are not finite (NaN or infinity): its weights may be broken.")
+        return scores, probs
+
     def predict_probabilities(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Class probabilities of many images, ``batch_size`` per compiled call.
 
@@ -245,17 +279,7 @@ class ScoreHead:
         Raises:
             ValueError: ``batch_size < 1``; outputs that are not finite (NaN weights).
         """
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-        x = np.asarray(images, dtype=np.float32)
-        parts = [
-            self._compiled_probabilities(tf.convert_to_tensor(x[s : s + int(batch_size)])).numpy()
-            for s in range(0, len(x), int(batch_size))
-        ]
-        probs = np.concatenate(parts).astype(np.float64) if parts else np.zeros((0, self.num_classes))
-        if not np.all(np.isfinite(probs)):
-            raise ValueError("The model's outputs are not finite (NaN or infinity): its weights may be broken.")
-        return probs
+        return self.predict_scores(images, batch_size)[1]
 
 
 def score_head(model: keras.Model, preprocess: str = "raw") -> ScoreHead:

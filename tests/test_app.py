@@ -7,6 +7,16 @@ import keras
 import numpy as np
 import pytest
 from conftest import DEMO_MODEL, ROOT, tiny_sequential
+from dashboard_helpers import (
+    component_data,
+    layer_options,
+    layer_value,
+    open_tab,
+    picture,
+    set_control,
+    set_layer,
+    view_tiles,
+)
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -38,49 +48,120 @@ def _png_bytes(size=(40, 30), mode="RGB") -> bytes:
     return buf.getvalue()
 
 
+def _downloads(at: AppTest) -> set:
+    return {b.key for b in at.get("download_button")}
+
+
 def test_opens_on_demo_model_and_a_fashion_sample(app):
     assert app.selectbox(key="model_choice").value == DEMO_MODEL.name
     assert app.selectbox(key="image_choice").value.startswith("fashion_mnist_")
-    assert app.selectbox(key="layer").value.startswith("1 · conv2d (Conv2D)")
+    assert layer_value(app).startswith("1 · conv2d (Conv2D)")
     assert "fashion_mnist, test accuracy" in app.sidebar.caption[0].value
     assert app.slider(key="max_maps").value == 32  # conv2d has 32 channels
     assert [t.label for t in app.tabs] == ["Layers", "Filters", "Explain", "Report"]
-    # every figure can be downloaded
-    keys = {b.key for b in app.get("download_button")}
-    assert {"dl_grid", "dl_channel", "dl_filters", "dl_explain"} <= keys
+    (tile,) = view_tiles(app, "layer_view")
+    assert tile["caption"].startswith("Layer 1: conv2d (Conv2D)") and "32 channels" in tile["caption"]
+    assert picture(tile["src"]).shape[2] == 3
+    # every figure can be downloaded; only the open tab runs
+    assert {"dl_grid", "dl_channel"} <= _downloads(app) and "dl_explain" not in _downloads(app)
+    open_tab(app, "Filters")
+    assert "dl_filters" in _downloads(app) and "dl_grid" not in _downloads(app)
+    open_tab(app, "Explain")
+    assert "dl_explain" in _downloads(app)
+    open_tab(app, "Layers")
+    _ok(app)
+
+
+def test_the_grid_on_screen_is_the_layers_mosaic(app):
+    """The picture the viewer shows is explain.pictures.feature_map_mosaic of that layer's
+    activations for this image, and its caption names the layer and the scaling."""
+    from explain import compute_activations, load_image, load_model
+    from explain.pictures import feature_map_mosaic
+
+    labels = layer_options(app)
+    set_layer(app, labels[3])  # conv2d_1
+    _ok(app)
+    (tile,) = view_tiles(app, "layer_view")
+    model = load_model(DEMO_MODEL)
+    pixels = load_image(
+        ROOT / "sample_images" / app.selectbox(key="image_choice").value, target_size=(28, 28), channels=1
+    )
+    acts = compute_activations(model, pixels, ["conv2d_1"])["conv2d_1"][0]
+    np.testing.assert_array_equal(picture(tile["src"]), feature_map_mosaic(acts, max_maps=64))
+    assert "Layer 3: conv2d_1" in tile["caption"] and "each map scaled to its own min-max" in tile["caption"]
+    set_layer(app, labels[1])
+
+
+def _prefetched(at: AppTest) -> dict:
+    """The views the layer prefetchers sent in the last run, in order."""
+    views = {}
+    for n in range(64):
+        views |= component_data(at, f"layer_prefetch_{n}").get("views", {})
+    return views
+
+
+def test_neighbouring_layers_are_sent_ahead_once():
+    """The browser gets the pictures of the layers next to the one shown (then more, nearest first)
+    before they are asked for, and every layer's view key, so a switch to them is drawn without the
+    server; nothing is sent twice."""
+    app = _new()  # a session that has not been sent anything yet, on the default layer 1
+    labels = layer_options(app)
+    keys = component_data(app, "layer_view")["pick"]["keys"]
+    assert set(keys) == set(labels)
+    sent = list(_prefetched(app))
+    assert set(sent[:2]) == {keys[labels[0]], keys[labels[2]]}  # the neighbours first
+    assert keys[labels[1]] not in sent  # the view on screen goes with the viewer
+    set_layer(app, labels[2])
+    _ok(app)
+    again = set(_prefetched(app))
+    assert not again & (set(sent) | {keys[labels[1]]})  # nothing already in the browser is sent again
 
 
 def test_layers_controls(app):
-    labels = app.selectbox(key="layer").options
-    app.selectbox(key="layer").set_value(labels[3]).run()  # conv2d_1, 64 channels
+    labels = layer_options(app)
+    set_layer(app, labels[3])  # conv2d_1, 64 channels
     _ok(app)
     assert app.slider(key="max_maps").value == 64
+    before = component_data(app, "layer_view")["current"]
+    app.slider(key="max_maps").set_value(10).run()
+    _ok(app)
+    assert "showing 10 of 64 channels" in view_tiles(app, "layer_view")[0]["caption"]
+    assert component_data(app, "layer_view")["current"] != before
     app.checkbox(key="sort_channels").check().run()
     _ok(app)
     app.radio(key="normalize").set_value("layer").run()
     _ok(app)
+    assert "one scale for the whole layer" in view_tiles(app, "layer_view")[0]["caption"]
     app.number_input(key="channel").set_value(5).run()
     _ok(app)
-    app.selectbox(key="layer").set_value(labels[-1]).run()  # the softmax output: a bar chart, no slider
+    assert any(c == "conv2d_1, channel 5" for i in app.get("image") for c in i.captions)
+    set_layer(app, labels[1])  # each layer keeps its own count: conv2d starts on its 32
+    assert app.slider(key="max_maps").value == 32
+    set_layer(app, labels[3])
+    assert app.slider(key="max_maps").value == 10
+    app.radio(key="normalize").set_value("per_map").run()
+    app.checkbox(key="sort_channels").uncheck().run()
+    set_layer(app, labels[-1])  # the softmax output: a bar chart, no slider
     _ok(app)
     assert not [s for s in app.slider if s.key == "max_maps"]
-    app.selectbox(key="layer").set_value(labels[1]).run()
+    assert "dl_bars" in _downloads(app) and view_tiles(app, "layer_view")
+    set_layer(app, labels[1])
 
 
 def test_one_channel_layer_shows_its_map_and_leaves_other_tabs_alone(app):
     """Layer 0 of the demo model is its Rescaling layer, 1 channel: a slider from 1 to 1 used to
     raise inside the Layers fragment and empty every other tab."""
-    labels = app.selectbox(key="layer").options
-    app.selectbox(key="layer").set_value(labels[0]).run()
+    set_layer(app, layer_options(app)[0])
     _ok(app)
     assert not [s for s in app.slider if s.key == "max_maps"]
     assert not [n for n in app.number_input if n.key == "channel"]
-    assert "dl_grid" in {b.key for b in app.get("download_button")}
+    assert "dl_grid" in _downloads(app) and view_tiles(app, "layer_view")
     assert any("one channel" in c.value for c in app.caption)
-    app.run()  # a full rerun with that layer still chosen: the other tabs still draw
+    open_tab(app, "Explain")  # that layer still chosen: the other tabs still draw
     _ok(app)
-    assert {"dl_grid", "dl_explain"} <= {b.key for b in app.get("download_button")}
-    app.selectbox(key="layer").set_value(labels[3]).run()
+    assert "dl_explain" in _downloads(app)
+    open_tab(app, "Layers")
+    set_layer(app, layer_options(app)[1])
 
 
 def test_rgb_photo_into_the_grayscale_model(app):
@@ -100,16 +181,13 @@ FILTER_LAYERS = [
 ]
 
 
-def _downloads(at: AppTest) -> set:
-    return {b.key for b in at.get("download_button")}
-
-
 def _captions(at: AppTest, start: str) -> list[str]:
     return [c.value for c in at.caption if c.value.startswith(start)]
 
 
 def test_filters_tab(app):
     """The spatial layers (input scaling left out) and the output; kernel weights only for conv layers."""
+    open_tab(app, "Filters")
     box = app.selectbox(key="filter_layer")
     assert box.options == FILTER_LAYERS and box.value == FILTER_LAYERS[0]
     assert "dl_filters" in _downloads(app)
@@ -120,10 +198,11 @@ def test_filters_tab(app):
     _ok(app)
     assert "dl_filters" not in _downloads(app) and not [e for e in app.expander if e.label == "Kernel weights"]
     app.selectbox(key="filter_layer").set_value(FILTER_LAYERS[0]).run()
+    open_tab(app, "Layers")
 
 
 def test_filter_patterns_button_estimate_and_cache():
-    at = _new()
+    at = open_tab(_new(), "Filters")
     at.selectbox(key="pattern_steps").set_value(32).run()
     _ok(at)
     assert at.selectbox(key="pattern_channels").value == "first 16"
@@ -153,7 +232,7 @@ def test_filter_patterns_button_estimate_and_cache():
 
 
 def test_class_patterns_in_the_filters_tab():
-    at = _new()
+    at = open_tab(_new(), "Filters")
     at.selectbox(key="filter_layer").set_value("Output: class patterns").run()
     at.selectbox(key="pattern_steps").set_value(32).run()
     _ok(at)
@@ -166,32 +245,65 @@ def test_class_patterns_in_the_filters_tab():
 
 
 def test_explain_tab_methods_class_and_buttons(app):
+    open_tab(app, "Explain")
     app.multiselect(key="methods").set_value(["gradcam", "gradcam++", "saliency"]).run()
     _ok(app)
+    tiles = view_tiles(app, "explain_view")
+    assert [t["caption"].split(" @ ")[0] for t in tiles] == ["image", "gradcam", "gradcam++", "saliency"]
+    assert tiles[0]["over"] is None and all(t["over"] for t in tiles[1:])  # a heatmap over each method's image
+    assert picture(tiles[1]["over"]).shape == picture(tiles[1]["src"]).shape  # laid exactly over the image
     app.selectbox(key="explain_class").set_value(5).run()
     _ok(app)
     app.selectbox(key="target_layer").set_value("conv2d_1").run()
     _ok(app)
+    assert view_tiles(app, "explain_view")[1]["caption"] == "gradcam @ conv2d_1"
     app.selectbox(key="cmap").set_value("inferno").run()
-    app.slider(key="alpha").set_value(0.7).run()
+    set_control(app, "alpha", 0.7)
     _ok(app)
+    assert component_data(app, "explain_view")["alpha"]["value"] == 0.7
     app.button(key="run_sanity").click().run()
     _ok(app)
     assert [m for m in [*app.success, *app.warning] if m.value.startswith("gradcam")]  # the verdict
     app.button(key="run_lime").click().run()
     _ok(app)
     assert len(app.session_state["lime_results"]) == 1
-    assert "dl_lime" in {b.key for b in app.get("download_button")}
-    lime_captions = lambda: [c for i in app.get("image") for c in i.captions if "LIME" in c]  # noqa: E731
-    assert lime_captions()
+    assert "dl_lime" in _downloads(app)
+    lime_captions = lambda: [t["caption"] for t in view_tiles(app, "lime_view")]  # noqa: E731
+    assert lime_captions() == ["LIME heatmap", "LIME superpixels: green for, red against"]
     # another image: its LIME is not run yet, so no LIME picture at all (never the previous image's)
     choice = app.selectbox(key="image_choice")
     choice.set_value(next(o for o in choice.options if o.endswith(".png") and o != choice.value)).run()
     _ok(app)
-    assert "dl_lime" not in {b.key for b in app.get("download_button")} and not lime_captions()
+    assert "dl_lime" not in _downloads(app) and not lime_captions()
     app.button(key="run_lime").click().run()
     _ok(app)
     assert len(app.session_state["lime_results"]) == 2 and lime_captions()
+    open_tab(app, "Layers")
+
+
+def test_opacity_and_colormap_need_no_model_call(monkeypatch):
+    """Moving the opacity reruns the Explain tab without calling the model: the heatmap comes from
+    the cache and the blend is done in the browser (the viewer only gets the new opacity)."""
+    from explain.attribution.base import AttributionMethod
+    from explain.scores import ScoreHead
+
+    at = open_tab(_new(), "Explain")
+    calls = []
+
+    def counting(name: str, original):
+        def counted(self, *a, **k):
+            calls.append(name)
+            return original(self, *a, **k)
+
+        return counted
+
+    for cls, name in ((AttributionMethod, "__call__"), (ScoreHead, "predict_scores")):
+        monkeypatch.setattr(cls, name, counting(name, getattr(cls, name)))
+    before = component_data(at, "explain_view")["current"]
+    set_control(at, "alpha", 0.3)
+    _ok(at)
+    assert calls == [] and component_data(at, "explain_view")["alpha"]["value"] == 0.3
+    assert component_data(at, "explain_view")["current"] == before  # the same pictures: only the opacity changed
 
 
 def test_upload_choice_without_a_file_asks_for_one():
@@ -245,10 +357,10 @@ def test_uploaded_model_works_and_sessions_stay_apart(tmp_path):
     a.selectbox(key="model_choice").set_value("Upload…").run()
     a.file_uploader(key="model_upload").set_value(("tiny.keras", path.read_bytes(), "application/octet-stream")).run()
     _ok(a)
-    assert a.selectbox(key="layer").value.startswith("1 · conv_a")
+    assert layer_value(a).startswith("1 · conv_a")
     b.run()  # the other session still has the demo model
     _ok(b)
-    assert b.selectbox(key="layer").value.startswith("1 · conv2d (Conv2D)")
+    assert layer_value(b).startswith("1 · conv2d (Conv2D)")
 
 
 def test_report_tab_on_a_folder(tmp_path):
@@ -264,7 +376,7 @@ def test_report_tab_on_a_folder(tmp_path):
         (tmp_path / cls).mkdir()
         for i in range(3):
             shutil.copy(SAMPLES / sample, tmp_path / cls / f"{i}.png")
-    at = _new()
+    at = open_tab(_new(), "Report")
     at.selectbox(key="report_data").set_value("A folder of class subfolders…").run()
     at.text_input(key="report_folder").input(str(tmp_path)).run()
     at.button(key="run_report").click().run()
@@ -276,7 +388,7 @@ def test_report_tab_on_a_folder(tmp_path):
 
 
 def test_report_tab_bad_folder_gives_an_error(tmp_path):
-    at = _new()
+    at = open_tab(_new(), "Report")
     at.selectbox(key="report_data").set_value("A folder of class subfolders…").run()
     at.text_input(key="report_folder").input(str(tmp_path / "nope")).run()
     at.button(key="run_report").click().run()
@@ -314,6 +426,7 @@ def test_input_scaling_and_class_names_controls(tmp_path):
     at.selectbox(key="preprocess").set_value("unit").run()
     _ok(at)
     assert not any("top logit" in w.value for w in at.warning)
+    open_tab(at, "Explain")
     at.file_uploader(key="classes_upload").set_value(("names.txt", b"cat\ndog\nbird\n", "text/plain")).run()
     _ok(at)
     assert "2: bird (top prediction)" in at.selectbox(key="explain_class").options
@@ -351,26 +464,33 @@ def test_keras2_h5_and_zipped_savedmodel_uploads(tmp_path):
     for name, path in (("tutorial.h5", tmp_path / "tutorial.h5"), ("tutorial.zip", Path(archive))):
         at.file_uploader(key="model_upload").set_value((name, path.read_bytes(), "application/octet-stream")).run()
         _ok(at)
-        assert at.selectbox(key="layer").value.startswith("1 · k2_conv (Conv2D)")
+        assert layer_value(at).startswith("1 · k2_conv (Conv2D)")
+        assert "dl_grid" in _downloads(at)
+        open_tab(at, "Explain")
         assert at.multiselect(key="methods").value == ["gradcam"]
-        assert {"dl_grid", "dl_explain"} <= {b.key for b in at.get("download_button")}  # a grid, a Grad-CAM
+        assert "dl_explain" in _downloads(at)  # a Grad-CAM
+        open_tab(at, "Layers")
     at.file_uploader(key="model_upload").set_value(("broken.h5", b"\x89HDF\r\n\x1a\n" + b"0" * 64, "x")).run()
     assert not at.exception and at.error and "broken.h5" in at.error[0].value
 
 
 def test_an_unexpected_error_stays_in_its_tab(monkeypatch):
-    """A bug in one tab is one line in that tab; a full rerun still draws the other tabs."""
-    import explain
+    """A bug in one tab is one line in that tab; the page around it and the other tabs still work."""
+    import explain.pictures
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(explain, "activation_bars", broken)  # app.py takes it from the package
-    at = _new()
-    labels = at.selectbox(key="layer").options
-    at.selectbox(key="layer").set_value(labels[-1]).run()  # the output layer: drawn with activation_bars
+    import streamlit as st
+
+    monkeypatch.setattr(explain.pictures, "activation_chart", broken)  # app.py takes it from there
+    st.cache_data.clear()  # the bars may be cached by an earlier test
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.run()
+    set_layer(at, layer_options(at)[-1])  # the output layer: drawn with activation_chart
     assert not at.exception
     assert any("RuntimeError: boom" in e.value for e in at.error)
-    at.run()
-    assert not at.exception
-    assert {"dl_filters", "dl_explain"} <= {b.key for b in at.get("download_button")}
+    assert at.get("image")  # the image and its top-5 still show
+    open_tab(at, "Explain")
+    assert not at.exception and not at.error
+    assert "dl_explain" in _downloads(at)

@@ -2,6 +2,7 @@
 
 import pytest
 from conftest import DEMO_MODEL, ROOT
+from dashboard_helpers import layer_options, layer_value, set_layer
 from streamlit.testing.v1 import AppTest
 
 pytestmark = pytest.mark.skipif(not DEMO_MODEL.exists(), reason="the bundled demo model is missing")
@@ -14,7 +15,7 @@ def _ok(at: AppTest) -> None:
 
 def _state(at: AppTest) -> tuple:
     slider = [s.value for s in at.slider if s.key == "max_maps"]
-    return at.selectbox(key="image_choice").value, at.selectbox(key="layer").value, slider
+    return at.selectbox(key="image_choice").value, layer_value(at), slider
 
 
 def test_two_sessions_changing_layer_and_image_alternately():
@@ -24,7 +25,7 @@ def test_two_sessions_changing_layer_and_image_alternately():
     b.run()
     _ok(a)
     _ok(b)
-    layers = a.selectbox(key="layer").options
+    layers = layer_options(a)
     images = [n for n in a.selectbox(key="image_choice").options if n != "Upload…"]
     assert len(layers) >= 4 and len(images) >= 3
 
@@ -38,10 +39,13 @@ def test_two_sessions_changing_layer_and_image_alternately():
     ]
     expected = {id(a): _state(a), id(b): _state(b)}
     for session, key, value in steps:
-        session.selectbox(key=key).set_value(value).run()
+        if key == "layer":
+            set_layer(session, value)
+        else:
+            session.selectbox(key=key).set_value(value).run()
         _ok(session)
         expected[id(session)] = _state(session)
-        assert session.selectbox(key=key).value == value
+        assert (layer_value(session) if key == "layer" else session.selectbox(key=key).value) == value
         other = b if session is a else a
         other.run()  # the other session reruns (e.g. a widget refresh) and keeps its own choices
         _ok(other)

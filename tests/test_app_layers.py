@@ -1,0 +1,121 @@
+"""Every layer works in the dashboard: the demo model's and a nested MobileNetV2's (opened with
+``streamlit run app.py -- --model PATH``), through the Layers, Filters and Explain controls,
+1-channel and 1x1 layers included. Each step raises nothing and shows a picture or a clear message."""
+
+import sys
+
+import keras
+import pytest
+from conftest import DEMO_MODEL, ROOT
+from dashboard_helpers import layer_options, layer_value, open_tab, picture, set_layer, view_tiles
+from streamlit.testing.v1 import AppTest
+
+pytestmark = pytest.mark.skipif(not DEMO_MODEL.exists(), reason="the bundled demo model is missing")
+
+
+@pytest.fixture(scope="module")
+def mobilenet_path(tmp_path_factory):
+    """MobileNetV2 (alpha 0.35, random weights) on 32x32 inputs nested in a Sequential: its last
+    blocks are 1x1 maps."""
+    keras.utils.set_random_seed(0)
+    base = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10)
+    model = keras.Sequential([keras.Input((32, 32, 3)), base], name="nested_mobilenet")
+    path = tmp_path_factory.mktemp("mobilenet") / "nested_mobilenet.keras"
+    model.save(path)
+    return path
+
+
+def _app(monkeypatch, model_path=None) -> AppTest:
+    argv = ["app.py"] + (["--model", str(model_path)] if model_path else [])
+    monkeypatch.setattr(sys, "argv", argv)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _clean(at: AppTest, what: str) -> None:
+    assert not at.exception, (what, at.exception)
+    assert not [e for e in at.error if "unexpected error" in e.value], (what, [e.value for e in at.error])
+
+
+def _walk_layers(at: AppTest) -> int:
+    """Every layer of the Layers tab: a picture whose caption names the layer, no error."""
+    labels = layer_options(at)
+    for label in labels:
+        set_layer(at, label)
+        _clean(at, label)
+        assert not at.error, (label, [e.value for e in at.error])
+        assert layer_value(at) == label
+        (tile,) = view_tiles(at, "layer_view")
+        name = label.split(" · ")[1].split(" (")[0]
+        assert name in tile["caption"], (label, tile["caption"])
+        assert min(picture(tile["src"]).shape[:2]) > 0
+    return len(labels)
+
+
+def _walk_explain(at: AppTest, pick=lambda targets: targets) -> None:
+    """Grad-CAM at each target layer (``pick(options)``): its heatmap over the image, or a clear message."""
+    open_tab(at, "Explain")
+    _clean(at, "Explain tab")
+    for layer in pick(at.selectbox(key="target_layer").options):
+        at.selectbox(key="target_layer").set_value(layer).run()
+        _clean(at, layer)
+        tiles = view_tiles(at, "explain_view")
+        messages = [m.value for m in [*at.error, *at.warning]]
+        assert (len(tiles) == 2 and layer in tiles[1]["caption"]) or messages, (layer, tiles, messages)
+
+
+def _one_per_type(options: list[str]) -> list[str]:
+    """The first option of each layer type, and the last one (the smallest maps)."""
+    seen, out = set(), []
+    for option in options:
+        kind = option.split(" (", 1)[-1].split(")")[0]
+        if kind not in seen:
+            seen.add(kind)
+            out.append(option)
+    return [*out, options[-1]] if options[-1] not in out else out
+
+
+def _walk_filters(at: AppTest) -> None:
+    """Each type of layer in the Filters tab (each estimate times the compiled ascent loop, a few
+    seconds), the last spatial layer and class patterns: an estimate or a clear message."""
+    open_tab(at, "Filters")
+    options = at.selectbox(key="filter_layer").options
+    for option in [*_one_per_type(options[:-1]), options[-1]]:
+        at.selectbox(key="filter_layer").set_value(option).run()
+        _clean(at, option)
+        assert [c for c in at.caption if c.value.startswith("About ")] or at.error, option
+
+
+def test_every_layer_of_the_demo_model(monkeypatch):
+    at = _app(monkeypatch)
+    assert _walk_layers(at) == 11
+    set_layer(at, layer_options(at)[1])
+    _walk_filters(at)
+    _walk_explain(at)
+
+
+def test_every_layer_of_a_nested_mobilenetv2(monkeypatch, mobilenet_path):
+    """Every layer in the Layers tab; one layer of each type (and the last, 1x1 maps) in the
+    Filters and Explain tabs, where each layer costs seconds of tracing."""
+    at = _app(monkeypatch, mobilenet_path)
+    assert at.selectbox(key="model_choice").value == "nested_mobilenet.keras"
+    labels = layer_options(at)
+    assert any(lab.startswith("  ↳") or "↳" in lab for lab in labels) and any("(None, 1, 1," in lab for lab in labels)
+    assert _walk_layers(at) == len(labels) > 150
+    _walk_filters(at)
+    kinds = {
+        lab.split(" · ")[1].split(" (")[0]
+        for lab in _one_per_type([lab for lab in labels if lab.rsplit("(None", 1)[-1].count(",") == 3])
+    }
+    assert any("(None, 1, 1," in lab for lab in labels if lab.split(" · ")[1].split(" (")[0] in kinds)  # 1x1 maps
+    _walk_explain(at, lambda targets: [t for t in targets if t in kinds])
+
+
+def test_a_missing_startup_model_is_one_clear_message(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "argv", ["app.py", "--model", str(tmp_path / "nope.h5")])
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    assert not at.exception
+    assert at.error and "No such model file" in at.error[0].value and "nope.h5" in at.error[0].value
