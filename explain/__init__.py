@@ -43,6 +43,7 @@ from explain.models import (  # noqa: E402
     read_class_names,
     resolve_layer,
 )
+from explain.pictures import feature_map_mosaic, overlay  # noqa: E402
 from explain.plots import (  # noqa: E402
     activation_bars,
     attribution_panel,
@@ -96,6 +97,7 @@ __all__ = [
     "evaluate_model",
     "evaluation_from_predictions",
     "feature_map_grid",
+    "feature_map_mosaic",
     "feature_model",
     "filter_patterns",
     "format_layer_table",
@@ -114,6 +116,7 @@ __all__ = [
     "misclassified",
     "model_input_size",
     "open_data",
+    "overlay",
     "pattern_grid",
     "per_class_accuracy_chart",
     "predict",

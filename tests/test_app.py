@@ -72,6 +72,29 @@ def test_opens_on_demo_model_and_a_fashion_sample(app):
     _ok(app)
 
 
+def test_closed_tabs_keep_their_choices(app):
+    """Only the open tab runs, and Streamlit forgets the value of a widget a run does not draw:
+    the layer, the maps shown, the methods and the opacity survive a visit to another tab."""
+    labels = layer_options(app)
+    set_layer(app, labels[3])
+    app.slider(key="max_maps").set_value(12).run()
+    open_tab(app, "Explain")
+    app.multiselect(key="methods").set_value(["saliency"]).run()
+    set_control(app, "alpha", 0.8)
+    open_tab(app, "Filters")
+    open_tab(app, "Layers")
+    _ok(app)
+    assert layer_value(app) == labels[3] and app.slider(key="max_maps").value == 12
+    open_tab(app, "Explain")
+    assert app.multiselect(key="methods").value == ["saliency"]
+    assert component_data(app, "explain_view")["alpha"]["value"] == 0.8
+    app.multiselect(key="methods").set_value(["gradcam"]).run()
+    set_control(app, "alpha", 0.5)
+    open_tab(app, "Layers")
+    app.slider(key="max_maps").set_value(64).run()
+    set_layer(app, labels[1])
+
+
 def test_the_grid_on_screen_is_the_layers_mosaic(app):
     """The picture the viewer shows is explain.pictures.feature_map_mosaic of that layer's
     activations for this image, and its caption names the layer and the scaling."""

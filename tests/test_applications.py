@@ -345,9 +345,18 @@ def test_cam_methods(case, method, where):
 def test_input_methods(case, method):
     """Saliency, SmoothGrad, Integrated Gradients and LIME: maps of the whole input, never flat here."""
     skip_unless_in_ci(case, method, "input")
-    result = case.explainer(method)(case.images)
+    explainer = case.explainer(method)
+    result = explainer(case.images)
     check_contract(result, case, method, None)
-    assert case.is_top(result.class_index[0]) and not result.flat.any()
+    assert case.is_top(result.class_index[0])
+    if method == "lime" and result.flat.any():
+        # LIME fits the class probability over perturbed images, in float32. A random-weight network can
+        # leave it no resolution: all classes tied (logits within 1e-12: random-weight MobileNet under Keras
+        # 3.15's initialisers) or the top class at 1.0 (NASNetMobile). Then a flat map is the right answer.
+        p = explainer.predict_proba(case.images)[0]
+        assert np.ptp(p) == 0.0 or p.max() >= 1.0 - 1e-6, f"LIME flat although the probabilities are {p}"
+        return
+    assert not result.flat.any()
 
 
 def tapped(container: keras.Model, path: str, end) -> keras.Model:

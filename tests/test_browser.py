@@ -121,6 +121,19 @@ def _open_dashboard(browser, url: str):
     return page, errors
 
 
+LAYER = "Layer (index · name (type) output shape)"
+
+#: The open tab's first picture and its caption (a viewer tile), and the heatmaps' opacities.
+_SHOWN = """() => {
+  const vis = (i) => i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 0;
+  const imgs = [...document.querySelectorAll('[role="tabpanel"] img')].filter(vis);
+  const first = imgs[0];
+  return {src: first ? first.src : null,
+          caption: first ? first.closest(".xp-tile")?.querySelector("figcaption")?.textContent : null,
+          over: imgs.filter((i) => i.classList.contains("xp-over")).map((i) => Number(i.style.opacity))};
+}"""
+
+
 def test_sample_layers_and_gradcam_in_chromium(server, shots):
     with playwright.sync_playwright() as p:
         browser = _launch(p)
@@ -131,15 +144,32 @@ def test_sample_layers_and_gradcam_in_chromium(server, shots):
         _settled(page)
         page.get_by_text("fashion_mnist_7_sneaker.png as the model sees it").wait_for(timeout=60_000)
 
-        _choose(page, "Layer (index · name (type) output shape)", "3 · conv2d_1 (Conv2D) (None, 14, 14, 64)")
+        before = page.evaluate(_SHOWN)
+        page.get_by_label(LAYER, exact=True).select_option("3 · conv2d_1 (Conv2D) (None, 14, 14, 64)")
         _settled(page)
-        layer_box = page.get_by_label("Layer (index · name (type) output shape)", exact=True)
-        assert layer_box.input_value() == "3 · conv2d_1 (Conv2D) (None, 14, 14, 64)"
+        after = page.evaluate(_SHOWN)
+        assert page.get_by_label(LAYER, exact=True).input_value() == "3 · conv2d_1 (Conv2D) (None, 14, 14, 64)"
+        assert after["src"] and after["src"] != before["src"]  # the grid on screen is another picture
+        assert "Layer 3: conv2d_1" in after["caption"] and "Layer 1: conv2d" in before["caption"]
+        page.locator(".xp-next").click()  # ▶: the next layer, drawn by the browser from what it was sent
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('.xp-viewer figcaption')]
+                     .some((c) => c.textContent.includes('Layer 4: batch_normalization'))""",
+            timeout=5_000,
+        )
+        _settled(page)
         page.get_by_text("One channel, enlarged over the image").scroll_into_view_if_needed()
         page.screenshot(path=shots / "2_layer_conv2d_1.png")
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download PNG").first.click()
+        png = download.value.path().read_bytes()
 
         page.get_by_role("tab", name="Explain").click()
         page.get_by_text("Deletion / insertion AUC").wait_for(timeout=120_000)
+        _settled(page)
+        assert page.evaluate(_SHOWN)["over"] == [0.5]  # Grad-CAM over the image at the default opacity
+        page.locator(".xp-control input[type=range]").press("ArrowLeft")
+        page.wait_for_function(_SHOWN.replace("() =>", "() => (") + ")().over[0] === 0.45", timeout=5_000)
         _settled(page)
         page.get_by_text("Deletion / insertion AUC").scroll_into_view_if_needed()
         page.screenshot(path=shots / "3_gradcam.png")
@@ -147,6 +177,7 @@ def test_sample_layers_and_gradcam_in_chromium(server, shots):
         browser.close()
     assert "Traceback" not in body and "Something went wrong" not in body
     assert not errors, errors
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000  # the titled figure, full quality
     for name in ("1_opened.png", "2_layer_conv2d_1.png", "3_gradcam.png"):
         assert (shots / name).stat().st_size > 10_000
 
@@ -186,13 +217,13 @@ def test_keras2_h5_upload_with_input_scaling_in_chromium(server, shots, tmp_path
         _settled(page)
         page.locator('[data-testid="stFileUploaderDropzoneInput"]').nth(2).set_input_files(str(names))
         _settled(page)
+        layer = page.get_by_label(LAYER, exact=True).input_value()
         page.get_by_role("tab", name="Explain").click()
         page.get_by_text("Deletion / insertion AUC").wait_for(timeout=120_000)
         _settled(page)
         page.screenshot(path=shots / "4_keras2_h5_unit.png", full_page=True)
         body = page.inner_text("body")
         explained = page.get_by_label("Class to explain", exact=True).input_value()
-        layer = page.get_by_label("Layer (index · name (type) output shape)", exact=True).input_value()
         browser.close()
     assert "Traceback" not in body and "Something went wrong" not in body
     assert "garment" in explained and "(top prediction)" in explained

@@ -29,6 +29,7 @@ FLOORS = {
     "metrics": 5,
     "filters": 5,
     "feature_visualization": 5,
+    "pictures": 6,
     "plots": 6,
     "report": 7,
     "cli": 7,
