@@ -60,9 +60,9 @@ from explain.pictures import (
     activation_chart,
     encode_png,
     enlarge,
-    feature_map_mosaic,
     heatmap_colors,
     lime_picture,
+    mosaic_picture,
     overlay,
     top_k_chart,
 )
@@ -230,7 +230,7 @@ def _image_uri(image_key: str, _pixels: np.ndarray) -> str:
 
 @st.cache_data(max_entries=512, show_spinner=False)
 def _uri(kind: str, key: str, _make) -> str:
-    """A cached ``data:`` URI of ``_make()``'s picture, under ``(kind, key)``."""
+    """A cached ``data:`` URI of ``_make()``'s picture (a uint8 array or PNG bytes), under ``(kind, key)``."""
     del kind, key  # the cache key
     return data_uri(_make())
 
@@ -437,7 +437,7 @@ class LayerViews:
             src = _uri(
                 "maps",
                 self.key(row),
-                lambda: feature_map_mosaic(a, channels=channels, max_maps=shown, normalize=normalize),
+                lambda: mosaic_picture(a, channels=channels, max_maps=shown, normalize=normalize).png(),
             )
         else:
             flat = a.reshape(-1)
@@ -536,7 +536,7 @@ def layers_ui(model, card, model_key: str, image_key: str, pixels, name: str) ->
 @st.cache_data(max_entries=64, show_spinner=False)
 def _filters_png(model_key, layer, _kernels) -> bytes:
     del model_key, layer  # the cache key
-    return encode_png(feature_map_mosaic(_kernels, max_maps=64, cmap="RdBu_r"))
+    return mosaic_picture(_kernels, max_maps=64, cmap="RdBu_r").png()
 
 
 #: The Filters tab's entry for class patterns (the output logits), after the spatial layers.

@@ -167,7 +167,7 @@ def compute_activations(
         outs = outs if isinstance(outs, list | tuple) else [outs]
         for store, out in zip(chunks, outs, strict=True):
             store.append(keras.ops.convert_to_numpy(out).astype(np.float32, copy=False))
-    return {n: np.concatenate(c, axis=0) for n, c in zip(names, chunks, strict=True)}
+    return {n: c[0] if len(c) == 1 else np.concatenate(c, axis=0) for n, c in zip(names, chunks, strict=True)}
 
 
 def channel_heatmap(activations: np.ndarray, channel: int, size: tuple[int, int]) -> np.ndarray:

@@ -68,7 +68,7 @@ def view_tiles(at: AppTest, key: str) -> list[dict]:
 
 
 def picture(uri: str) -> np.ndarray:
-    """The pixels of a ``data:image/png;base64,...`` URI."""
+    """The RGB pixels of a ``data:image/png;base64,...`` URI (uint8 (H, W, 3); palette PNGs expanded)."""
     head, _, payload = uri.partition(",")
     assert head == "data:image/png;base64", head
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(payload))))
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(payload))).convert("RGB"))
