@@ -8,13 +8,31 @@
 //        alpha: {event, value} | null, hidden}; tile: {src, over, caption, alt, pixelated}.
 
 const CACHE = (window.__explainViews ??= new Map());
+// The most recent views as ready-made elements whose pictures are decoded: putting one on screen
+// is then a DOM swap in the same frame, even for a 900x900 mosaic (decoding its PNG anew takes
+// 100-200 ms on a slow machine). Older views keep their data only (decoded bitmaps are large).
+const NODES = (window.__explainNodes ??= new Map());
 const ALPHA = (window.__explainAlpha ??= {});
 const MAX_VIEWS = 240;
+const MAX_NODES = 32;
 
 function remember(key, tiles) {
   CACHE.delete(key);
   CACHE.set(key, tiles);
   while (CACHE.size > MAX_VIEWS) CACHE.delete(CACHE.keys().next().value);
+  NODES.delete(key); // new data for this key: its elements are made again when needed
+}
+
+function nodes(key, alpha) {
+  let made = NODES.get(key);
+  if (!made) {
+    made = CACHE.get(key).map((t) => tileElement(t, alpha));
+    for (const img of made.flatMap((f) => [...f.querySelectorAll("img")])) img.decode().catch(() => {});
+  }
+  NODES.delete(key);
+  NODES.set(key, made);
+  while (NODES.size > MAX_NODES) NODES.delete(NODES.keys().next().value);
+  return made;
 }
 
 function tileElement(tile, alpha) {
@@ -46,11 +64,10 @@ function tileElement(tile, alpha) {
 
 function show(root, key, alpha) {
   root.classList.remove("xp-waiting");
-  if (root.dataset.view === key) return;
-  const tiles = CACHE.get(key);
-  if (!tiles) return;
-  root.replaceChildren(...tiles.map((t) => tileElement(t, alpha)));
+  if (root.dataset.view === key || !CACHE.has(key)) return;
+  root.replaceChildren(...nodes(key, alpha));
   root.dataset.view = key;
+  setAlpha(root, alpha);
 }
 
 function setAlpha(root, value) {
@@ -59,8 +76,13 @@ function setAlpha(root, value) {
 
 export default function (component) {
   const { data, parentElement } = component;
-  for (const [key, tiles] of Object.entries(data.views || {})) remember(key, tiles);
-  if (data.hidden) return undefined;
+  // a view key is a hash of everything its pictures depend on: a key seen before is the same view
+  for (const [key, tiles] of Object.entries(data.views || {})) if (!CACHE.has(key)) remember(key, tiles);
+  if (data.hidden) {
+    // views sent ahead: make and decode the nearest ones now, so they show in the same frame
+    for (const key of Object.keys(data.views || {}).slice(0, 4)) nodes(key, 1);
+    return undefined;
+  }
   let root = parentElement.querySelector(".xp-viewer");
   if (!root) {
     root = document.createElement("div");

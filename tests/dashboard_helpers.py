@@ -67,6 +67,15 @@ def view_tiles(at: AppTest, key: str) -> list[dict]:
     return d.get("views", {}).get(d.get("current"), []) if d else []
 
 
+def wait_for_warm_up(timeout: float = 120.0) -> None:
+    """Wait for the dashboard's background warm-up of the Explain tab (app._warm_explain_tab)."""
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "explain-warm-up":
+            thread.join(timeout)
+
+
 def picture(uri: str) -> np.ndarray:
     """The RGB pixels of a ``data:image/png;base64,...`` URI (uint8 (H, W, 3); palette PNGs expanded)."""
     head, _, payload = uri.partition(",")

@@ -16,6 +16,7 @@ from dashboard_helpers import (
     set_control,
     set_layer,
     view_tiles,
+    wait_for_warm_up,
 )
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -311,6 +312,7 @@ def test_opacity_and_colormap_need_no_model_call(monkeypatch):
     from explain.scores import ScoreHead
 
     at = open_tab(_new(), "Explain")
+    wait_for_warm_up()  # the background warm-up explains too
     calls = []
 
     def counting(name: str, original):
