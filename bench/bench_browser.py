@@ -236,8 +236,9 @@ def choose(page, label: str, option: str) -> None:
 
 
 def current(page, label: str) -> str:
-    """The current value of the control labelled ``label`` (a selectbox or a native select)."""
-    return page.get_by_label(label, exact=True).input_value()
+    """The current value of the control labelled ``label`` (a selectbox or a native select), as its
+    option's text shows it (without leading spaces: nested layers are indented)."""
+    return page.get_by_label(label, exact=True).input_value().strip()
 
 
 def click_tab(name: str):
@@ -272,7 +273,9 @@ class Session:
 
     def layer_options(self) -> list[str]:
         if self.native:
-            return self.page.locator(".xp-control select").first.locator("option").all_inner_texts()
+            return [
+                o.strip() for o in self.page.locator(".xp-control select").first.locator("option").all_inner_texts()
+            ]
         options = open_box(self.page, LAYER)
         self.page.keyboard.press("Escape")
         settle(self.page)
@@ -503,20 +506,47 @@ async def _open_async(browser, url: str):
     return context, page, ms
 
 
+async def _layer_options(page) -> tuple[bool, list[str]]:
+    """Whether the layer picker is a native select (this checkout) or Streamlit's, and its options."""
+    native = await page.locator(".xp-control select").count() > 0
+    if native:
+        texts = await page.get_by_label(LAYER, exact=True).locator("option").all_inner_texts()
+        return True, [t.strip() for t in texts]
+    box = page.get_by_label(LAYER, exact=True)
+    await box.click()
+    options = page.locator('[role="listbox"] [role="option"]')
+    await options.first.wait_for()
+    texts = await options.all_inner_texts()
+    await page.keyboard.press("Escape")
+    await _settle_async(page)
+    return False, texts
+
+
+async def _pick_layer(page, native: bool, layer: str) -> None:
+    """Choose ``layer`` as a user does: the native select, or Streamlit's box and its option."""
+    if native:
+        await page.get_by_label(LAYER, exact=True).select_option(layer)
+        return
+    box = page.get_by_label(LAYER, exact=True)
+    await box.click()
+    if await box.get_attribute("aria-expanded") != "true":
+        await box.click()
+    await page.get_by_role("option", name=layer, exact=True).click()
+
+
 async def _browse(browser, url: str, until: float, seed: int, switches: list[float]) -> None:
     """One user stepping through layers (any order) until ``until``; each switch timed."""
     import random
 
     rng = random.Random(seed)
     context, page, _ = await _open_async(browser, url)
-    select = page.get_by_label(LAYER, exact=True)
-    options = await select.locator("option").all_inner_texts()
+    native, options = await _layer_options(page)
     while time.perf_counter() < until:
-        now = await select.input_value()
+        now = (await page.get_by_label(LAYER, exact=True).input_value()).strip()
         target = rng.choice([o for o in options if o != now])
         before = await page.evaluate(_STATE)
         await page.evaluate("window.__xp.arm()")
-        await select.select_option(target)
+        await _pick_layer(page, native, target)
         old = before["tab"][0] if before["tab"] else None
         switches.append(
             await page.evaluate(_DONE, [[{"kind": "new", "group": "tab", "index": 0, "old": old}], "input"])
@@ -545,12 +575,30 @@ async def _lime_user(browser, url: str, until: float, runs: list[float]) -> None
     await context.close()
 
 
-async def _fresh_sessions(browser, url: str, until: float, every: float, first: list[float]) -> None:
+async def _fresh_sessions(browser, url: str, until: float, every: float, first: dict[str, list[float]]) -> None:
+    """Every ``every`` seconds, a new session's first render: alternately in a new browser context
+    (nothing cached: Streamlit's 138 scripts fetched and compiled again) and in a new tab of a
+    context that has loaded the dashboard before (as a user opening another tab)."""
+    known = await browser.new_context(viewport={"width": 1400, "height": 1100})
+    page = await known.new_page()
+    await page.goto(url, timeout=180_000)
+    await _settle_async(page)
+    await page.close()
+    fresh = True
     while time.perf_counter() + every < until:
         await asyncio.sleep(every)
-        context, _, ms = await _open_async(browser, url)
-        first.append(ms)
-        await context.close()
+        if fresh:
+            context, _, ms = await _open_async(browser, url)
+            await context.close()
+        else:
+            page = await known.new_page()
+            await page.add_init_script(INIT)
+            await page.goto(url, timeout=180_000)
+            ms = await page.evaluate(_DONE, [[{"kind": "any", "group": "tab", "old": []}], "navigation"])
+            await page.close()
+        first["new browser context" if fresh else "new tab"].append(ms)
+        fresh = not fresh
+    await known.close()
 
 
 async def _sample_rss(pid: int, until: float, samples: list[float]) -> None:
@@ -564,13 +612,15 @@ async def _load(url: str, pid: int, sessions: int, seconds: float) -> dict:
 
     switches: list[float] = []
     lime: list[float] = []
-    first: list[float] = []
+    first: dict[str, list[float]] = {"new browser context": [], "new tab": []}
     rss: list[float] = []
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        context, _, _ = await _open_async(browser, url)  # the server warm: model loaded, functions traced
+        await context.close()
         until = time.perf_counter() + seconds
         jobs = [_browse(browser, url, until, seed, switches) for seed in range(sessions - 1)]
-        jobs += [_lime_user(browser, url, until, lime), _fresh_sessions(browser, url, until, 12.0, first)]
+        jobs += [_lime_user(browser, url, until, lime), _fresh_sessions(browser, url, until, 8.0, first)]
         await asyncio.gather(*jobs, _sample_rss(pid, until, rss))
         await browser.close()
     return {"switches": switches, "lime": lime, "first": first, "rss": rss}
@@ -586,10 +636,9 @@ async def _soak(url: str, pid: int, count: int) -> list[tuple[int, float]]:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         for n in range(1, count + 1):
             context, page, _ = await _open_async(browser, url)
-            select = page.get_by_label(LAYER, exact=True)
-            options = await select.locator("option").all_inner_texts()
-            for k in (3, 5, n % len(options)):
-                await select.select_option(options[k % len(options)])
+            native, options = await _layer_options(page)
+            for k in (3, 5, n):
+                await _pick_layer(page, native, options[k % len(options)])
                 await _settle_async(page)
             await page.get_by_role("tab", name="Explain", exact=True).click()
             await _settle_async(page)
@@ -607,7 +656,7 @@ async def _soak(url: str, pid: int, count: int) -> list[tuple[int, float]]:
 
 
 def load_report(url: str, pid: int, sessions: int, seconds: float, single_switch: float) -> str:
-    """Run :func:`_load` and describe it against issue 13's goals."""
+    """Run :func:`_load` (on a warm server) and describe it against issue 13's goals."""
     r = asyncio.run(_load(url, pid, sessions, seconds))
     sw = r["switches"] or [float("nan")]
     med = statistics.median(sw)
@@ -617,7 +666,11 @@ def load_report(url: str, pid: int, sessions: int, seconds: float, single_switch
         f"{single_switch:.0f} ms; goal <= 4x), max {max(sw):.0f} ms (goal <= 2000), "
         f"over 2 s: {sum(s > 2000 for s in sw)}",
         f"  LIME runs: {len(r['lime'])}, {', '.join(f'{t:.1f} s' for t in r['lime'])}",
-        f"  fresh session's first render meanwhile: {', '.join(f'{t / 1000:.1f} s' for t in r['first'])} (goal <= 5 s)",
+        *(
+            f"  a fresh session's first render meanwhile, {how}: "
+            f"{', '.join(f'{t / 1000:.1f} s' for t in ms)} (goal <= 5 s)"
+            for how, ms in r["first"].items()
+        ),
         f"  server RSS: {r['rss'][0]:.0f} MiB at the start, max {max(r['rss']):.0f} MiB, "
         f"{r['rss'][-1]:.0f} MiB at the end",
     ]

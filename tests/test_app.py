@@ -73,6 +73,17 @@ def test_opens_on_demo_model_and_a_fashion_sample(app):
     _ok(app)
 
 
+def test_layer_table_is_drawn_when_opened(app):
+    assert not app.dataframe  # closed: no dataframe (its scripts are not needed)
+    app.session_state["layer_table"] = True
+    app.run()
+    _ok(app)
+    (frame,) = app.dataframe
+    assert list(frame.value["name"])[:2] == ["rescaling", "conv2d"] and len(frame.value) == 11
+    app.session_state["layer_table"] = False
+    app.run()
+
+
 def test_closed_tabs_keep_their_choices(app):
     """Only the open tab runs, and Streamlit forgets the value of a widget a run does not draw:
     the layer, the maps shown, the methods and the opacity survive a visit to another tab."""
