@@ -968,7 +968,8 @@ def _warm_explain_tab(model, card, model_key: str, image_key: str, pixels: np.nd
         except Exception:  # the tab shows any error itself when it is opened
             pass
 
-    threading.Thread(target=warm, name="explain-warm-up", daemon=True).start()
+    # not a daemon: a daemon thread stopped inside TensorFlow at exit aborts the process
+    threading.Thread(target=warm, name="explain-warm-up", daemon=False).start()
 
 
 # --------------------------------------------------------------------------- page
