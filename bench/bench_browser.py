@@ -9,8 +9,9 @@ random weights nested in a Sequential (``--model``, written to a temporary folde
 
 Timing is taken in the page: the clock starts at the user's input event (``pointerdown``,
 ``keydown``, ``input`` or ``change``, caught before the page handles it) and stops at the animation
-frame after the new picture is complete on screen (a new ``<img>`` source loaded and visible, or the
-heatmaps' opacity set to the new value); no fixed sleep is ever inside a measurement. Between steps
+frame after the new picture is complete on screen (a new ``<img>`` source loaded and visible, a new
+heatmap over the image, or the heatmaps' opacity set to the new value); no fixed sleep is ever
+inside a measurement. Between steps
 the page settles (no script running, nothing stale). Each step prints the median and max in
 milliseconds over the repeats, the goal of issue 13 and the ratio median / goal.
 
@@ -76,7 +77,8 @@ _STATE = """() => {
   const tab = all.filter((i) => i.closest('[role="tabpanel"]'));
   return {main: all.filter((i) => !i.closest('[role="tabpanel"]')).map((i) => i.src),
           tab: tab.map((i) => i.src + "|" + (i.closest(".xp-tile")?.querySelector("figcaption")?.textContent ?? "")),
-          over: tab.filter((i) => i.classList.contains("xp-over")).map((i) => Number(i.style.opacity))};
+          over: tab.filter((i) => i.classList.contains("xp-over")).map((i) => Number(i.style.opacity)),
+          heat: tab.filter((i) => i.classList.contains("xp-over")).map((i) => i.src)};
 }"""
 #: Resolves, at the frame after every condition holds, to ms since the input (or since navigation).
 _DONE = (
@@ -88,6 +90,7 @@ _DONE = (
     if (c.kind === "new") { const src = s[c.group][c.index]; return !!src && src !== c.old; }
     if (c.kind === "any") return s[c.group].some((src) => !c.old.includes(src));
     if (c.kind === "opacity") return s.over.length > 0 && s.over.every((o) => Math.abs(o - c.value) < 1e-6);
+    if (c.kind === "heatmap") return s.heat.some((src) => !c.old.includes(src));
     return false;
   };
   const deadline = performance.now() + 60000;
@@ -255,6 +258,14 @@ def goto_first_render(page, url: str) -> float:
 
 
 # --------------------------------------------------------------------------- steps
+def new_heatmap(before: dict) -> list[dict]:
+    """Conditions: a heatmap not shown before is on screen (laid over its image by this checkout's
+    viewer; in a figure, any picture not shown before, for the dashboard before it)."""
+    if before.get("native"):
+        return [{"kind": "heatmap", "old": before["heat"]}]
+    return [{"kind": "any", "group": "tab", "old": before["tab"]}]
+
+
 class Session:
     """One dashboard page and what it has shown. Works on this checkout's dashboard (the layer
     picker is a native ``<select>`` answered in the browser) and on the one before it (a Streamlit
@@ -318,8 +329,7 @@ class Session:
         else:
             todo = [lay for lay in self.layers if (self.image, lay) in self.seen and lay != now]
         if not todo:
-            if how != "revisit" and i > 0:
-                self.page.get_by_label(LAYER, exact=True)  # start again from the top for "next"
+            if how != "revisit" and i > 0:  # start again from the top
                 self.choose_layer(self.layers[0])(self.page)
                 settle(self.page)
             self.switch_image()
@@ -343,7 +353,7 @@ class Session:
             settle(self.page)
             self.switch_image()
             return self.pick_class()
-        took = timed(self.page, pick(todo[0]), lambda b: [{"kind": "any", "group": "tab", "old": b["tab"]}])
+        took = timed(self.page, pick(todo[0]), lambda b: new_heatmap({**b, "native": self.native}))
         self.seen.add((self.image, todo[0]))
         return took
 
@@ -393,7 +403,7 @@ def explain_steps(s: Session, repeats: int) -> dict[str, list[float]]:
         click_tab("Layers")(s.page)
         settle(s.page)
         s.switch_image()
-        opened.append(timed(s.page, click_tab("Explain"), lambda b: [{"kind": "any", "group": "tab", "old": b["tab"]}]))
+        opened.append(timed(s.page, click_tab("Explain"), lambda b: new_heatmap({**b, "native": s.native})))
     out = {"Explain tab -> first Grad-CAM": opened}
     log("class to explain")
     out["class to explain"] = [s.pick_class() for _ in range(repeats)]
