@@ -241,9 +241,12 @@ def _pattern_size(model: keras.Model, size: Sequence[int] | None) -> tuple[int, 
     return h, w
 
 
-def _check_fits(run: Callable, h: int, w: int, c: int) -> None:
-    """One forward pass at the pattern size: a ValueError when the model cannot take it."""
+def _check_fits(run: Callable, h: int, w: int, c: int, graph: keras.Model) -> None:
+    """Shapes through ``graph`` and one forward pass of ``run`` at the pattern size: a ValueError
+    when the model cannot take it. The symbolic pass is the check that counts: oneDNN's CPU
+    convolution returns a map of the input's size, not an error, for an input smaller than its kernel."""
     try:
+        graph.compute_output_spec(keras.KerasTensor((1, h, w, c)))
         out = run(tf.zeros([1, h, w, c]))
     except (ValueError, tf.errors.InvalidArgumentError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -398,7 +401,7 @@ def _filter_target(model: keras.Model, layer: int | str, size, preprocess: str) 
     h, w = _pattern_size(model, size)
     c = int(model.inputs[0].shape[-1])
     acts = _layer_output(model, info.name, preprocess)
-    _check_fits(acts, h, w, c)
+    _check_fits(acts, h, w, c, feature_model(model, [info.name], preprocess))
 
     def objective_for(idx):
         return lambda x: tf.gather(tf.reduce_mean(acts(x), axis=(1, 2)), idx, axis=1, batch_dims=1)
@@ -412,7 +415,7 @@ def _class_target(model: keras.Model, size, preprocess: str) -> _Target:
     head = score_head(model, preprocess)
     h, w = _pattern_size(model, size)
     c = int(model.inputs[0].shape[-1])
-    _check_fits(head.scores, h, w, c)
+    _check_fits(head.scores, h, w, c, model)
 
     def objective_for(idx):
         return lambda x: head.pick(head.scores(x), idx)[1]

@@ -22,8 +22,6 @@ https://keras.io/api/applications/):
 
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 
 from explain._quiet import quiet_import
@@ -51,7 +49,10 @@ _CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
 #: A top logit above this suggests the model was fed pixels on the wrong scale.
 SATURATED_LOGIT = 50.0
 
-_WRAPPED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Where :func:`from_raw_pixels` keeps its wrappers: in the model's own ``__dict__`` (past Keras's
+#: attribute tracking), so model and wrappers form one cycle that is freed with the model. A
+#: dictionary keyed weakly on the model would never free it: the wrapper holds the model.
+_WRAPPED = "_explain_from_raw_pixels"
 
 
 def check_mode(mode: str, channels: int | None = None) -> str:
@@ -115,7 +116,7 @@ def from_raw_pixels(model: keras.Model, mode: str) -> keras.Model:
 
     For ``raw`` this is ``model`` itself. Otherwise a new functional model
     ``raw pixels -> preprocess(mode) -> model`` that shares ``model``'s weights, built once
-    per ``(model, mode)`` and cached (weakly keyed on ``model``).
+    per ``(model, mode)`` and cached on ``model`` (freed with it).
 
     Args:
         model: a Keras model with one image input ``(batch, H, W, C)``, expecting
@@ -136,7 +137,7 @@ def from_raw_pixels(model: keras.Model, mode: str) -> keras.Model:
     mode = check_mode(mode, channels=int(inputs[0].shape[-1]))
     if mode == "raw":
         return model
-    per_model = _WRAPPED.setdefault(model, {})
+    per_model = model.__dict__.setdefault(_WRAPPED, {})
     if mode not in per_model:
         x = keras.Input(shape=tuple(inputs[0].shape[1:]), dtype="float32", name="raw_pixels")
         per_model[mode] = keras.Model(x, model(preprocess(x, mode)), name=f"{model.name}_{mode}")

@@ -169,7 +169,7 @@ def test_sample_layers_and_gradcam_in_chromium(server, shots):
         _settled(page)
         assert page.evaluate(_SHOWN)["over"] == [0.5]  # Grad-CAM over the image at the default opacity
         page.locator(".xp-control input[type=range]").press("ArrowLeft")
-        page.wait_for_function(_SHOWN.replace("() =>", "() => (") + ")().over[0] === 0.45", timeout=5_000)
+        page.wait_for_function(f"() => ({_SHOWN})().over[0] === 0.45", timeout=5_000)
         _settled(page)
         page.get_by_text("Deletion / insertion AUC").scroll_into_view_if_needed()
         page.screenshot(path=shots / "3_gradcam.png")

@@ -70,6 +70,21 @@ def test_wrapper_shares_weights_and_leaves_the_model_alone(unit_pair):
     np.testing.assert_allclose(np.asarray(wrapped(IMAGES)), np.asarray(unit(IMAGES / 255)), rtol=1e-5, atol=1e-6)
 
 
+def test_wrapper_is_freed_with_its_model(tmp_path):
+    """A wrapper holds its model, so a cache keyed weakly on the model would keep both forever."""
+    import gc
+    import weakref
+
+    model = keras.Sequential([keras.Input((16, 16, 3)), *_layers(rescale=False)])
+    from_raw_pixels(model, "unit")(IMAGES)
+    model.save(tmp_path / "m.keras")  # the cached wrapper is not saved with the model
+    assert len(keras.models.load_model(tmp_path / "m.keras").layers) == len(model.layers)
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
+
+
 # -- every consumer, on a model trained on x/255 -------------------------------------------------
 def test_activations_and_predictions_with_unit(unit_pair):
     unit, inside = unit_pair
