@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -283,6 +283,24 @@ def evaluate_model(
         ValueError: ``batch_size < 1``; class names that do not match the model's outputs;
             model outputs that are not ``(batch, classes)`` or not finite.
     """
+    plan = _plan(model, source, class_names, image_size, preprocess, batch_size)
+    idx, (probs,), skipped = _predict_source(plan, source, batch_size, progress)
+    return _evaluation(plan, source, idx, probs, skipped, top_k)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How a data set is read and scored for one model (shared with :mod:`explain.embedding`)."""
+
+    names: tuple[str, ...]  # the model's classes
+    mapping: np.ndarray  # int64 data label -> model output
+    notes: list[str]
+    size: tuple[int, int]  # (H, W) images are read at
+    channels: int
+    head: ScoreHead
+
+
+def _plan(model, source: DataSource, class_names, image_size, preprocess: str, batch_size: int) -> _Plan:
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     card = load_model_card(None, model)  # the input shape and the number of classes
@@ -290,22 +308,26 @@ def evaluate_model(
     size = model_input_size(model, source, image_size)[:2]
     notes += _conversion_notes(source, size, card.channels)
     head = score_head(model, preprocess)  # logits or probabilities: decided once, from the last layer
-    idx, probs, skipped = _predict_source(head, source, batch_size, size, card.channels, progress)
+    return _Plan(names, mapping, notes, size, card.channels, head)
+
+
+def _evaluation(plan: _Plan, source: DataSource, idx, probs, skipped, top_k: int) -> Evaluation:
+    notes = list(plan.notes)
     if skipped:
         notes.append(
             f"{len(skipped)} unreadable file{'s' if len(skipped) > 1 else ''} skipped; the first: {skipped[0][1]}"
         )
     return evaluation_from_predictions(
-        mapping[source.labels[idx]],
+        plan.mapping[source.labels[idx]],
         probs,
-        names,
+        plan.names,
         top_k=top_k,
         image_ids=[source.image_id(i) for i in idx],
         source_indices=idx,
         data=source.name,
         skipped=skipped,
         notes=notes,
-        outputs_probabilities=not head.outputs_logits,
+        outputs_probabilities=not plan.head.outputs_logits,
     )
 
 
@@ -354,9 +376,18 @@ def _conversion_notes(source: DataSource, size: tuple[int, int], channels: int) 
 
 
 def _predict_source(
-    head: ScoreHead, source: DataSource, batch_size: int, size: tuple[int, int], channels: int, progress: bool
-) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-    """Every readable image's probabilities, batch by batch: ``(int64 indices (N,), float32 (N, C), skipped)``.
+    plan: _Plan, source: DataSource, batch_size: int, progress, forward: Callable | None = None
+) -> tuple[np.ndarray, list[np.ndarray], list[tuple[str, str]]]:
+    """Every readable image through ``forward``, batch by batch, in order.
+
+    Args:
+        forward: ``float32 images (B, H, W, C) -> tuple of arrays (B, ...)``; default the
+            class probabilities ``(B, C)`` alone.
+        progress: True for a tqdm bar on stderr, False for none, or a callable
+            ``(done images, total images)`` called after each batch.
+
+    Returns:
+        ``(int64 indices (N,) of the images read, forward's outputs concatenated, skipped)``.
 
     Raises:
         DataError: no image could be read.
@@ -364,21 +395,27 @@ def _predict_source(
     """
     from tqdm.auto import tqdm
 
-    kept, probs, skipped = [], [], []
-    bar = tqdm(total=len(source), desc="Predicting", unit="img", disable=not progress, file=sys.stderr, leave=False)
+    if forward is None:
+        forward = lambda images: (plan.head.predict_probabilities(images, len(images)).astype(np.float32),)  # noqa: E731
+    kept, outs, skipped = [], [], []
+    quiet = progress is not True
+    bar = tqdm(total=len(source), desc="Predicting", unit="img", disable=quiet, file=sys.stderr, leave=False)
     try:
-        for images, idx, failures in source.batches(batch_size, size, channels):
+        for images, idx, failures in source.batches(batch_size, plan.size, plan.channels):
             skipped += [(source.image_id(i), reason) for i, reason in failures]
             if len(idx):
-                probs.append(head.predict_probabilities(images, batch_size=len(images)).astype(np.float32))
+                outs.append(forward(images))
                 kept.append(idx)
             bar.update(len(idx) + len(failures))
+            if callable(progress):
+                progress(bar.n, len(source))
     finally:
         bar.close()
     if not kept:
         first = f" First: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
         raise DataError(f"None of the {len(source)} images in {source.name} could be read.{first}")
-    return np.concatenate(kept), np.concatenate(probs), skipped
+    columns = [np.concatenate([o[i] for o in outs]) for i in range(len(outs[0]))]
+    return np.concatenate(kept), columns, skipped
 
 
 # -- what to look at -----------------------------------------------------------------------

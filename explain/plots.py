@@ -547,11 +547,11 @@ def _subfigure_grid(fig: Figure | None, n: int, rows: int, cols: int, figsize: t
 
 
 def _check_gallery(imgs: np.ndarray, tm: np.ndarray, pm: np.ndarray, cols: int) -> None:
-    """Raise ValueError for :func:`confusion_gallery`'s bad arguments."""
+    """Raise ValueError for a gallery's bad arguments (:func:`confusion_gallery`, :func:`look_alike_gallery`)."""
     n = len(imgs)
     if n == 0 or imgs.ndim != 4 or tm.shape != (n, *imgs.shape[1:3]) or pm.shape != tm.shape:
         raise ValueError(
-            f"confusion_gallery needs images (N, H, W, C) and two (N, H, W) heatmaps with N >= 1; got "
+            f"A gallery needs images (N, H, W, C) and two (N, H, W) heatmaps with N >= 1; got "
             f"{imgs.shape}, {tm.shape}, {pm.shape}."
         )
     if cols < 1:
@@ -731,4 +731,131 @@ def training_curves(
             ax.set_xticks(range(1, epochs + 1))
         else:
             ax.xaxis.get_major_locator().set_params(integer=True)
+    return _with_title(fig, title, 11)
+
+
+def class_colors(n: int) -> np.ndarray:
+    """float ``(n, 4)`` RGBA colours, one per class: ``tab10`` up to 10 classes, ``tab20`` up to
+    20, evenly spaced ``turbo`` beyond (the dashboard's map uses the same colours)."""
+    from matplotlib import colormaps
+
+    if n <= 10:
+        return colormaps["tab10"](np.arange(n))
+    if n <= 20:
+        return colormaps["tab20"](np.arange(n))
+    return colormaps["turbo"](np.linspace(0.05, 0.95, n))
+
+
+def _thumbnail(ax: Axes, image: np.ndarray, xy, color, zoom: float) -> None:
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+    img = np.asarray(image)
+    gray = img.ndim == 3 and img.shape[-1] == 1
+    box = OffsetImage(img[..., 0] if gray else img, zoom=zoom, cmap="gray" if gray else None)
+    ax.add_artist(AnnotationBbox(box, xy, frameon=True, pad=0.1, bboxprops={"edgecolor": color, "linewidth": 1.2}))
+
+
+def embedding_map(
+    emb,
+    ax: Axes | None = None,
+    *,
+    thumbnails: dict[int, np.ndarray] | None = None,
+    title: str | None = None,
+    point_size: float | None = None,
+) -> Figure:
+    """A data set's map in the model's feature space (:func:`explain.embedding.embed`).
+
+    Each image is a dot coloured by its true class; a misclassified image is a cross in the
+    colour of the class it was predicted as, drawn on top. The legend names the classes
+    (up to 20).
+
+    Args:
+        emb: an :class:`explain.embedding.Embedding`.
+        ax: the axes to draw on; None makes a new 9 x 8 inch figure.
+        thumbnails: ``{row of emb: uint8 image (H, W, C)}`` drawn at their points, framed in
+            their true class's colour (a sample of points, say 30).
+        title: the title; None for one that names the layer, the method and the mistakes.
+        point_size: marker area in points²; None scales it with the number of points.
+
+    Returns:
+        The ``Figure``.
+
+    Raises:
+        ValueError: coordinates that are not ``(N, 2)``.
+    """
+    xy = np.asarray(emb.coordinates, dtype=np.float64)
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise ValueError(f"embedding_map needs (N, 2) coordinates, got {xy.shape}.")
+    fig, ax = _figure_and_ax(ax, (9, 8))
+    colors = class_colors(len(emb.class_names))
+    wrong = np.asarray(emb.y_true) != np.asarray(emb.y_pred)
+    size = point_size or float(np.clip(40000 / max(len(xy), 1), 4, 30))
+    ax.scatter(*xy[~wrong].T, s=size, c=colors[emb.y_true[~wrong]], linewidths=0, alpha=0.7)
+    ax.scatter(*xy[wrong].T, s=size * 3, c=colors[emb.y_pred[wrong]], marker="x", linewidths=0.8)
+    for i, image in (thumbnails or {}).items():
+        _thumbnail(ax, image, xy[i], colors[emb.y_true[i]], zoom=22 / max(np.shape(image)[:2]))
+    if len(emb.class_names) <= 20:
+        from matplotlib.lines import Line2D
+
+        handles = [
+            Line2D([], [], marker="o", linestyle="", color=colors[k], label=_short(name, 24))
+            for k, name in enumerate(emb.class_names)
+        ]
+        cross = "misclassified (colour: predicted)"
+        handles.append(Line2D([], [], marker="x", linestyle="", color="#444444", label=cross))
+        ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_aspect("equal", adjustable="datalim")
+    if title is None:
+        method = {"umap": "UMAP", "tsne": "t-SNE", "pca": "PCA"}.get(emb.method, emb.method)
+        title = (
+            f"{len(xy):,} images in the features of layer {emb.layer!r} ({method}); "
+            f"{int(wrong.sum()):,} misclassified (crosses)"
+        )
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def look_alike_gallery(
+    images: np.ndarray,
+    maps: tuple[np.ndarray, np.ndarray],
+    titles: list[tuple[str, str]],
+    labels: list[str],
+    *,
+    flat: tuple[np.ndarray, np.ndarray] | None = None,
+    cols: int = 2,
+    title: str = "",
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    fig: Figure | None = None,
+) -> Figure:
+    """Images that look like another class to the model, each with two heatmaps: for its true
+    class and for the class its neighbours in feature space have.
+
+    Args:
+        images: uint8 ``(N, H, W, C)``, N >= 1.
+        maps: two float ``(N, H, W)`` heatmaps in [0, 1]: the true class's, the look-alike class's.
+        titles: per image, the two heatmaps' titles.
+        labels: per image, a caption ("Shirt #17 · looks like T-shirt/top (9/10 neighbours)").
+        flat: two bool ``(N,)``: flat maps, drawn as "flat heatmap".
+        cols, title, cmap, alpha, fig: as :func:`confusion_gallery`.
+
+    Returns:
+        The ``Figure``.
+
+    Raises:
+        ValueError: no images, shapes that do not match, or ``cols < 1``.
+    """
+    imgs = np.asarray(images)
+    a, b = (np.asarray(m, np.float32) for m in maps)
+    _check_gallery(imgs, a, b, cols)
+    n = len(imgs)
+    fa, fb = flat if flat is not None else (np.zeros(n, bool), np.zeros(n, bool))
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    fig, groups = _subfigure_grid(fig, n, rows, cols, (cols * 6.3, rows * 2.55 + (0.5 if title else 0.1)), 0.04)
+    for k, sub in enumerate(groups):
+        pair = ((a[k], bool(fa[k])), (b[k], bool(fb[k])))
+        _gallery_example(sub, imgs[k], pair, titles[k], labels[k], cmap=cmap, alpha=alpha)
     return _with_title(fig, title, 11)

@@ -2,6 +2,7 @@
 
     python -m explain.report MODEL DATA --out DIR [--images a.png b.png] [--confusions 5]
         [--examples 6] [--top-k 5] [--batch-size 256] [--layer L] [--image-size H W] [--no-progress]
+        [--no-embedding] [--embedding-layer L] [--embedding-method umap|tsne|pca]
 
 DATA is a folder of class subfolders or a built-in split (``fashion_mnist:test``, ``mnist:test``,
 ``cifar10:test``). DIR receives:
@@ -13,6 +14,10 @@ DATA is a folder of class subfolders or a built-in split (``fashion_mnist:test``
 * ``confusion_01_<true>_as_<predicted>.png`` ...: the most frequent confusions, each a gallery of
   examples with Grad-CAM (Selvaraju et al. 2017) for the true and the predicted class side by
   side (saliency, Simonyan et al. 2013, for a model without a convolutional layer);
+* ``embedding.png``: the data set as a map of the model's penultimate-layer features (UMAP,
+  McInnes et al. 2018), coloured by true class, mistakes as crosses; ``look_alikes.png``: the 10
+  images whose nearest neighbours in feature space are mostly of another class, each with Grad-CAM
+  for its true class and for the class it looks like (``--no-embedding`` leaves both out);
 * ``top_k_predictions.png``: the top-k predictions for chosen images (default: a few misclassified);
 * ``training_curves.png``: the model card's training history, when it has one;
 * ``predictions.csv``: every image's true class, prediction and probability;
@@ -42,6 +47,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from explain.embedding import Embedding
     from explain.evaluation import Confusion, Evaluation
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -53,6 +59,11 @@ CONFUSION_CSV = "confusion_matrix.csv"
 METRICS_JSON = "metrics.json"
 PREDICTIONS_CSV = "predictions.csv"
 TOP_K_PNG = "top_k_predictions.png"
+EMBEDDING_PNG = "embedding.png"
+LOOK_ALIKES_PNG = "look_alikes.png"
+#: Images drawn as thumbnails on the map, and look-alikes explained.
+THUMBNAILS = 30
+LOOK_ALIKES = 10
 CURVES_PNG = "training_curves.png"
 HTML_FILE = "report.html"
 
@@ -186,7 +197,7 @@ def _fmt(v) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
-def _html_head(title: str, summary, kpis, notes: Sequence[str], has_curves: bool) -> list[str]:
+def _html_head(title: str, summary, kpis, notes: Sequence[str], has_curves: bool, has_map: bool) -> list[str]:
     e = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -200,6 +211,7 @@ def _html_head(title: str, summary, kpis, notes: Sequence[str], has_curves: bool
     ]
     parts += [f'<p class="note">{e(n)}</p>' for n in notes]
     links = [("accuracy", "Per-class accuracy"), ("confusion", "Confusion matrix"), ("confusions", "Top confusions")]
+    links += [("embedding", "Feature-space map")] if has_map else []
     links += [("top-k", "Top-k predictions")] + ([("training", "Training curves")] if has_curves else [])
     parts.append("<nav>" + "".join(f'<a href="#{a}">{e(t)}</a>' for a, t in links) + "</nav>")
     return parts
@@ -250,6 +262,28 @@ def _html_confusions(pngs: dict[str, bytes], confusions, method_label: str | Non
     return parts
 
 
+def _html_embedding(pngs: dict[str, bytes], emb) -> list[str]:
+    if EMBEDDING_PNG not in pngs:
+        return []
+    e = html.escape
+    method = {"umap": "UMAP (McInnes et al. 2018)", "tsne": "t-SNE", "pca": "PCA"}.get(emb.method, emb.method)
+    parts = [
+        '<h2 id="embedding">Feature-space map</h2>',
+        f"<p>Every image as the model sees it: the activations of layer <code>{e(emb.layer)}</code> "
+        f"{e(str(emb.feature_shape))}, projected to 2-D with {e(method)}. Images close together look alike to the "
+        "model. Dots are coloured by true class; a misclassified image is a cross in the colour of the class it was "
+        "predicted as. Overlapping colours are classes the model does not separate.</p>",
+        _img(pngs[EMBEDDING_PNG], "the data set in the model's feature space"),
+    ]
+    if LOOK_ALIKES_PNG in pngs:
+        parts.append(
+            "<h3>Looks like another class to the model</h3><p>The images whose nearest neighbours in feature space "
+            "are mostly of another class, each with a heatmap for its true class and for the class it looks like.</p>"
+        )
+        parts.append(_img(pngs[LOOK_ALIKES_PNG], "images that look like another class"))
+    return parts
+
+
 def _html_rest(pngs: dict[str, bytes], top_k_caption: str, has_curves: bool, result, files, command) -> list[str]:
     e = html.escape
     parts = ['<h2 id="top-k">Top-k predictions</h2>']
@@ -287,11 +321,13 @@ def _html(
     has_curves: bool,
     files: list[str],
     command: str,
+    embedding=None,
 ) -> str:
     """The self-contained page: every figure embedded as a data: URI."""
-    parts = _html_head(title, summary, kpis, notes, has_curves)
+    parts = _html_head(title, summary, kpis, notes, has_curves, EMBEDDING_PNG in pngs)
     parts += _html_accuracy(pngs, metrics)
     parts += _html_confusions(pngs, confusions, method_label)
+    parts += _html_embedding(pngs, embedding)
     parts += _html_rest(pngs, top_k_caption, has_curves, result, files, command)
     return "\n".join(parts)
 
@@ -311,6 +347,9 @@ class ReportOptions:
         layer: Grad-CAM's target layer (index, name or nested path); default the last spatial one.
         image_size: ``(height, width)`` for a model that takes any size.
         progress: show a progress bar on stderr.
+        embedding: draw the feature-space map and the look-alikes (:mod:`explain.embedding`).
+        embedding_layer: the layer the map's features come from; default the classifier head's input.
+        embedding_method: ``"umap"``, ``"tsne"`` or ``"pca"``.
 
     Raises:
         ValueError: ``confusions < 0``, ``examples < 1`` or ``top_k < 1``.
@@ -324,6 +363,9 @@ class ReportOptions:
     layer: int | str | None = None
     image_size: tuple[int, int] | None = None
     progress: bool = True
+    embedding: bool = True
+    embedding_layer: int | str | None = None
+    embedding_method: str = "umap"
 
     def __post_init__(self):
         for name, least in (("confusions", 0), ("examples", 1), ("top_k", 1)):
@@ -385,6 +427,8 @@ class ReportData:
         top_k: the images whose top-k predictions are shown (:class:`TopK`).
         notes: what a reader should know.
         card: the model card used; ``input_size`` the ``(H, W, C)`` images were read at.
+        embedding: the feature-space map (None when turned off or impossible: see the notes).
+        look_alikes: its look-alike images explained (:class:`LookAlikes`), or None.
     """
 
     evaluation: Evaluation
@@ -396,6 +440,105 @@ class ReportData:
     notes: tuple[str, ...]
     card: object
     input_size: tuple[int, int, int]
+    embedding: Embedding | None = None
+    look_alikes: LookAlikes | None = None
+
+
+@dataclass(frozen=True)
+class LookAlikes:
+    """Images that look like another class to the model, explained, and the map's thumbnails.
+
+    Attributes:
+        images: uint8 ``(n, H, W, C)``; ``rows`` their rows in the embedding.
+        looks_like: int64 ``(n,)``: the class most of each image's neighbours have.
+        labels: one caption per image.
+        true_maps, other_maps: float32 ``(n, H, W)`` in [0, 1]: heatmaps for the true class and
+            for the look-alike class; ``true_flat``, ``other_flat`` bool ``(n,)``.
+        thumbnails: ``{row of the embedding: uint8 image}`` drawn on the map.
+    """
+
+    images: np.ndarray
+    rows: np.ndarray
+    looks_like: np.ndarray
+    labels: tuple[str, ...]
+    true_maps: np.ndarray
+    other_maps: np.ndarray
+    true_flat: np.ndarray
+    other_flat: np.ndarray
+    thumbnails: dict
+
+
+def _read_rows(source, emb, rows, size) -> tuple[np.ndarray, list[int]]:
+    """The images of some rows of ``emb`` read again: ``(uint8 images, the rows that could be read)``."""
+    rows = [int(r) for r in rows]
+    imgs, kept, _ = source.load(emb.source_indices[rows], size[:2], size[2])
+    by_source = {int(emb.source_indices[r]): r for r in rows}
+    return imgs, [by_source[int(k)] for k in kept]
+
+
+def _spread_rows(xy: np.ndarray, n: int, spacing: float = 0.09) -> list[int]:
+    """Up to ``n`` rows, in a seeded random order, no two closer than ``spacing`` times the map's
+    extent (so the map's thumbnails do not cover each other)."""
+    xy = np.asarray(xy, np.float64)
+    gap = spacing * float(np.max(np.ptp(xy, axis=0)) or 1.0)
+    chosen: list[int] = []
+    for i in np.random.default_rng(0).permutation(len(xy)):
+        if all(np.hypot(*(xy[i] - xy[j])) >= gap for j in chosen):
+            chosen.append(int(i))
+            if len(chosen) == n:
+                break
+    return sorted(chosen)
+
+
+def _look_alikes(source, emb, explainer, size) -> LookAlikes:
+    """The :data:`LOOK_ALIKES` look-alikes with both heatmaps, and :data:`THUMBNAILS` seeded thumbnails."""
+    from explain.embedding import look_alikes
+
+    found = {a.index: a for a in look_alikes(emb, LOOK_ALIKES)}
+    imgs, rows = _read_rows(source, emb, list(found), size)
+    other = np.array([found[r].looks_like for r in rows], np.int64)
+    names = emb.class_names
+    k = emb.neighbors.shape[1]
+    labels = tuple(
+        f"{emb.image_ids[r]}: {names[emb.y_true[r]]}, {round(found[r].share * k)}/{k} neighbours "
+        f"{names[found[r].looks_like]}"
+        for r in rows
+    )
+    if explainer is not None and len(imgs):
+        a_true, a_other = explainer(imgs, emb.y_true[rows]), explainer(imgs, other)
+        maps = (a_true.heatmap, a_other.heatmap, a_true.flat, a_other.flat)
+    else:
+        zeros = np.zeros(imgs.shape[:3], np.float32)
+        maps = (zeros, zeros, np.ones(len(imgs), bool), np.ones(len(imgs), bool))
+    thumbs, thumb_rows = _read_rows(source, emb, _spread_rows(emb.coordinates, THUMBNAILS), size)
+    return LookAlikes(imgs, np.array(rows, np.int64), other, labels, *maps, dict(zip(thumb_rows, thumbs, strict=True)))
+
+
+def _evaluate_and_embed(model, source, card, opts: ReportOptions, size) -> tuple[Evaluation, Embedding | None, list]:
+    """The evaluation, with the feature-space map from the same pass when it is asked for and
+    possible (a note says why not: too few images, or no feature layer by default)."""
+    from explain.embedding import MIN_IMAGES, embed
+    from explain.errors import LayerError
+    from explain.evaluation import evaluate_model
+
+    common = dict(batch_size=opts.batch_size, top_k=opts.top_k, image_size=size[:2], preprocess=card.preprocessing)
+    names = _card_class_names(card)
+    note = None
+    if opts.embedding and len(source) >= MIN_IMAGES:
+        try:
+            emb = embed(
+                model, source, names, layer=opts.embedding_layer, method=opts.embedding_method,
+                progress=opts.progress, **common,
+            )  # fmt: skip
+            return emb.evaluation, emb, []
+        except LayerError as e:
+            if opts.embedding_layer is not None:
+                raise
+            note = f"No feature-space map: {e}"
+    elif opts.embedding:
+        note = f"No feature-space map: it needs at least {MIN_IMAGES} images, the data have {len(source)}."
+    result = evaluate_model(model, source, names, progress=opts.progress, **common)
+    return result, None, [note] if note else []
 
 
 def _gallery(source, result, conf, explainer, examples: int, size: tuple[int, int, int]) -> Gallery:
@@ -466,7 +609,8 @@ def compute_report(model, source, *, card=None, model_path: str | os.PathLike | 
         card: the :class:`~explain.models.ModelCard`; default read from ``model_path``.
         model_path: the model file, for the model card.
         **options: the fields of :class:`ReportOptions` (``images``, ``confusions``,
-            ``examples``, ``top_k``, ``batch_size``, ``layer``, ``image_size``, ``progress``).
+            ``examples``, ``top_k``, ``batch_size``, ``layer``, ``image_size``, ``progress``,
+            ``embedding``, ``embedding_layer``, ``embedding_method``).
 
     Returns:
         A :class:`ReportData`, for :func:`render_report`.
@@ -476,7 +620,7 @@ def compute_report(model, source, *, card=None, model_path: str | os.PathLike | 
         ValueError: bad numeric arguments; model outputs that are not a classifier's.
         TypeError: an unknown keyword.
     """
-    from explain.evaluation import classification_metrics, evaluate_model, model_input_size, top_confusions
+    from explain.evaluation import classification_metrics, model_input_size, top_confusions
     from explain.images import load_image
     from explain.models import load_model_card
 
@@ -485,16 +629,11 @@ def compute_report(model, source, *, card=None, model_path: str | os.PathLike | 
     size = model_input_size(model, source, opts.image_size)
     chosen = [(Path(p), load_image(p, target_size=size[:2], channels=size[2])) for p in opts.images or ()]
     explainer, method_note = _heatmap_method(model, opts.layer, card.preprocessing)
-    result = evaluate_model(
-        model,
-        source,
-        _card_class_names(card),
-        batch_size=opts.batch_size,
-        top_k=opts.top_k,
-        image_size=size[:2],
-        progress=opts.progress,
-        preprocess=card.preprocessing,
-    )
+    if opts.embedding:
+        from explain.embedding import check_method
+
+        check_method(opts.embedding_method)
+    result, emb, embedding_notes = _evaluate_and_embed(model, source, card, opts, size)
     top = top_confusions(result, opts.confusions)
     return ReportData(
         evaluation=result,
@@ -503,9 +642,16 @@ def compute_report(model, source, *, card=None, model_path: str | os.PathLike | 
         heatmap_method=explainer.name if explainer is not None else None,
         method_label=_method_label(explainer),
         top_k=_top_k(model, source, result, chosen, size, opts.top_k, card.preprocessing),
-        notes=(*card.notes, *result.notes, *([method_note] if method_note else [])),
+        notes=(
+            *card.notes,
+            *(emb.notes if emb else result.notes),
+            *embedding_notes,
+            *([method_note] if method_note else []),
+        ),
         card=card,
         input_size=size,
+        embedding=emb,
+        look_alikes=_look_alikes(source, emb, explainer, size) if emb is not None else None,
     )
 
 
@@ -603,7 +749,38 @@ def _figures(data: ReportData, model_name: str) -> tuple[dict[str, bytes], list[
     curves, note = _curves_png(data.card, model_name)
     if curves is not None:
         pngs[CURVES_PNG] = curves
+    pngs.update(_embedding_pngs(data))
     return pngs, gallery_files, [note] if note else []
+
+
+def _embedding_pngs(data: ReportData) -> dict[str, bytes]:
+    """The map and the look-alikes gallery, when the report has a map."""
+    from explain.plots import embedding_map, look_alike_gallery
+
+    emb, la = data.embedding, data.look_alikes
+    if emb is None:
+        return {}
+    pngs = {EMBEDDING_PNG: _png(embedding_map(emb, thumbnails=la.thumbnails), dpi=100)}
+    if len(la.images):
+        method = {"gradcam": "Grad-CAM", "saliency": "Saliency"}.get(data.heatmap_method, "")
+        titles = [
+            (
+                f"{method}: {emb.class_names[emb.y_true[r]]}\n(true class)",
+                f"{method}: {emb.class_names[o]}\n(looks like{', predicted' if emb.y_pred[r] == o else ''})",
+            )
+            for r, o in zip(la.rows, la.looks_like, strict=True)
+        ]
+        fig = look_alike_gallery(
+            la.images,
+            (la.true_maps, la.other_maps),
+            titles,
+            list(la.labels),
+            flat=(la.true_flat, la.other_flat),
+            title=f"The {len(la.images)} images that look most like another class to the model (nearest neighbours "
+            f"in the features of {emb.layer!r})",
+        )
+        pngs[LOOK_ALIKES_PNG] = _png(fig, dpi=90)
+    return pngs
 
 
 def _metrics_document(data: ReportData, model_label: str, gallery_files, notes) -> bytes:
@@ -625,9 +802,27 @@ def _metrics_document(data: ReportData, model_label: str, gallery_files, notes) 
         "classes_without_images": list(r.classes_without_images),
         "skipped_files": [{"image": i, "reason": why} for i, why in r.skipped],
         "heatmap_method": data.heatmap_method,
+        "embedding": _embedding_document(data),
         "notes": list(notes),
     }
     return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
+
+
+def _embedding_document(data: ReportData) -> dict | None:
+    emb, la = data.embedding, data.look_alikes
+    if emb is None:
+        return None
+    names = emb.class_names
+    return {
+        "layer": emb.layer,
+        "feature_shape": list(emb.feature_shape),
+        "method": emb.method,
+        "image": EMBEDDING_PNG,
+        "look_alikes": [
+            {"image": emb.image_ids[r], "true": names[emb.y_true[r]], "looks_like": names[o]}
+            for r, o in zip(la.rows, la.looks_like, strict=True)
+        ],
+    }
 
 
 def _summary(data: ReportData, model_name: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -680,6 +875,7 @@ def render_report(
         PREDICTIONS_CSV: _predictions_csv(r),
         **{f: pngs[f] for f in gallery_files if f},
         TOP_K_PNG: pngs[TOP_K_PNG],
+        **{f: pngs[f] for f in (EMBEDDING_PNG, LOOK_ALIKES_PNG) if f in pngs},
         **({CURVES_PNG: pngs[CURVES_PNG]} if CURVES_PNG in pngs else {}),
     }
     summary, kpis = _summary(data, name)
@@ -697,6 +893,7 @@ def render_report(
         has_curves=CURVES_PNG in pngs,
         files=[*files, HTML_FILE],
         command=command or f"write_report({name!r}, {r.data!r})",
+        embedding=data.embedding,
     )
     files[HTML_FILE] = page.encode("utf-8")
     return RenderedReport(files, tuple(gallery_files), tuple(notes))
@@ -761,6 +958,9 @@ def write_report(
     layer: int | str | None = None,
     image_size: tuple[int, int] | None = None,
     progress: bool = True,
+    embedding: bool = True,
+    embedding_layer: int | str | None = None,
+    embedding_method: str = "umap",
     command: str = "",
 ) -> Report:
     """Evaluate ``model`` on ``source`` and write the report files into ``out_dir``:
@@ -777,8 +977,9 @@ def write_report(
         card: the :class:`~explain.models.ModelCard` (its class names are matched to the
             data's; its preprocessing mode is applied); default read from ``model_path``.
             Without class names the data's classes are taken to be the model's outputs in order.
-        images, confusions, examples, top_k, batch_size, layer, image_size, progress: what the
-            report shows and how, as the fields of :class:`ReportOptions`.
+        images, confusions, examples, top_k, batch_size, layer, image_size, progress, embedding,
+            embedding_layer, embedding_method: what the report shows and how, as the fields of
+            :class:`ReportOptions`.
         command: the command line, printed in the page's footer.
 
     Returns:

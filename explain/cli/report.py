@@ -2,6 +2,7 @@
 
     python -m explain.report MODEL DATA --out DIR [--images a.png b.png] [--confusions 5]
         [--examples 6] [--top-k 5] [--batch-size 256] [--layer L] [--image-size H W] [--no-progress]
+        [--no-embedding] [--embedding-layer L] [--embedding-method umap|tsne|pca]
 
 See :mod:`explain.report` for the files DIR receives. User errors print one line on stderr
 and exit with code 2; Ctrl-C exits 130 with DIR as it was.
@@ -42,6 +43,15 @@ def _parser() -> argparse.ArgumentParser:
         "--image-size", type=int, nargs=2, metavar=("H", "W"), help="for a model that accepts any image size"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-embedding", action="store_true", help="no feature-space map (embedding.png, look_alikes.png)")
+    p.add_argument(
+        "--embedding-layer",
+        metavar="L",
+        help="the map's feature layer: index, name or nested path (default: the classifier head's input)",
+    )
+    p.add_argument(
+        "--embedding-method", choices=("umap", "tsne", "pca"), default="umap", help="map projection (default umap)"
+    )
     add_model_arguments(p)
     return p
 
@@ -88,6 +98,9 @@ def _run(args: argparse.Namespace, command: str):
         layer=args.layer,
         image_size=tuple(args.image_size) if args.image_size else None,
         progress=not args.no_progress,
+        embedding=not args.no_embedding,
+        embedding_layer=args.embedding_layer,
+        embedding_method=args.embedding_method,
         command=command,
     )
     return report, card
