@@ -20,6 +20,7 @@ What a person waits for is measured in a real browser (``bench/bench_browser.py`
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import hashlib
 import io
@@ -340,10 +341,15 @@ def image_ui(card):
     """Sidebar image picker. Returns ``(name, pixels at the model's size, image_key)``."""
     st.sidebar.header("Image")
     samples = sorted(p for p in SAMPLES_DIR.iterdir() if p.suffix.lower().lstrip(".") in IMAGE_SUFFIXES)
-    names = [p.name for p in samples] + [UPLOAD]
+    picked = st.session_state.get("map_pick")  # a point clicked on the Report tab's map
+    names = [p.name for p in samples] + ([picked["label"]] if picked else []) + [UPLOAD]
     # Open on an image from the model's own data set when there is one.
     default = next((i for i, n in enumerate(names) if card.dataset and n.startswith(card.dataset)), 0)
+    if st.session_state.pop("image_pending", None) in names:
+        st.session_state["image_choice"] = picked["label"]
     choice = st.sidebar.selectbox("Image", names, index=default, key="image_choice")
+    if picked and choice == picked["label"]:
+        return _data_set_image(picked, card)
     if choice == UPLOAD:
         ups = st.sidebar.file_uploader(
             "One or several images", type=list(IMAGE_SUFFIXES), accept_multiple_files=True, key="image_upload"
@@ -367,6 +373,29 @@ def image_ui(card):
         st.error(f"{name}: {e}")
         st.stop()
     return name, pixels, f"{_digest(data)}:{h}x{w}x{c}"
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _data_source(spec: str):
+    from explain.evaluation import open_data
+
+    return open_data(spec)
+
+
+def _data_set_image(picked: dict, card):
+    """``(name, pixels, image_key)`` of one image of a data set, by its index there (a map point)."""
+    h, w, c = card.input_shape
+    try:
+        source = _data_source(picked["spec"])
+        size = (h, w) if h and w else tuple(source.image_size or (h, w))
+        images, kept, failures = source.load([picked["index"]], size, c)
+    except ExplainError as e:
+        st.error(f"{picked['label']}: {e}")
+        st.stop()
+    if not len(kept):
+        st.error(f"{picked['label']} could not be read: {failures[0][1] if failures else 'no image'}.")
+        st.stop()
+    return picked["label"], images[0], f"{picked['spec']}#{picked['index']}:{h}x{w}x{c}"
 
 
 # --------------------------------------------------------------------------- tabs
@@ -876,22 +905,132 @@ def explain_ui(model, card, model_key: str, image_key: str, pixels: np.ndarray, 
         _sanity_block(model, card, pixels, method, class_index, layer, cmap, alpha)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
-def _report(_model, model_key: str, spec: str, _card) -> dict:
-    """Compute and render the model report in memory; keep its files' bytes."""
+#: Reports computed by this server, by (model key, data), the latest last: a report takes a
+#: minute, and its progress bar cannot be drawn inside ``st.cache_data`` (which replays elements).
+_REPORTS: collections.OrderedDict = collections.OrderedDict()
+_REPORTS_LOCK = threading.Lock()
+MAX_REPORTS = 8
+
+
+def _report(model, model_key: str, spec: str, card, progress) -> dict:
+    """The model report on ``spec``, computed once per model and data (:func:`_compute_report`)."""
+    key = (model_key, spec)
+    with _REPORTS_LOCK:
+        if key in _REPORTS:
+            _REPORTS.move_to_end(key)
+            return _REPORTS[key]
+    rep = _compute_report(model, spec, card, progress)
+    with _REPORTS_LOCK:
+        _REPORTS[key] = rep
+        while len(_REPORTS) > MAX_REPORTS:
+            _REPORTS.popitem(last=False)
+    return rep
+
+
+def _compute_report(model, spec: str, card, progress) -> dict:
+    """Compute and render the model report in memory; keep its files' bytes and the map's points."""
     from explain.evaluation import open_data
     from explain.report import compute_report, render_report
 
-    del model_key  # the cache key, with spec
-    data = compute_report(_model, open_data(spec), card=_card, progress=False, examples=6)
-    rendered = render_report(data, model_name=_model.name, command=f"dashboard report on {spec}")
+    source = open_data(spec)
+    data = compute_report(model, source, card=card, progress=progress, examples=6)
+    rendered = render_report(data, model_name=model.name, command=f"dashboard report on {spec}")
     return {
+        "map": map_points(data.embedding, source, data.input_size) if data.embedding else None,
         "files": rendered.files,
         "accuracy": data.evaluation.accuracy,
         "images": data.evaluation.num_images,
         "confusions": [(str(g.confusion), f) for g, f in zip(data.galleries, rendered.galleries, strict=True) if f],
         "notes": list(rendered.notes),
     }
+
+
+#: Points drawn on the dashboard's map at most: every mistake, then a seeded sample of the rest.
+MAP_POINTS = 4000
+
+
+def map_points(emb, source, size: tuple[int, int, int]) -> dict:
+    """The map's points as chart columns (x, y, classes, a thumbnail data URI each), at most
+    :data:`MAP_POINTS`: every misclassified image first, then a seeded sample of the others."""
+    wrong = np.nonzero(emb.misclassified)[0]
+    right = np.nonzero(~emb.misclassified)[0]
+    room = max(MAP_POINTS - len(wrong), 0)
+    rows = np.sort(np.concatenate([wrong[:MAP_POINTS], np.random.default_rng(0).permutation(right)[:room]]))
+    images, kept, _ = source.load(emb.source_indices[rows], size[:2], size[2])
+    bysource = {int(emb.source_indices[r]): int(r) for r in rows}
+    rows = np.array([bysource[int(k)] for k in kept], np.int64)
+    names = emb.class_names
+    shown = np.where(emb.misclassified[rows], emb.y_pred[rows], emb.y_true[rows])
+    return {
+        "x": emb.coordinates[rows, 0].tolist(),
+        "y": emb.coordinates[rows, 1].tolist(),
+        "row": rows.tolist(),
+        "index": emb.source_indices[rows].tolist(),
+        "id": [emb.image_ids[r] for r in rows],
+        "true": [names[t] for t in emb.y_true[rows]],
+        "predicted": [f"{names[p]} ({c:.0%})" for p, c in zip(emb.y_pred[rows], emb.confidence[rows], strict=True)],
+        "colour": [names[k] for k in shown],
+        "mark": np.where(emb.misclassified[rows], "misclassified", "correct").tolist(),
+        "image": [data_uri(encode_png(_thumbnail(img))) for img in images],
+        "names": list(names),
+        "caption": (
+            f"{emb.num_images:,} images in the features of layer {emb.layer!r} ({emb.method.upper()})"
+            + (f"; {len(rows):,} shown, every mistake among them" if len(rows) < emb.num_images else "")
+            + ". Dots: true class; crosses: misclassified, in the colour of the predicted class."
+        ),
+    }
+
+
+def _thumbnail(image: np.ndarray) -> np.ndarray:
+    """A map tooltip's picture: at least 64 pixels, sharp; grayscale stays one channel (fewer bytes)."""
+    z = max(1, -(-64 // max(image.shape[:2])))
+    image = image[..., 0] if image.shape[-1] == 1 else image
+    return image.repeat(z, axis=0).repeat(z, axis=1)
+
+
+def _map_chart(points: dict):
+    import altair as alt
+    import pandas as pd
+    from matplotlib.colors import to_hex
+
+    from explain.plots import class_colors
+
+    names = points["names"]
+    table = pd.DataFrame({k: v for k, v in points.items() if k not in ("names", "caption")})
+    pick = alt.selection_point(name="pick", fields=["row"], on="click")
+    colours = alt.Scale(domain=names, range=[to_hex(c) for c in class_colors(len(names))])
+    return (
+        alt.Chart(table, height=560)
+        .mark_point(filled=True, size=36, opacity=0.8)
+        .encode(
+            x=alt.X("x:Q", axis=None),
+            y=alt.Y("y:Q", axis=None),
+            color=alt.Color("colour:N", scale=colours, title="class"),
+            shape=alt.Shape("mark:N", scale=alt.Scale(domain=["correct", "misclassified"], range=["circle", "cross"])),
+            tooltip=["image", "id", "true", "predicted"],
+        )
+        .add_params(pick)
+        .properties(usermeta={"embedOptions": {"renderer": "svg"}})  # marks are elements: clickable in tests
+    )
+
+
+def _embedding_ui(points: dict, spec: str) -> None:
+    """The interactive map: hover a point for its image, click it to explain that image."""
+    st.subheader("Feature-space map")
+    st.caption(points["caption"] + " Click a point to open that image in the Layers and Explain tabs.")
+    event = st.altair_chart(
+        _map_chart(points), on_select="rerun", selection_mode="pick", key="embedding_map", width="stretch"
+    )
+    chosen = (event.selection.get("pick") or [{}])[0].get("row") if event else None
+    if chosen is None or chosen == st.session_state.get("map_row"):
+        return
+    i = points["row"].index(chosen)
+    label = f"{points['id'][i]} (from the map)"
+    st.session_state["map_row"] = chosen
+    st.session_state["map_pick"] = {"spec": spec, "index": int(points["index"][i]), "label": label}
+    st.session_state["image_pending"] = label
+    st.session_state["tab"] = "Explain"
+    st.rerun(scope="app")
 
 
 @st.fragment
@@ -912,12 +1051,18 @@ def report_ui(model, card, model_key: str) -> None:
             "confusions with Grad-CAM for the true and the predicted class."
         )
         return
+    bar = st.empty()
+
+    def progress(stage: str, fraction: float) -> None:
+        bar.progress(min(max(fraction, 0.0), 1.0), text=f"{stage}…")
+
     try:
-        with st.spinner(f"Evaluating {spec}…"):
-            rep = _report(model, model_key, spec, card)
+        rep = _report(model, model_key, spec, card, progress)
     except ExplainError as e:
         st.error(str(e))
         return
+    finally:
+        bar.empty()
     st.markdown(f"**{spec}**: {rep['images']:,} images, accuracy **{rep['accuracy']:.2%}**")
     for note in rep["notes"]:
         st.caption(note)
@@ -932,6 +1077,12 @@ def report_ui(model, card, model_key: str) -> None:
         pick = st.selectbox("Most frequent confusions", labels, key="confusion_pick")
         gallery = dict(rep["confusions"])[pick]
         _show_png(files[gallery], gallery, "dl_gallery")
+    if rep["map"] is not None:
+        _embedding_ui(rep["map"], spec)
+        _show_png(files["embedding.png"], "embedding.png", "dl_embedding")
+        if "look_alikes.png" in files:
+            st.caption("The images that look most like another class to the model, explained:")
+            _show_png(files["look_alikes.png"], "look_alikes.png", "dl_look_alikes")
     st.download_button(
         "Download the report (one HTML file, images embedded)",
         files["report.html"],

@@ -26,6 +26,7 @@ Typical use::
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -297,6 +298,11 @@ def project(features: np.ndarray, method: str = "umap", seed: int = 0) -> tuple[
     return coords, _neighbors(reduced, NEIGHBORS), [note] if note else []
 
 
+def _stderr_step(stage: str, fraction: float) -> None:
+    if fraction == 0.0:
+        print(f"{stage}…", file=sys.stderr, flush=True)
+
+
 # -- the whole job ----------------------------------------------------------------------------------
 def embed(
     model: keras.Model,
@@ -346,7 +352,7 @@ def embed(
     info, notes = feature_layer(model, layer)
     plan = _plan(model, data, class_names, image_size, preprocess, batch_size)
     forward = _joint_forward(model, plan.head, info.name, preprocess)
-    step = progress if callable(progress) else (lambda stage, fraction: None)
+    step = progress if callable(progress) else _stderr_step if progress else (lambda stage, fraction: None)
     ticks = (lambda done, total: step("Features", done / max(total, 1))) if callable(progress) else progress
     idx, (features, probs), skipped = _predict_source(plan, data, batch_size, ticks, forward)
     evaluation = _evaluation(plan, data, idx, probs, skipped, top_k)

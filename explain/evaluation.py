@@ -245,7 +245,7 @@ def evaluate_model(
     batch_size: int = 256,
     top_k: int = 5,
     image_size: tuple[int, int] | None = None,
-    progress: bool = True,
+    progress: bool | Callable[[int, int], None] = True,
     preprocess: str = "raw",
 ) -> Evaluation:
     """Predict every image of a data set, in order and in batches, and tally the results.
@@ -269,7 +269,8 @@ def evaluate_model(
         top_k: top classes kept per image.
         image_size: ``(height, width)`` for a model that accepts any size; default the data's
             own size (built-in splits). Ignored when the model's input size is fixed.
-        progress: show a tqdm progress bar on stderr.
+        progress: True for a tqdm progress bar on stderr; a callable ``(images done, images in all)``
+            called after each batch; False for none.
         preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`), applied
             to the raw pixels in front of the model.
 

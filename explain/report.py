@@ -39,7 +39,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -346,7 +346,8 @@ class ReportOptions:
         batch_size: images per forward pass (>= 1; checked by the evaluation).
         layer: Grad-CAM's target layer (index, name or nested path); default the last spatial one.
         image_size: ``(height, width)`` for a model that takes any size.
-        progress: show a progress bar on stderr.
+        progress: True for progress bars on stderr; a callable ``(stage, fraction in [0, 1])``
+            (the dashboard's progress bar); False for none.
         embedding: draw the feature-space map and the look-alikes (:mod:`explain.embedding`).
         embedding_layer: the layer the map's features come from; default the classifier head's input.
         embedding_method: ``"umap"``, ``"tsne"`` or ``"pca"``.
@@ -362,7 +363,7 @@ class ReportOptions:
     batch_size: int = 256
     layer: int | str | None = None
     image_size: tuple[int, int] | None = None
-    progress: bool = True
+    progress: bool | Callable[[str, float], None] = True
     embedding: bool = True
     embedding_layer: int | str | None = None
     embedding_method: str = "umap"
@@ -537,7 +538,10 @@ def _evaluate_and_embed(model, source, card, opts: ReportOptions, size) -> tuple
             note = f"No feature-space map: {e}"
     elif opts.embedding:
         note = f"No feature-space map: it needs at least {MIN_IMAGES} images, the data have {len(source)}."
-    result = evaluate_model(model, source, names, progress=opts.progress, **common)
+    ticks = opts.progress
+    if callable(ticks):
+        ticks = lambda done, total: opts.progress("Predicting", done / max(total, 1))  # noqa: E731
+    result = evaluate_model(model, source, names, progress=ticks, **common)
     return result, None, [note] if note else []
 
 
