@@ -10,6 +10,7 @@ quiet_import()
 
 from explain.activations import compute_activations, feature_model  # noqa: E402
 from explain.attribution import METHODS, Attribution, AttributionMethod, LimeAttribution, get_method  # noqa: E402
+from explain.embedding import Embedding, LookAlike, embed, look_alikes  # noqa: E402
 from explain.errors import DataError, ExplainError, ImageLoadError, LayerError, ModelLoadError  # noqa: E402
 from explain.evaluation import (  # noqa: E402
     ArraySource,
@@ -49,6 +50,7 @@ from explain.plots import (  # noqa: E402
     attribution_panel,
     confusion_gallery,
     confusion_matrix_figure,
+    embedding_map,
     feature_map_grid,
     heatmap_overlay,
     pattern_grid,
@@ -71,6 +73,7 @@ __all__ = [
     "Confusion",
     "DataError",
     "DataSource",
+    "Embedding",
     "Evaluation",
     "ExplainError",
     "FeaturePatterns",
@@ -79,6 +82,7 @@ __all__ = [
     "LayerError",
     "LayerInfo",
     "LimeAttribution",
+    "LookAlike",
     "ModelCard",
     "ModelLoadError",
     "Prediction",
@@ -94,6 +98,8 @@ __all__ = [
     "confusion_matrix_figure",
     "convert_to_keras3",
     "deletion_insertion",
+    "embed",
+    "embedding_map",
     "evaluate_model",
     "evaluation_from_predictions",
     "feature_map_grid",
@@ -112,6 +118,7 @@ __all__ = [
     "load_image",
     "load_model",
     "load_model_card",
+    "look_alikes",
     "match_classes",
     "misclassified",
     "model_input_size",

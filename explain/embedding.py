@@ -342,6 +342,7 @@ def embed(
             ``evaluate_model`` raises about the data.
         LayerError: a layer without features (:func:`feature_layer`).
         ExplainError: NaN or infinite activations; an unknown method.
+        ValueError: model outputs that are not finite.
     """
     method = check_method(method)
     if len(data) < MIN_IMAGES:
@@ -355,10 +356,12 @@ def embed(
     step = progress if callable(progress) else _stderr_step if progress else (lambda stage, fraction: None)
     ticks = (lambda done, total: step("Features", done / max(total, 1))) if callable(progress) else progress
     idx, (features, probs), skipped = _predict_source(plan, data, batch_size, ticks, forward)
+    _check_features(features, [data.image_id(i) for i in idx], info.name)
+    if not np.isfinite(probs).all():
+        raise ValueError("The model's outputs are not finite (NaN or infinity): its weights may be broken.")
     evaluation = _evaluation(plan, data, idx, probs, skipped, top_k)
     if len(idx) < MIN_IMAGES:
         raise DataError(f"Only {len(idx)} images of {data.name} could be read; a map needs at least {MIN_IMAGES}.")
-    _check_features(features, evaluation.image_ids, info.name)
     step(f"Projecting {len(idx):,} points ({method})", 0.0)
     coords, neighbors, more = project(features, method, seed)
     step("Done", 1.0)

@@ -10,6 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import DEMO_MODEL, ROOT
 
@@ -229,3 +230,46 @@ def test_keras2_h5_upload_with_input_scaling_in_chromium(server, shots, tmp_path
     assert "garment" in explained and "(top prediction)" in explained
     assert layer.startswith("0 · k2_conv (Conv2D)")
     assert not errors, errors
+
+
+def test_report_map_point_opens_its_explanation_in_chromium(server, shots, tmp_path):
+    """The Report tab's feature-space map: hover shows the image, a click explains it."""
+    from PIL import Image
+
+    from explain.data import load_builtin_split
+
+    split = load_builtin_split("fashion_mnist", "test")
+    for name in ("Trouser", "Bag", "Sneaker"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in np.nonzero(split.labels == split.class_names.index(name))[0][:4]:
+            Image.fromarray(split.images[i][..., 0]).save(tmp_path / "data" / name / f"{name}_{i}.png")
+    with playwright.sync_playwright() as p:
+        browser = _launch(p)
+        page, errors = _open_dashboard(browser, server)
+        page.get_by_role("tab", name="Report").click()
+        _settled(page)
+        _choose(page, "Data", "A folder of class subfolders…")
+        page.get_by_label("Folder (one subfolder per class)").fill(str(tmp_path / "data"))
+        page.get_by_label("Folder (one subfolder per class)").press("Enter")
+        _settled(page)
+        page.get_by_role("button", name="Evaluate and write the report").click()
+        points = page.locator(".vega-embed [aria-roledescription=point]")
+        points.first.wait_for(timeout=180_000)
+        _settled(page)
+        assert points.count() == 12
+        point = points.last  # drawn on top
+        label = point.get_attribute("aria-label")
+        point.hover()
+        page.locator("#vg-tooltip-element img").wait_for(timeout=10_000)  # the image under the pointer
+        page.screenshot(path=shots / "5_map_hover.png")
+        point.click()
+        page.get_by_text("(from the map) as the model sees it").wait_for(timeout=60_000)
+        page.get_by_text("Deletion / insertion AUC").wait_for(timeout=120_000)  # the Explain tab opened
+        _settled(page)
+        page.screenshot(path=shots / "6_map_click_explained.png")
+        body = page.inner_text("body")
+        image = page.get_by_label("Image", exact=True).input_value()
+        browser.close()
+    assert "Traceback" not in body and "Something went wrong" not in body
+    assert not errors, errors
+    assert image.endswith("(from the map)") and image.split(" (from the map)")[0].split("/")[-1] in label

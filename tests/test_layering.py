@@ -26,6 +26,7 @@ FLOORS = {
     "attribution": 5,
     "predict": 5,
     "evaluation": 5,
+    "embedding": 5,
     "metrics": 5,
     "filters": 5,
     "feature_visualization": 5,
