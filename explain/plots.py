@@ -617,21 +617,22 @@ def confusion_gallery(
     Raises:
         ValueError: no examples, shapes that do not match, or ``cols < 1``.
     """
-    imgs = np.asarray(images)
-    tm, pm = np.asarray(true_maps, np.float32), np.asarray(predicted_maps, np.float32)
-    _check_gallery(imgs, tm, pm, cols)
-    n = len(imgs)
+    n = len(np.asarray(images))
     tf_ = np.zeros(n, bool) if true_flat is None else np.asarray(true_flat, bool)
     pf_ = np.zeros(n, bool) if predicted_flat is None else np.asarray(predicted_flat, bool)
-    cols = min(cols, n)
-    rows = math.ceil(n / cols)
-    size = (cols * 6.3, rows * 2.55 + (0.5 if title else 0.1))
-    fig, groups = _subfigure_grid(fig, n, rows, cols, size, space=0.04)
-    titles = (f"{method}: {true_name}\n(true class)", f"{method}: {predicted_name}\n(predicted)")
-    for k, sub in enumerate(groups):
-        maps = ((tm[k], bool(tf_[k])), (pm[k], bool(pf_[k])))
-        _gallery_example(sub, imgs[k], maps, titles, None if labels is None else labels[k], cmap=cmap, alpha=alpha)
-    return _with_title(fig, title, 11)
+    titles = [(f"{method}: {true_name}\n(true class)", f"{method}: {predicted_name}\n(predicted)")] * n
+    return look_alike_gallery(
+        images,
+        (true_maps, predicted_maps),
+        titles,
+        [None] * n if labels is None else labels,
+        flat=(tf_, pf_),
+        cols=cols,
+        title=title,
+        cmap=cmap,
+        alpha=alpha,
+        fig=fig,
+    )
 
 
 def top_k_grid(
@@ -821,7 +822,7 @@ def look_alike_gallery(
     images: np.ndarray,
     maps: tuple[np.ndarray, np.ndarray],
     titles: list[tuple[str, str]],
-    labels: list[str],
+    labels: list[str | None],
     *,
     flat: tuple[np.ndarray, np.ndarray] | None = None,
     cols: int = 2,
@@ -831,13 +832,14 @@ def look_alike_gallery(
     fig: Figure | None = None,
 ) -> Figure:
     """Images that look like another class to the model, each with two heatmaps: for its true
-    class and for the class its neighbours in feature space have.
+    class and for the class its neighbours in feature space have. (The gallery behind
+    :func:`confusion_gallery` too: any two heatmaps per image, with titles per image.)
 
     Args:
         images: uint8 ``(N, H, W, C)``, N >= 1.
         maps: two float ``(N, H, W)`` heatmaps in [0, 1]: the true class's, the look-alike class's.
         titles: per image, the two heatmaps' titles.
-        labels: per image, a caption ("Shirt #17 · looks like T-shirt/top (9/10 neighbours)").
+        labels: per image, a caption ("Shirt #17 · looks like T-shirt/top (9/10 neighbours)"), or None.
         flat: two bool ``(N,)``: flat maps, drawn as "flat heatmap".
         cols, title, cmap, alpha, fig: as :func:`confusion_gallery`.
 
