@@ -423,6 +423,36 @@ def test_report_tab_on_a_folder(tmp_path):
     assert at.selectbox(key="confusion_pick").value.startswith("Shirt predicted as T-shirt/top")
 
 
+def test_report_map_and_a_picked_point_becomes_the_image(tmp_path):
+    """The Report tab draws the map for 10+ images; a point picked on it (what a click on the chart
+    stores) becomes the sidebar's image, read from the data set, and the Explain tab opens."""
+    import shutil
+
+    from conftest import SAMPLES
+
+    for cls, sample in (("Trouser", "fashion_mnist_1_trouser.png"), ("Bag", "fashion_mnist_8_bag.png")):
+        (tmp_path / cls).mkdir()
+        for i in range(6):
+            shutil.copy(SAMPLES / sample, tmp_path / cls / f"{i}.png")
+    at = open_tab(_new(), "Report")
+    at.selectbox(key="report_data").set_value("A folder of class subfolders…").run()
+    at.text_input(key="report_folder").input(str(tmp_path)).run()
+    at.button(key="run_report").click().run()
+    _ok(at)
+    assert any(s.value == "Feature-space map" for s in at.subheader)
+    assert "dl_embedding" in {b.key for b in at.get("download_button")}
+    label = "Bag/3.png (from the map)"
+    at.session_state["map_pick"] = {"spec": str(tmp_path), "index": 3, "label": label}  # Bag/3.png: sorted order
+    at.session_state["image_pending"] = label
+    at.session_state["tab"] = "Explain"
+    at.run()
+    _ok(at)
+    assert at.selectbox(key="image_choice").value == label
+    # The Explain tab is open on the bag (the default image was a T-shirt).
+    box = at.selectbox(key="explain_class")
+    assert box.options[box.value] == "8: Bag (top prediction)"
+
+
 def test_report_tab_bad_folder_gives_an_error(tmp_path):
     at = open_tab(_new(), "Report")
     at.selectbox(key="report_data").set_value("A folder of class subfolders…").run()
