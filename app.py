@@ -55,6 +55,7 @@ from explain import (
 )
 from explain.activations import channel_heatmap
 from explain.attribution import default_target_layer
+from explain.evaluation import load_rows
 from explain.feature_visualization import StepCost, class_patterns, estimate_seconds, filter_patterns, step_cost
 from explain.filters import conv_filters, conv_layers
 from explain.images import IMAGE_SUFFIXES
@@ -929,10 +930,9 @@ def _report(model, model_key: str, spec: str, card, progress) -> dict:
 
 def _compute_report(model, spec: str, card, progress) -> dict:
     """Compute and render the model report in memory; keep its files' bytes and the map's points."""
-    from explain.evaluation import open_data
     from explain.report import compute_report, render_report
 
-    source = open_data(spec)
+    source = _data_source(spec)  # the one a map point is read from again
     data = compute_report(model, source, card=card, progress=progress, examples=6)
     rendered = render_report(data, model_name=model.name, command=f"dashboard report on {spec}")
     return {
@@ -956,9 +956,8 @@ def map_points(emb, source, size: tuple[int, int, int]) -> dict:
     right = np.nonzero(~emb.misclassified)[0]
     room = max(MAP_POINTS - len(wrong), 0)
     rows = np.sort(np.concatenate([wrong[:MAP_POINTS], np.random.default_rng(0).permutation(right)[:room]]))
-    images, kept, _ = source.load(emb.source_indices[rows], size[:2], size[2])
-    bysource = {int(emb.source_indices[r]): int(r) for r in rows}
-    rows = np.array([bysource[int(k)] for k in kept], np.int64)
+    images, kept = load_rows(source, emb.source_indices, rows, size)
+    rows = np.array(kept, np.int64)
     names = emb.class_names
     shown = np.where(emb.misclassified[rows], emb.y_pred[rows], emb.y_true[rows])
     return {
@@ -971,7 +970,7 @@ def map_points(emb, source, size: tuple[int, int, int]) -> dict:
         "predicted": [f"{names[p]} ({c:.0%})" for p, c in zip(emb.y_pred[rows], emb.confidence[rows], strict=True)],
         "colour": [names[k] for k in shown],
         "mark": np.where(emb.misclassified[rows], "misclassified", "correct").tolist(),
-        "image": [data_uri(encode_png(_thumbnail(img))) for img in images],
+        "image": [data_uri(enlarge(img, 84, rgb=False)) for img in images],  # a tooltip's picture
         "names": list(names),
         "caption": (
             f"{emb.num_images:,} images in the features of layer {emb.layer!r} ({emb.method.upper()})"
@@ -979,13 +978,6 @@ def map_points(emb, source, size: tuple[int, int, int]) -> dict:
             + ". Dots: true class; crosses: misclassified, in the colour of the predicted class."
         ),
     }
-
-
-def _thumbnail(image: np.ndarray) -> np.ndarray:
-    """A map tooltip's picture: at least 64 pixels, sharp; grayscale stays one channel (fewer bytes)."""
-    z = max(1, -(-64 // max(image.shape[:2])))
-    image = image[..., 0] if image.shape[-1] == 1 else image
-    return image.repeat(z, axis=0).repeat(z, axis=1)
 
 
 def _map_chart(points: dict):

@@ -39,6 +39,7 @@ from explain.errors import DataError, ExplainError, LayerError
 from explain.evaluation import DataSource, Evaluation, _evaluation, _plan, _predict_source
 from explain.models import LayerInfo, layer_table, resolve_layer
 from explain.preprocessing import from_raw_pixels
+from explain.scores import _producer
 
 quiet_import()
 import keras  # noqa: E402
@@ -138,14 +139,10 @@ class LookAlike:
 
 
 # -- the layer ------------------------------------------------------------------------------------
-def _op(tensor):
-    history = tensor._keras_history
-    return history.operation if hasattr(history, "operation") else history[0]
-
-
 def _default_layer(model: keras.Model) -> str:
     """The classifier head's input: the layer that feeds the last ``Dense`` (or whatever layer
-    classifies), looking past layers that are the identity at inference (``Dropout``)."""
+    classifies), looking past layers that are the identity at inference (``Dropout``), and inside
+    a nested model that is itself the classifier (a ``keras.applications`` network with its top)."""
     top = [r for r in layer_table(model) if r.index is not None and r.type != "InputLayer"]
     names = [r.name for r in top]
     i = len(top) - 1
@@ -153,10 +150,13 @@ def _default_layer(model: keras.Model) -> str:
         i -= 1  # a separate softmax after the classifier's Dense
     if i < 0:
         raise LayerError(f"{model.name!r} has no layer that classifies; pass the layer to take features from.")
-    node_inputs = _node(model, model.get_layer(top[i].name)).input_tensors
-    producer = _op(node_inputs[0]) if len(node_inputs) == 1 else None
+    classifier = model.get_layer(top[i].name)
+    if isinstance(classifier, keras.Model):  # a whole network nested, its classifier inside it
+        return f"{classifier.name}/{_default_layer(classifier)}"
+    node_inputs = _node(model, classifier).input_tensors
+    producer = _producer(node_inputs[0]) if len(node_inputs) == 1 else None
     while producer is not None and type(producer).__name__ in _IDENTITY_AT_INFERENCE:
-        producer = _op(_node(model, producer).input_tensors[0])
+        producer = _producer(_node(model, producer).input_tensors[0])
     if producer is None or producer.name not in names:
         raise LayerError(
             f"The classifier layer {top[i].name!r} of {model.name!r} takes the model's input (or several inputs): "
@@ -218,12 +218,13 @@ def _joint_forward(model: keras.Model, head, name: str, preprocess: str) -> Call
 
 
 # -- the projection --------------------------------------------------------------------------------
-def _check_features(features: np.ndarray, ids: Sequence[str], layer: str) -> None:
+def _check_features(features: np.ndarray, data: DataSource, idx: np.ndarray, layer: str) -> None:
     bad = ~np.isfinite(features).all(axis=1)
     if bad.any():
+        first = data.image_id(int(idx[int(np.argmax(bad))]))
         raise ExplainError(
             f"Layer {layer!r} gave NaN or infinite activations for {int(bad.sum())} of {len(bad)} images "
-            f"(the first: {ids[int(np.argmax(bad))]}): check the input scaling (preprocessing) and the model's weights."
+            f"(the first: {first}): check the input scaling (preprocessing) and the model's weights."
         )
 
 
@@ -366,7 +367,7 @@ def embed(
     step = progress if callable(progress) else _stderr_step if progress else (lambda stage, fraction: None)
     ticks = (lambda done, total: step("Features", done / max(total, 1))) if callable(progress) else progress
     idx, (features, probs), skipped = _predict_source(plan, data, batch_size, ticks, forward)
-    _check_features(features, [data.image_id(i) for i in idx], info.name)
+    _check_features(features, data, idx, info.name)
     if not np.isfinite(probs).all():
         raise ValueError("The model's outputs are not finite (NaN or infinity): its weights may be broken.")
     evaluation = _evaluation(plan, data, idx, probs, skipped, top_k)

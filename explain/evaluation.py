@@ -72,6 +72,7 @@ __all__ = [
     "evaluation_from_predictions",
     "list_class_folders",
     "load_builtin_split",
+    "load_rows",
     "match_classes",
     "misclassified",
     "model_input_size",
@@ -417,6 +418,27 @@ def _predict_source(
         raise DataError(f"None of the {len(source)} images in {source.name} could be read.{first}")
     columns = [np.concatenate([o[i] for o in outs]) for i in range(len(outs[0]))]
     return np.concatenate(kept), columns, skipped
+
+
+def load_rows(
+    source: DataSource, source_indices: np.ndarray, rows, size: tuple[int, int, int]
+) -> tuple[np.ndarray, list[int]]:
+    """Read the images of some rows of a result (an :class:`Evaluation` or an embedding) again.
+
+    Args:
+        source: the data source the result was computed on.
+        source_indices: int64 ``(N,)``, the result's ``source_indices``.
+        rows: which rows of the result (ints in ``[0, N)``).
+        size: ``(H, W, C)`` to read them at.
+
+    Returns:
+        ``(uint8 images (B, H, W, C), the rows that could be read, in order)``; a file that can
+        no longer be read is left out.
+    """
+    rows = [int(r) for r in rows]
+    images, kept, _ = source.load(np.asarray(source_indices)[rows], size[:2], size[2])
+    by_source = {int(source_indices[r]): r for r in rows}
+    return images, [by_source[int(k)] for k in kept]
 
 
 # -- what to look at -----------------------------------------------------------------------

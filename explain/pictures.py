@@ -305,12 +305,14 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(img, 3, axis=-1) if img.shape[-1] == 1 else img[..., :3]
 
 
-def enlarge(image: np.ndarray, min_size: int = 224) -> np.ndarray:
-    """An image enlarged by the integer factor (nearest neighbour) that brings its longer side to
-    at least ``min_size`` pixels: a 28x28 digit becomes 224x224 with sharp pixels. RGB uint8."""
-    rgb = as_rgb(image)
-    z = _zoom_to(*rgb.shape[:2], min_size)
-    return rgb.repeat(z, axis=0).repeat(z, axis=1) if z > 1 else rgb
+def enlarge(image: np.ndarray, min_size: int = 224, rgb: bool = True) -> np.ndarray:
+    """An image enlarged by the largest integer factor (nearest neighbour) that keeps its longer
+    side within ``min_size`` pixels (none for a larger image): a 28x28 digit becomes 224x224 with
+    sharp pixels. RGB uint8, or
+    with ``rgb=False`` a grayscale image stays ``(H, W)`` (a third of the PNG bytes)."""
+    img = as_rgb(image) if rgb or np.shape(image)[-1] != 1 else np.asarray(image)[..., 0]
+    z = _zoom_to(*img.shape[:2], min_size)
+    return img.repeat(z, axis=0).repeat(z, axis=1) if z > 1 else img
 
 
 def heatmap_colors(heatmap: np.ndarray, cmap: str = "jet", min_size: int = 224) -> np.ndarray:

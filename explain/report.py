@@ -469,14 +469,6 @@ class LookAlikes:
     thumbnails: dict
 
 
-def _read_rows(source, emb, rows, size) -> tuple[np.ndarray, list[int]]:
-    """The images of some rows of ``emb`` read again: ``(uint8 images, the rows that could be read)``."""
-    rows = [int(r) for r in rows]
-    imgs, kept, _ = source.load(emb.source_indices[rows], size[:2], size[2])
-    by_source = {int(emb.source_indices[r]): r for r in rows}
-    return imgs, [by_source[int(k)] for k in kept]
-
-
 def _spread_rows(xy: np.ndarray, n: int, spacing: float = 0.09) -> list[int]:
     """Up to ``n`` rows, in a seeded random order, no two closer than ``spacing`` times the map's
     extent (so the map's thumbnails do not cover each other)."""
@@ -494,9 +486,10 @@ def _spread_rows(xy: np.ndarray, n: int, spacing: float = 0.09) -> list[int]:
 def _look_alikes(source, emb, explainer, size) -> LookAlikes:
     """The :data:`LOOK_ALIKES` look-alikes with both heatmaps, and :data:`THUMBNAILS` seeded thumbnails."""
     from explain.embedding import look_alikes
+    from explain.evaluation import load_rows
 
     found = {a.index: a for a in look_alikes(emb, LOOK_ALIKES)}
-    imgs, rows = _read_rows(source, emb, list(found), size)
+    imgs, rows = load_rows(source, emb.source_indices, list(found), size)
     other = np.array([found[r].looks_like for r in rows], np.int64)
     names = emb.class_names
     k = emb.neighbors.shape[1]
@@ -511,7 +504,7 @@ def _look_alikes(source, emb, explainer, size) -> LookAlikes:
     else:
         zeros = np.zeros(imgs.shape[:3], np.float32)
         maps = (zeros, zeros, np.ones(len(imgs), bool), np.ones(len(imgs), bool))
-    thumbs, thumb_rows = _read_rows(source, emb, _spread_rows(emb.coordinates, THUMBNAILS), size)
+    thumbs, thumb_rows = load_rows(source, emb.source_indices, _spread_rows(emb.coordinates, THUMBNAILS), size)
     return LookAlikes(imgs, np.array(rows, np.int64), other, labels, *maps, dict(zip(thumb_rows, thumbs, strict=True)))
 
 
@@ -547,11 +540,10 @@ def _evaluate_and_embed(model, source, card, opts: ReportOptions, size) -> tuple
 
 def _gallery(source, result, conf, explainer, examples: int, size: tuple[int, int, int]) -> Gallery:
     """Read a confusion's most confident examples again and explain both classes on them."""
+    from explain.evaluation import load_rows
+
     share = f"{conf.count / result.support[conf.true_index]:.1%} of the {conf.true_name} images"
-    ex = conf.examples[:examples]
-    imgs, kept, _ = source.load(result.source_indices[ex], size[:2], size[2])
-    pos = {int(s): int(e) for s, e in zip(result.source_indices[ex], ex, strict=True)}
-    ex = [pos[int(s)] for s in kept]
+    imgs, ex = load_rows(source, result.source_indices, conf.examples[:examples], size)
     labels = tuple(f"{result.image_ids[i]} · {result.top_k_probabilities[i, 0]:.0%} {conf.predicted_name}" for i in ex)
     if explainer is not None and len(imgs):
         a_true, a_pred = explainer(imgs, conf.true_index), explainer(imgs, conf.predicted_index)
@@ -564,13 +556,12 @@ def _gallery(source, result, conf, explainer, examples: int, size: tuple[int, in
 
 def _top_k_examples(source, result, chosen, size) -> tuple[np.ndarray, tuple[str, ...], str]:
     """The images whose top-k predictions to show: the chosen ones, else a few misclassified."""
+    from explain.evaluation import load_rows
+
     if chosen:
         caption = "The images chosen with --images, with the model's most probable classes."
         return np.stack([img for _, img in chosen]), tuple(p.name for p, _ in chosen), caption
-    picks = _pick_examples(result, 6)
-    x, kept, _ = source.load(result.source_indices[picks], size[:2], size[2])
-    by_source = {int(result.source_indices[i]): i for i in picks}
-    picks = [by_source[int(s)] for s in kept]
+    x, picks = load_rows(source, result.source_indices, _pick_examples(result, 6), size)
     names = result.class_names
     wrong = result.y_true != result.y_pred
     titles = tuple(f"{result.image_ids[i]} · true: {names[result.y_true[i]]}{' ✗' if wrong[i] else ''}" for i in picks)

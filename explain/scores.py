@@ -42,9 +42,14 @@ _PROBE_IMAGES = 8
 _PROBE_SIZE = 32
 
 
-def _output_layer(model: keras.Model) -> keras.layers.Layer:
-    history = model.outputs[0]._keras_history
+def _producer(tensor) -> keras.layers.Layer:
+    """The layer whose call made the symbolic ``tensor``."""
+    history = tensor._keras_history
     return history.operation if hasattr(history, "operation") else history[0]
+
+
+def _output_layer(model: keras.Model) -> keras.layers.Layer:
+    return _producer(model.outputs[0])
 
 
 def _dense_logits(layer: keras.layers.Dense) -> Callable:

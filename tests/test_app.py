@@ -399,19 +399,21 @@ def test_uploaded_model_works_and_sessions_stay_apart(tmp_path):
     assert layer_value(b).startswith("1 · conv2d (Conv2D)")
 
 
-def test_report_tab_on_a_folder(tmp_path):
+def _class_folder(root, samples: dict[str, str], copies: int) -> None:
+    """One subfolder per class of ``root``, each holding ``copies`` copies of a bundled sample
+    (``"1_trouser"`` for ``sample_images/fashion_mnist_1_trouser.png``)."""
     import shutil
 
     from conftest import SAMPLES
 
-    for cls, sample in (
-        ("Trouser", "fashion_mnist_1_trouser.png"),
-        ("Bag", "fashion_mnist_8_bag.png"),
-        ("Shirt", "fashion_mnist_0_t_shirt_top.png"),
-    ):
-        (tmp_path / cls).mkdir()
-        for i in range(3):
-            shutil.copy(SAMPLES / sample, tmp_path / cls / f"{i}.png")
+    for cls, sample in samples.items():
+        (root / cls).mkdir()
+        for i in range(copies):
+            shutil.copy(SAMPLES / f"fashion_mnist_{sample}.png", root / cls / f"{i}.png")
+
+
+def test_report_tab_on_a_folder(tmp_path):
+    _class_folder(tmp_path, {"Trouser": "1_trouser", "Bag": "8_bag", "Shirt": "0_t_shirt_top"}, 3)
     at = open_tab(_new(), "Report")
     at.selectbox(key="report_data").set_value("A folder of class subfolders…").run()
     at.text_input(key="report_folder").input(str(tmp_path)).run()
@@ -426,14 +428,7 @@ def test_report_tab_on_a_folder(tmp_path):
 def test_report_map_and_a_picked_point_becomes_the_image(tmp_path):
     """The Report tab draws the map for 10+ images; a point picked on it (what a click on the chart
     stores) becomes the sidebar's image, read from the data set, and the Explain tab opens."""
-    import shutil
-
-    from conftest import SAMPLES
-
-    for cls, sample in (("Trouser", "fashion_mnist_1_trouser.png"), ("Bag", "fashion_mnist_8_bag.png")):
-        (tmp_path / cls).mkdir()
-        for i in range(6):
-            shutil.copy(SAMPLES / sample, tmp_path / cls / f"{i}.png")
+    _class_folder(tmp_path, {"Trouser": "1_trouser", "Bag": "8_bag"}, 6)
     at = open_tab(_new(), "Report")
     at.selectbox(key="report_data").set_value("A folder of class subfolders…").run()
     at.text_input(key="report_folder").input(str(tmp_path)).run()

@@ -57,6 +57,8 @@ def test_default_layer_is_the_classifier_heads_input():
         [keras.Input((8, 8, 1)), L.Flatten(name="flat"), L.Dense(3, name="logits"), L.Softmax(name="softmax")]
     )
     assert feature_layer(logits)[0].name == "flat"  # a separate softmax after the logits
+    whole = keras.Sequential([keras.Input((12, 12, 3)), _model()])  # a whole network as the only layer
+    assert feature_layer(whole)[0].name == "cluster_model/features"
 
 
 def test_spatial_layer_is_pooled_with_a_note_and_layers_without_features_are_refused():
