@@ -104,6 +104,30 @@ def left_half_model(size=16, gain=10.0):
 BUILDERS = {"sequential": tiny_sequential, "functional": tiny_functional, "nested": tiny_nested}
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _app_runs_wait_for_the_warm_up():
+    """Every AppTest run waits for the dashboard's background warm-up first.
+
+    AppTest compiles app.py again on every run, with ``ast.parse``, and the warm-up thread traces
+    tf.functions (AutoGraph parses their source too). CPython 3.11's ast keeps one recursion-depth
+    counter for all threads, so the two at once can fail with "SystemError: AST constructor
+    recursion depth mismatch". A served dashboard compiles app.py once, before any warm-up, so
+    this only happens under AppTest.
+    """
+    from dashboard_helpers import wait_for_warm_up
+    from streamlit.testing.v1 import AppTest
+
+    original = AppTest._run
+
+    def run(self, *args, **kwargs):
+        wait_for_warm_up()
+        return original(self, *args, **kwargs)
+
+    AppTest._run = run
+    yield
+    AppTest._run = original
+
+
 @pytest.fixture(params=sorted(BUILDERS))
 def any_model(request) -> keras.Model:
     return BUILDERS[request.param]()
