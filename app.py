@@ -55,6 +55,8 @@ from explain import (
 )
 from explain.activations import channel_heatmap
 from explain.attribution import default_target_layer
+from explain.cli import add_loading_arguments
+from explain.cli import loading_options as cli_loading_options
 from explain.evaluation import load_rows
 from explain.feature_visualization import StepCost, class_patterns, estimate_seconds, filter_patterns, step_cost
 from explain.filters import conv_filters, conv_layers
@@ -111,19 +113,36 @@ PREFETCH_SECONDS = 0.25
 GROUP_BYTES = 64 * 1024**2
 
 
-def startup_model() -> Path | None:
-    """The model given on the command line (``streamlit run app.py -- --model PATH``), if any."""
+def _startup_args() -> argparse.Namespace:
+    """The server's start-up flags: ``streamlit run app.py -- --model PATH --trust-code FILE.py --max-model-mb MB``."""
     parser = argparse.ArgumentParser(prog="streamlit run app.py --", add_help=False)
     parser.add_argument("--model", type=Path, default=None)
+    add_loading_arguments(parser)
     args, _ = parser.parse_known_args(sys.argv[1:])
-    return args.model.expanduser().resolve() if args.model else None
+    return args
+
+
+def startup_model() -> Path | None:
+    """The model given on the command line (``streamlit run app.py -- --model PATH``), if any."""
+    model = _startup_args().model
+    return model.expanduser().resolve() if model else None
+
+
+def loading_options(upload: bool) -> dict:
+    """``load_model``'s options from the start-up flags. Trusted code comes only from the server's own
+    ``--trust-code`` (never from an upload); an upload gets its classes but keeps safe mode on, so a
+    stranger's Lambda layer never runs."""
+    options = cli_loading_options(_startup_args())
+    if upload and options["trusted_code"] is not None:
+        options["safe_mode"] = True
+    return options
 
 
 # --------------------------------------------------------------------------- caching
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")
 def _model_file(path: str, mtime: float):
     del mtime  # part of the cache key only: a re-trained file is loaded again
-    model = load_model(path)
+    model = load_model(path, **loading_options(upload=False))
     return model, load_model_card(path, model)
 
 
@@ -139,7 +158,7 @@ def _uploaded_model(digest: str, name: str, _data: bytes, _card: bytes | None):
         if _card is not None:
             path.with_suffix(".json").write_bytes(_card)
         try:
-            model = load_model(path)
+            model = load_model(path, **loading_options(upload=True))
             card = load_model_card(path, model)
         except ExplainError as e:
             raise type(e)(str(e).replace(str(path), safe).replace(tmp + os.sep, "")) from None
@@ -265,10 +284,11 @@ def _model_choices() -> tuple[list[str], dict[str, Path], int]:
 
 def _uploaded_model_ui():
     up = st.sidebar.file_uploader(
-        f"A model: .keras, Keras 2 .h5, or a .zip of a SavedModel folder (at most {MAX_MODEL_MB} MB)",
+        f"A model: .keras, .h5 (Keras 2 or 3), or a .zip of a Keras 2 SavedModel folder (at most {MAX_MODEL_MB} MB)",
         type=MODEL_SUFFIXES,
         key="model_upload",
     )
+    st.sidebar.caption(_trust_caption())
     card_up = st.sidebar.file_uploader(
         "Its model card (.json, optional: class names)", type=["json"], key="card_upload"
     )
@@ -286,6 +306,21 @@ def _uploaded_model_ui():
     key = _digest(up.name.encode() + data + (card_bytes or b""))
     model, card = _uploaded_model(key, up.name, data, card_bytes)
     return model, card, key
+
+
+def _trust_caption() -> str:
+    """What the upload box says about custom layers: code runs only from the server's start-up flag."""
+    files = _startup_args().trust_code
+    if files:
+        names = ", ".join(Path(f).name for f in files)
+        return (
+            f"Custom layers: the classes of {names}, given when the server started, are available to uploads. "
+            "An upload's own code (Lambda layers) never runs."
+        )
+    return (
+        "Custom layers (a Vision Transformer's Patches, ...) load only from code given when the server starts: "
+        "`streamlit run app.py -- --trust-code my_layers.py`. An upload never runs code."
+    )
 
 
 def model_ui():
@@ -438,7 +473,7 @@ class LayerViews:
 
     def settings(self, row) -> tuple[int, str, bool]:
         """``(feature maps shown, scale, sort by mean)`` for ``row``."""
-        default = int(min(row.output_shape[-1] or 1, 64))
+        default = int(min(row.channels or 1, 64))
         normalize = st.session_state.get("normalize", "per_map")
         return self.max_maps.get(row.name, default), normalize, bool(st.session_state.get("sort_channels", False))
 
@@ -449,13 +484,14 @@ class LayerViews:
 
     def title(self, row) -> str:
         where = f"Layer {row.index}: " if row.index is not None else "Nested layer "
-        return f"{where}{row.name} ({row.type}), output {row.output_shape}"
+        note = f", {row.note}" if row.note else ""
+        return f"{where}{row.name} ({row.type}), output {row.output_shape}{note}"
 
     def caption(self, row) -> str:
         if not row.is_spatial:
             return "Bars: the strongest units (blue positive, red negative)."
         shown, normalize, _ = self.settings(row)
-        total = int(row.output_shape[-1])
+        total = int(row.channels)
         note = "each map scaled to its own min-max" if normalize == "per_map" else "one scale for the whole layer"
         more = f"showing {min(shown, total)} of {total} channels" if shown < total else f"{total} channels"
         return f"{note}; tile label = channel index; {more}"
@@ -481,7 +517,7 @@ class LayerViews:
 def _grid_controls(views: LayerViews, row) -> None:
     """The feature-map grid's controls (they change the view's key, so they come before it)."""
     c1, c2, c3 = st.columns(3)
-    n = int(row.output_shape[-1])
+    n = int(row.channels)
     if n > 1:
         if st.session_state.get("max_maps_for") != row.name or "max_maps" not in st.session_state:  # per layer
             st.session_state["max_maps_for"] = row.name
@@ -601,7 +637,7 @@ def _pattern_controls(card, rows) -> tuple[str | None, list[int], int, int]:
     default = next((i for i, r in enumerate(rows) if r.type.startswith("Conv")), 0)
     label = st.selectbox("Layer (or the output, for class patterns)", labels, index=default, key="filter_layer")
     layer = None if label == CLASS_PATTERNS else rows[labels.index(label)].name
-    available = len(card.class_names) if layer is None else int(rows[labels.index(label)].output_shape[-1])
+    available = len(card.class_names) if layer is None else int(rows[labels.index(label)].channels)
     c1, c2, c3 = st.columns(3)
     steps = c1.selectbox("Steps", list(PATTERN_STEPS), index=1, format_func=PATTERN_STEPS.get, key="pattern_steps")
     which = c2.selectbox(

@@ -13,6 +13,8 @@ import contextlib
 import os
 import sys
 
+from explain import _keras_fixes
+
 
 @contextlib.contextmanager
 def _stderr_silenced():
@@ -35,8 +37,10 @@ def _stderr_silenced():
 
 
 def quiet_import() -> None:
-    """Import ``tensorflow`` and ``keras`` once, with TensorFlow's log noise suppressed."""
+    """Import ``tensorflow`` and ``keras`` once, with TensorFlow's log noise suppressed, and install
+    :mod:`explain._keras_fixes` (channels-first convolutions on the CPU)."""
     if "keras" in sys.modules and "tensorflow" in sys.modules:
+        _keras_fixes.apply()
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with _stderr_silenced():
@@ -46,3 +50,4 @@ def quiet_import() -> None:
         tensorflow.config.list_physical_devices()  # probes for CUDA now, while stderr is muted
         # One compiled function per explainer is by design; TF's "retracing" advice is noise here.
         tensorflow.get_logger().setLevel("ERROR")
+    _keras_fixes.apply()

@@ -16,6 +16,7 @@ import numpy as np
 
 from explain._quiet import quiet_import
 from explain.errors import LayerError
+from explain.layouts import image_input_shape, to_grid
 from explain.models import layer_table, resolve_layer
 from explain.preprocessing import from_raw_pixels
 
@@ -81,6 +82,9 @@ def feature_model(model: keras.Model, names: Sequence[str], preprocess: str = "r
     """A model that maps raw pixels to the outputs of the named layers.
 
     Built once per ``(model, names, preprocess)`` and cached (weakly keyed on the model).
+    Outputs that read as feature maps come as grids ``(N, h, w, C)``
+    (:func:`explain.layouts.to_grid`): a channels-first layer transposed, a Vision
+    Transformer's tokens reshaped (the class token dropped); others as the layer gives them.
 
     Args:
         model: the classifier.
@@ -89,8 +93,8 @@ def feature_model(model: keras.Model, names: Sequence[str], preprocess: str = "r
             in front of it.
 
     Returns:
-        A ``keras.Model`` sharing ``model``'s weights, taking raw pixels in [0, 255], with
-        one output per name, in order.
+        A ``keras.Model`` sharing ``model``'s weights, taking raw pixels ``(N, H, W, C)`` in
+        [0, 255] (whatever the model's own input layout), with one output per name, in order.
 
     Raises:
         ExplainError: an unknown preprocessing mode.
@@ -100,7 +104,9 @@ def feature_model(model: keras.Model, names: Sequence[str], preprocess: str = "r
     if key in per_model:
         return per_model[key]
     outputs = _symbolic_outputs(model, list(names))
-    fm = keras.Model(_single(model.inputs), [outputs[n] for n in names], name=f"{model.name}_features")
+    rows = {r.name: r for r in layer_table(model)}
+    grids = [to_grid(outputs[n], rows[n].layout, rows[n].grid) if n in rows else outputs[n] for n in names]
+    fm = keras.Model(_single(model.inputs), grids, name=f"{model.name}_features")
     fm = from_raw_pixels(fm, preprocess)
     if len(per_model) >= _MAX_CACHED_PER_MODEL:
         per_model.pop(next(iter(per_model)))
@@ -133,14 +139,17 @@ def compute_activations(
     Args:
         model: the classifier.
         images: ``(N, H, W, C)`` or one ``(H, W, C)`` image, raw pixels in [0, 255] (any
-            numeric dtype; cast to float32), at the model's input size.
+            numeric dtype; cast to float32), at the model's input size, channels last
+            whatever the model's own input layout.
         layers: indices, names or nested paths; None means every top-level layer.
         batch_size: images per forward pass.
         preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`), applied
             to the raw pixels in front of the model; ``"raw"`` feeds them unchanged.
 
     Returns:
-        ``{layer name: float32 array (N, *output_shape[1:])}`` in the order asked.
+        ``{layer name: float32 array}`` in the order asked: ``(N, h, w, C)`` for a layer with
+        feature maps (:attr:`explain.models.LayerInfo.grid`: channels-first layers and Vision
+        Transformer tokens as grids too), else ``(N, *output_shape[1:])``.
 
     Raises:
         LayerError: a layer does not exist.
@@ -150,7 +159,7 @@ def compute_activations(
     x = np.asarray(images, dtype=np.float32)
     if x.ndim == 3:
         x = x[None]
-    expected = tuple(model.inputs[0].shape[1:])
+    expected = image_input_shape(model)
     if x.ndim != 4 or any(e is not None and e != a for e, a in zip(expected, x.shape[1:], strict=True)):
         raise ValueError(
             f"Images of shape {x.shape[1:]} do not fit the model input {expected}; "

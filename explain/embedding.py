@@ -37,6 +37,7 @@ from explain._quiet import quiet_import
 from explain.activations import _node, _single, _symbolic_outputs
 from explain.errors import DataError, ExplainError, LayerError
 from explain.evaluation import DataSource, Evaluation, _evaluation, _plan, _predict_source
+from explain.layouts import to_grid
 from explain.models import LayerInfo, layer_table, resolve_layer
 from explain.preprocessing import from_raw_pixels
 from explain.scores import _producer
@@ -87,7 +88,8 @@ class Embedding:
         neighbors: int64 ``(N, k)``: each image's k nearest other images in feature space (after
             PCA), nearest first (rows of this result).
         layer: the layer the features come from (a name or nested path).
-        feature_shape: that layer's output shape without the batch axis, e.g. ``(128,)`` or ``(7, 7, 64)``.
+        feature_shape: that layer's output shape without the batch axis, e.g. ``(128,)`` or ``(7, 7, 64)``
+            (feature maps as a grid, channels last: a channels-first or token layer as read for pooling).
         method: ``"umap"``, ``"tsne"`` or ``"pca"``.
         evaluation: the predictions as an :class:`~explain.evaluation.Evaluation` (the same pass).
         notes: what a user should know (pooling, PCA, skipped files, class matching).
@@ -184,7 +186,7 @@ def feature_layer(model: keras.Model, layer: int | str | None = None) -> tuple[L
     info = resolve_layer(model, _default_layer(model) if layer is None else layer)
     if info.type == "InputLayer":
         raise LayerError(f"{info.name!r} is the input layer: its pixels are not features. Choose a later layer.")
-    shape = tuple(info.output_shape[1:])
+    shape = tuple(info.grid) if info.grid is not None else tuple(info.output_shape[1:])
     if len(shape) not in (1, 2, 3) or shape[-1] is None or shape[-1] < 2:
         raise LayerError(
             f"Layer {info.name!r} ({info.type}) has output shape {info.output_shape}, not a vector of at least 2 "
@@ -200,10 +202,11 @@ def feature_layer(model: keras.Model, layer: int | str | None = None) -> tuple[L
     return info, notes
 
 
-def _joint_forward(model: keras.Model, head, name: str, preprocess: str) -> Callable:
+def _joint_forward(model: keras.Model, head, info: LayerInfo, preprocess: str) -> Callable:
     """``images -> (float32 pooled features (B, D), float32 probabilities (B, C))`` in one
-    compiled pass through ``model`` (the probabilities as the score head gives them)."""
-    feats = _symbolic_outputs(model, [name])[name]
+    compiled pass through ``model`` (the probabilities as the score head gives them); feature maps
+    are pooled as a grid (channels first or tokens read by :func:`explain.layouts.to_grid`)."""
+    feats = to_grid(_symbolic_outputs(model, [info.name])[info.name], info.layout, info.grid)
     joint = from_raw_pixels(keras.Model(_single(model.inputs), [feats, head.tensor]), preprocess)
 
     @tf.function(reduce_retracing=True, autograph=False)
@@ -363,7 +366,7 @@ def embed(
         )
     info, notes = feature_layer(model, layer)
     plan = _plan(model, data, class_names, image_size, preprocess, batch_size)
-    forward = _joint_forward(model, plan.head, info.name, preprocess)
+    forward = _joint_forward(model, plan.head, info, preprocess)
     step = progress if callable(progress) else _stderr_step if progress else (lambda stage, fraction: None)
     ticks = (lambda done, total: step("Features", done / max(total, 1))) if callable(progress) else progress
     idx, (features, probs), skipped = _predict_source(plan, data, batch_size, ticks, forward)
@@ -386,7 +389,7 @@ def embed(
         class_names=evaluation.class_names,
         neighbors=neighbors,
         layer=info.name,
-        feature_shape=tuple(info.output_shape[1:]),
+        feature_shape=tuple(info.grid) if info.grid is not None else tuple(info.output_shape[1:]),
         method=method,
         evaluation=evaluation,
         notes=(*evaluation.notes, *notes, *more),

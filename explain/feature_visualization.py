@@ -43,6 +43,7 @@ import numpy as np
 from explain._quiet import quiet_import
 from explain.activations import _node, _single, feature_model
 from explain.errors import ExplainError, LayerError
+from explain.layouts import image_input_shape, to_grid
 from explain.models import resolve_layer
 from explain.preprocessing import check_mode, from_raw_pixels
 from explain.scores import score_head
@@ -228,7 +229,7 @@ def _check_steps(steps: int, batch_size: int) -> tuple[int, int]:
 
 def _pattern_size(model: keras.Model, size: Sequence[int] | None) -> tuple[int, int]:
     """The patterns' ``(H, W)``: the model's input size, or ``size`` for a free-size model."""
-    in_h, in_w = model.inputs[0].shape[1:3]
+    in_h, in_w = image_input_shape(model)[:2]
     if size is None:
         return int(in_h or DEFAULT_FREE_SIZE), int(in_w or DEFAULT_FREE_SIZE)
     if len(size) != 2 or any(int(s) < 1 for s in size):
@@ -273,7 +274,7 @@ def _gradient_breaker(model: keras.Model, target: str, preprocess: str) -> str:
     """The first layer on the way to ``target`` whose output has no gradient w.r.t. the input."""
     from explain.models import layer_table
 
-    shape = [1, *[d or DEFAULT_FREE_SIZE for d in model.inputs[0].shape[1:]]]
+    shape = [1, *[d or DEFAULT_FREE_SIZE for d in image_input_shape(model)]]
     for row in layer_table(model):
         if row.type == "InputLayer" or "/" in row.name:
             continue
@@ -319,7 +320,8 @@ def _pre_activation_model(model: keras.Model, name: str, preprocess: str) -> ker
     config = {**layer.get_config(), "activation": "linear", "name": f"{layer.name}_pre_activation"}
     linear = type(layer).from_config(config)
     inp = _single(_node(model, layer).input_tensors)
-    out = linear(inp)
+    info = resolve_layer(model, name)
+    out = to_grid(linear(inp), info.layout, info.grid)
     linear.set_weights(layer.get_weights())
     return from_raw_pixels(keras.Model(_single(model.inputs), out), preprocess)
 
@@ -399,7 +401,7 @@ def _filter_target(model: keras.Model, layer: int | str, size, preprocess: str) 
             "for the output."
         )
     h, w = _pattern_size(model, size)
-    c = int(model.inputs[0].shape[-1])
+    c = int(image_input_shape(model)[-1])
     acts = _layer_output(model, info.name, preprocess)
     _check_fits(acts, h, w, c, feature_model(model, [info.name], preprocess))
 
@@ -408,13 +410,13 @@ def _filter_target(model: keras.Model, layer: int | str, size, preprocess: str) 
 
     ref, name = weakref.ref(model), info.name  # cached per model: no strong reference back to it
     breaker = lambda: _gradient_breaker(ref(), name, preprocess)  # noqa: E731
-    return _Target(objective_for, int(info.output_shape[-1]), h, w, c, info.name, breaker)
+    return _Target(objective_for, int(info.channels), h, w, c, info.name, breaker)
 
 
 def _class_target(model: keras.Model, size, preprocess: str) -> _Target:
     head = score_head(model, preprocess)
     h, w = _pattern_size(model, size)
-    c = int(model.inputs[0].shape[-1])
+    c = int(image_input_shape(model)[-1])
     _check_fits(head.scores, h, w, c, model)
 
     def objective_for(idx):

@@ -33,8 +33,19 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from explain._quiet import _stderr_silenced, quiet_import
+from explain.budget import (
+    allocation_guard,
+    check_declared,
+    checkpoint_weight_bytes,
+    declared_weights,
+    deep_copy,
+    default_max_model_mb,
+    h5_weight_bytes,
+)
+from explain.config_scan import MODEL_CLASSES, _option_kind, affine, all_builtin, model_layers, scan_config
 from explain.errors import ModelLoadError
 from explain.models import check_zip_sizes
+from explain.trust import custom_classes
 
 quiet_import()
 import keras  # noqa: E402
@@ -44,9 +55,6 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 #: File name endings of legacy HDF5 model files.
 HDF5_SUFFIXES = (".h5", ".hdf5")
 
-_MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
-#: TensorFlow functions a Keras 2 ``TFOpLambda`` layer may call: scalar arithmetic only.
-_AFFINE_FUNCTIONS = frozenset({"math.truediv", "math.multiply", "math.add", "math.subtract", "__operators__.add"})
 #: Keras 2 layer options that Keras 3 lacks, dropped when they hold this value (_ANY: any value).
 _ANY = object()
 _INERT_OPTIONS = {
@@ -65,12 +73,6 @@ _INERT_OPTIONS = {
     "time_major": False,  # recurrent layers: Keras 3 is always batch-major
     "implementation": _ANY,  # recurrent layers: how Keras 2 batched the gate products
 }
-#: Built-in Keras 2 layers that are refused all the same: they read files named in their config
-#: (vocabularies, SavedModels), hold feature columns, or are abstract base classes.
-_REFUSED_LAYERS = frozenset(
-    {"DenseFeatures", "StringLookup", "IntegerLookup", "TextVectorization", "Hashing", "HashedCrossing"}
-    | {"DynamicEmbedding", "DynamicLookup", "TFSMLayer", "Layer", "Wrapper", "PreprocessingLayer", "AbstractRNNCell"}
-)
 _RENAMED_OPTIONS = {"LeakyReLU": {"alpha": "negative_slope"}}
 _RENAMED_CLASSES = {"SyncBatchNormalization": "BatchNormalization"}
 
@@ -121,34 +123,72 @@ def legacy_kind(path: Path) -> str | None:
     return None
 
 
-def load_legacy_model(path: str | os.PathLike, source: str | None = None) -> keras.Model:
-    """Open a Keras 2 model file safely and return it as an uncompiled Keras 3 model.
+def load_legacy_model(
+    path: str | os.PathLike,
+    source: str | None = None,
+    *,
+    trusted: dict | None = None,
+    safe_mode: bool = True,
+    max_model_mb: float | None = None,
+) -> keras.Model:
+    """Open a legacy model file safely and return it as an uncompiled Keras 3 model.
+
+    A Keras 2 file is scanned (:func:`explain.config_scan.scan_config`), built with ``tf_keras``
+    under the memory guard (:func:`explain.budget.allocation_guard`) and converted
+    (:func:`convert_to_keras3`). An HDF5 file written by Keras 3 (``model.save("x.h5")``, still
+    HDF5 in Keras 3.0-3.14) is scanned against Keras 3's built-ins, its declared weights are
+    checked against the file (:func:`explain.budget.declared_weights`), and it is read by
+    Keras 3's own legacy HDF5 reader in safe mode. A Keras 2 HDF5 file with the user's trusted
+    custom layers or ``Lambda`` layers goes the same way, as their code is Keras 3 code.
 
     Args:
         path: a legacy HDF5 file, a Keras 2 SavedModel folder, or a ``.zip`` of one.
         source: how messages name the file; defaults to ``str(path)``.
+        trusted: the user's own classes and functions (``--trust-code``), or None.
+        safe_mode: False lets ``Lambda`` layers (code stored in the file) load: only when the
+            user vouches for the file.
+        max_model_mb: the memory budget for the weights, in MB; None for
+            :func:`explain.budget.default_max_model_mb`.
 
     Returns:
         The Keras 3 ``keras.Model`` (``keras.Sequential`` when the file holds one).
 
     Raises:
-        ModelLoadError: the file is damaged, holds weights only, is not a Keras 2 model,
-            uses a Lambda layer, a custom class or another option explain cannot convert, or
+        ModelLoadError: the file is damaged, holds weights only, is not a Keras model, uses a
+            Lambda layer or a custom class nobody vouched for, or another option explain cannot
+            convert; its config declares more weights than the file holds or than the budget;
             its weights do not match its architecture. The message names ``source``.
     """
     path = Path(path)
     source = str(path) if source is None else source
+    max_mb = default_max_model_mb() if max_model_mb is None else float(max_model_mb)
     if not path.exists():
         raise ModelLoadError(f"No such model file: {source}. Check the path.")
     kind = legacy_kind(path)
     if kind == "hdf5":
-        return convert_to_keras3(_load_tf_keras_h5(path, source), source)
+        return _load_h5(path, source, trusted, safe_mode, max_mb)
     if kind == "savedmodel":
-        return convert_to_keras3(_load_tf_keras_savedmodel(path, source), source)
+        return convert_to_keras3(_load_tf_keras_savedmodel(path, source, trusted, max_mb), source)
     if kind == "savedmodel_zip":
         with _extracted_savedmodel(path, source) as folder:
-            return convert_to_keras3(_load_tf_keras_savedmodel(folder, source), source)
+            return convert_to_keras3(_load_tf_keras_savedmodel(folder, source, trusted, max_mb), source)
     raise ModelLoadError(f"{source} is not a Keras 2 model (an HDF5 file or a SavedModel folder).")
+
+
+def _load_h5(path: Path, source: str, trusted: dict | None, safe: bool, max_mb: float) -> keras.Model:
+    """An HDF5 model file: Keras 3's reader for files written by Keras 3 or holding the user's own
+    code, else ``tf_keras`` and the conversion."""
+    config, version = read_h5(path, source)
+    if version.startswith("3."):
+        return _load_keras3_h5(path, source, config, "keras3", trusted, safe, max_mb)
+    if (trusted is not None or not safe) and _needs_users_code(config):
+        return _load_keras3_h5(path, source, config, "keras2", trusted, safe, max_mb)
+    return convert_to_keras3(_load_tf_keras_h5(path, source, config, max_mb), source)
+
+
+def _needs_users_code(config: dict) -> bool:
+    """Whether a Keras 2 config names classes that are not Keras 2's, or holds a Lambda layer."""
+    return bool(custom_classes(config, all_builtin("keras2"))) or '"Lambda"' in json.dumps(config)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,14 +214,28 @@ def _decode_json(text: str | bytes, source: str, what: str) -> dict:
 def read_h5_config(path: Path, source: str | None = None) -> dict:
     """Read a legacy HDF5 model's architecture (the root attribute ``model_config``) with h5py.
 
-    Nothing is deserialised: the result is plain JSON data.
+    Nothing is deserialised: the result is plain JSON data. :func:`read_h5` also gives the
+    Keras version that wrote it.
+
+    Returns:
+        The model config ``{"class_name": ..., "config": {...}}``.
+
+    Raises:
+        ModelLoadError: as :func:`read_h5`.
+    """
+    return read_h5(path, source)[0]
+
+
+def read_h5(path: Path, source: str | None = None) -> tuple[dict, str]:
+    """Read a legacy HDF5 model's architecture and the Keras version that wrote it, with h5py.
 
     Args:
         path: the HDF5 file.
         source: how messages name the file; defaults to ``str(path)``.
 
     Returns:
-        The model config ``{"class_name": ..., "config": {...}}``.
+        ``(model config {"class_name": ..., "config": {...}}, keras_version)``, the version
+        as the file says it (``"2.4.0"``, ``"3.8.0"``; ``""`` when it does not).
 
     Raises:
         ModelLoadError: empty, truncated or damaged file; an HDF5 file holding weights only
@@ -212,12 +266,7 @@ def read_h5_config(path: Path, source: str | None = None) -> dict:
     if raw is None:
         raise ModelLoadError(f"{source} is an HDF5 file but not a Keras model: it has no 'model_config' attribute.")
     version = version.decode("utf-8", "replace") if isinstance(version, bytes) else str(version)
-    if version.startswith("3."):
-        raise ModelLoadError(
-            f"{source} is a legacy HDF5 model written by Keras {version}; explain opens Keras 2 HDF5 files, and "
-            "Keras 3 models as '.keras' files. Re-save it with model.save('model.keras') where you trust it."
-        )
-    return _decode_json(raw, source, "model_config")
+    return _decode_json(raw, source, "model_config"), version
 
 
 def read_savedmodel_config(folder: Path, source: str | None = None) -> dict:
@@ -267,217 +316,6 @@ def read_savedmodel_config(folder: Path, source: str | None = None) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Checking the architecture before anything is built
-# ---------------------------------------------------------------------------------------------
-
-
-@functools.cache
-def _builtin_names() -> dict[str, frozenset[str]]:
-    """Class and function names of Keras 2's built-in layers, activations, initializers, ..."""
-    tfk = _tf_keras()
-
-    def public(module) -> set[str]:
-        return {n for n in dir(module) if not n.startswith("_")} - {"get", "serialize", "deserialize"}
-
-    layer_modules = (tfk.layers, tfk.layers.experimental, tfk.layers.experimental.preprocessing)
-    layers = {
-        n
-        for m in layer_modules
-        for n, obj in vars(m).items()
-        if inspect.isclass(obj) and issubclass(obj, tfk.layers.Layer)
-    }
-    return {
-        "layer": frozenset(layers | _MODEL_CLASSES | {"InputLayer", "TFOpLambda", "SlicingOpLambda"}),
-        "activation": frozenset(public(tfk.activations)),
-        "initializer": frozenset(public(tfk.initializers)),
-        "regularizer": frozenset(public(tfk.regularizers)),
-        "constraint": frozenset(public(tfk.constraints)),
-        "dtype policy": frozenset({"Policy", "DTypePolicy"}),
-    }
-
-
-def _option_kind(key: str) -> str | None:
-    """What a layer option holds, judged by its name: ``"initializer"``, ``"layer"``, ..., or None."""
-    for ending in ("initializer", "regularizer", "constraint"):
-        if key.endswith(ending):
-            return ending
-    if key in ("activation", "recurrent_activation"):
-        return "activation"
-    if key in ("layer", "cell", "forward_layer", "backward_layer", "cells"):
-        return "layer"
-    return "dtype policy" if key == "dtype" else None
-
-
-def _describe(entry: dict) -> str:
-    cls, module, registered = entry.get("class_name"), entry.get("module"), entry.get("registered_name")
-    if registered and registered != cls:
-        return str(registered)
-    return f"{module}.{cls}" if module and not _is_keras_module(module) else str(cls)
-
-
-def _is_keras_module(module: str) -> bool:
-    return module.split(".")[0] in ("keras", "tf_keras")
-
-
-def _is_builtin(entry: dict, kind: str) -> bool:
-    cls, module, registered = entry.get("class_name"), entry.get("module"), entry.get("registered_name")
-    return (
-        isinstance(cls, str)
-        and cls in _builtin_names()[kind]
-        and (module is None or (isinstance(module, str) and _is_keras_module(module)))
-        and registered in (None, cls)
-    )
-
-
-def _refuse_code(source: str, path: str, what: str) -> ModelLoadError:
-    return ModelLoadError(
-        f"{source}: layer '{path}' {what}; explain never runs code from a model file. "
-        "Replace it with built-in Keras layers and re-save the model."
-    )
-
-
-def scan_config(config: dict, source: str) -> None:
-    """Check a Keras 2 model config before anything in it is deserialised.
-
-    Every layer, also inside nested models, must be a built-in Keras layer; its activation,
-    initializers, regularizers, constraints and dtype policy must be built-in too.
-    ``Lambda`` layers, custom classes (a non-Keras ``module`` or a ``registered_name`` with a
-    package prefix) and ``TFOpLambda`` layers other than scalar arithmetic are refused.
-
-    Args:
-        config: ``{"class_name": ..., "config": ...}`` from :func:`read_h5_config` or
-            :func:`read_savedmodel_config`.
-        source: how messages name the file.
-
-    Raises:
-        ModelLoadError: the first offending layer, by path (``"base/my_layer"``) and class.
-    """
-    if not _is_builtin(config, "layer"):
-        raise ModelLoadError(
-            f"{source}: the model is a custom class '{_describe(config)}', not a Keras Sequential or functional "
-            "model; explain never runs code from a model file. Rebuild it from built-in Keras layers and re-save it."
-        )
-    if config.get("class_name") not in _MODEL_CLASSES:
-        raise ModelLoadError(
-            f"{source} holds a {config.get('class_name')} layer, not a Sequential or functional model."
-        )
-    _scan_model(config, source, "")
-
-
-def _model_layers(entry: dict, source: str, path: str) -> list:
-    cfg = entry.get("config")
-    layers = cfg.get("layers") if isinstance(cfg, dict) else cfg  # Keras <= 2.2 wrote a Sequential as a list
-    if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
-        raise ModelLoadError(f"{source}: the config of model '{path or entry.get('class_name')}' lists no layers.")
-    return layers
-
-
-def _scan_model(entry: dict, source: str, prefix: str) -> None:
-    for layer in _model_layers(entry, source, prefix.rstrip("/")):
-        _scan_layer(layer, source, prefix)
-
-
-def _scan_layer(entry: dict, source: str, prefix: str) -> None:
-    cfg = entry.get("config") if isinstance(entry.get("config"), dict) else {}
-    path = prefix + str(entry.get("name") or cfg.get("name") or "?")
-    cls = entry.get("class_name")
-    if cls == "Lambda":
-        raise _refuse_code(source, path, "is a Lambda layer (Python code)")
-    if cls in _REFUSED_LAYERS:
-        raise ModelLoadError(
-            f"{source}: layer '{path}' is a {cls} layer, which explain does not open: it may read files named in "
-            "the model or call functions. Remove it from the model and re-save."
-        )
-    if not _is_builtin(entry, "layer"):
-        raise _refuse_code(source, path, f"is a custom class '{_describe(entry)}', not a built-in Keras layer")
-    if cls in _MODEL_CLASSES:
-        _scan_model(entry, source, path + "/")
-    elif cls == "TFOpLambda":
-        nodes = entry.get("inbound_nodes")
-        if not isinstance(nodes, list) or len(nodes) != 1:
-            raise _tf_op_error(source, path, cfg.get("function"), "it is called more than once")
-        _affine(cfg.get("function"), nodes[0], source, path)
-    elif cls == "SlicingOpLambda":
-        raise _tf_op_error(source, path, cfg.get("function"), "it slices a tensor")
-    else:
-        _scan_options(cfg, source, path)
-
-
-def _scan_options(cfg: dict, source: str, path: str) -> None:
-    names = _builtin_names()
-    for key, value in cfg.items():
-        kind = _option_kind(key)
-        if kind == "layer":
-            for inner in value if isinstance(value, list) else [value]:
-                if isinstance(inner, dict):
-                    _scan_layer(inner, source, path + "/")
-        elif kind is None:
-            if "class_name" in json.dumps(value):
-                raise _refuse_code(source, path, f"has an object in its option '{key}' that explain does not know")
-        elif isinstance(value, str) and kind != "dtype policy" and value not in names[kind]:
-            raise _refuse_code(source, path, f"uses {key} '{value}', which is not a built-in Keras {kind}")
-        elif isinstance(value, dict) and not _is_builtin(value, kind):
-            raise _refuse_code(source, path, f"uses {key} '{_describe(value)}', not a built-in Keras {kind}")
-        elif value is not None and not isinstance(value, str | dict):
-            raise _refuse_code(source, path, f"has an unreadable {key} {value!r}")
-
-
-def _tf_op_error(source: str, path: str, function, why: str) -> ModelLoadError:
-    return ModelLoadError(
-        f"{source}: layer '{path}' is a TensorFlow operation (tf.{function}) and {why}; explain converts only "
-        "scalar arithmetic such as x / 127.5 - 1. Replace it with built-in Keras layers (e.g. Rescaling) and re-save."
-    )
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _affine(function, node, source: str, path: str) -> tuple[float, float, list]:
-    """Read a ``TFOpLambda`` node as ``x * scale + offset``.
-
-    Args:
-        function: the layer's ``function`` option, e.g. ``"math.truediv"``.
-        node: its one inbound node as serialised by Keras 2: ``[layer, node, tensor, kwargs]``
-            with the constant either as ``kwargs["y"]`` or (for ``1 - x``) in place of the
-            first tensor, marked ``"_CONSTANT_VALUE"``.
-        source: how messages name the file.
-        path: the layer's path, for messages.
-
-    Returns:
-        ``(scale, offset, [layer_name, node_index, tensor_index])`` of the tensor operand.
-
-    Raises:
-        ModelLoadError: any other function, or not one tensor and one number.
-    """
-    if function not in _AFFINE_FUNCTIONS:
-        raise _tf_op_error(source, path, function, "explain cannot convert it")
-    if isinstance(node, list) and len(node) == 1 and isinstance(node[0], list):
-        node = node[0]
-    if not (isinstance(node, list) and len(node) == 4 and isinstance(node[3], dict)):
-        raise _tf_op_error(source, path, function, "its inputs cannot be read")
-    kwargs = node[3]
-    y = kwargs.get("y")
-    if set(kwargs) - {"y", "name"} or not isinstance(node[0], str):
-        raise _tf_op_error(source, path, function, "it has arguments other than a tensor and a number")
-    if node[0] != "_CONSTANT_VALUE" and _is_number(y):
-        tensor, constant, tensor_first = node[:3], float(y), True
-    elif node[0] == "_CONSTANT_VALUE" and _is_number(node[2]) and isinstance(y, list) and len(y) == 3:
-        tensor, constant, tensor_first = y, float(node[2]), False
-    else:
-        raise _tf_op_error(source, path, function, "it does not combine one tensor with one number")
-    if function == "math.truediv":
-        if not tensor_first or constant == 0:
-            raise _tf_op_error(source, path, function, "it is not a division by a non-zero number")
-        return 1.0 / constant, 0.0, tensor
-    if function == "math.multiply":
-        return constant, 0.0, tensor
-    if function == "math.subtract":
-        return (1.0, -constant, tensor) if tensor_first else (-1.0, constant, tensor)
-    return 1.0, constant, tensor
-
-
-# ---------------------------------------------------------------------------------------------
 # Building the Keras 2 model (after the scan) and loading its weights
 # ---------------------------------------------------------------------------------------------
 
@@ -487,14 +325,18 @@ def _first_line(e: BaseException) -> str:
     return (text.splitlines()[0] if text else type(e).__name__)[:300]
 
 
-def _build_tf_keras(config: dict, source: str):
-    """Build the scanned config as an uncompiled ``tf_keras`` model (no weights yet)."""
+def _build_tf_keras(config: dict, source: str, holds: int, max_mb: float):
+    """Build the scanned config as an uncompiled ``tf_keras`` model (no weights yet), refusing
+    each weight past what the weights file holds (``holds`` bytes) or the budget before it is
+    allocated."""
     tfk = _tf_keras()
     from tf_keras.src.saving.serialization_lib import SafeModeScope
 
     try:
-        with SafeModeScope(True):  # a second guard: Keras 2 itself refuses lambdas the scan let through
+        with SafeModeScope(True), allocation_guard(holds, max_mb, source):  # Keras 2 refuses lambdas too
             model = tfk.models.model_from_config(config)
+    except ModelLoadError:
+        raise
     except Exception as e:  # Keras 2 raises many types for configs it cannot build
         raise ModelLoadError(
             f"{source}: Keras 2 could not rebuild the model from its config: {_first_line(e)}"
@@ -508,24 +350,37 @@ def _restore_trainable(tf_model, entry: dict) -> None:
     cfg = entry.get("config")
     if isinstance(cfg, dict) and isinstance(cfg.get("trainable"), bool):
         tf_model.trainable = cfg["trainable"]  # also sets every sublayer, as Keras did when it was saved
-    for layer_entry in _model_layers(entry, "", tf_model.name):
+    for layer_entry in model_layers(entry, "", tf_model.name):
         layer_cfg = layer_entry.get("config")
         if layer_entry.get("class_name") == "InputLayer" or not isinstance(layer_cfg, dict):
             continue
         layer = tf_model.get_layer(layer_entry.get("name") or layer_cfg.get("name"))
-        if layer_entry.get("class_name") in _MODEL_CLASSES:
+        if layer_entry.get("class_name") in MODEL_CLASSES:
             _restore_trainable(layer, layer_entry)
         elif isinstance(layer_cfg.get("trainable"), bool):
             layer.trainable = layer_cfg["trainable"]
 
 
-def _load_tf_keras_h5(path: Path, source: str):
-    """Read, scan and build a legacy HDF5 model with ``tf_keras``, weights included."""
+def _h5_holds(path: Path, source: str) -> int:
+    """Bytes of weights an HDF5 model file holds (its ``model_weights`` group; no data read)."""
     import h5py
 
-    config = read_h5_config(path, source)
+    try:
+        with h5py.File(path, "r") as f:
+            group = f.get("model_weights")
+            return 0 if group is None else h5_weight_bytes(group, source)
+    except OSError as e:
+        raise ModelLoadError(
+            f"{source}: its weights could not be read ({_first_line(e)}); the file is damaged."
+        ) from None
+
+
+def _load_tf_keras_h5(path: Path, source: str, config: dict, max_mb: float):
+    """Scan and build a Keras 2 HDF5 model with ``tf_keras``, weights included."""
+    import h5py
+
     scan_config(config, source)
-    model = _build_tf_keras(config, source)
+    model = _build_tf_keras(config, source, _h5_holds(path, source), max_mb)
     _tf_keras()
     from tf_keras.src.saving.legacy.hdf5_format import load_weights_from_hdf5_group
 
@@ -540,7 +395,31 @@ def _load_tf_keras_h5(path: Path, source: str):
     return model
 
 
-def _load_tf_keras_savedmodel(folder: Path, source: str):
+def _load_keras3_h5(
+    path: Path, source: str, config: dict, flavor: str, trusted: dict | None, safe: bool, max_mb: float
+) -> keras.Model:
+    """Scan, budget-check and read an HDF5 model with Keras 3's own legacy reader.
+
+    For files written by Keras 3 (``flavor="keras3"``), and Keras 2 files that need the user's own
+    (Keras 3) classes. Safe mode stays on unless the user vouched with their code."""
+    from keras.src.legacy.saving import legacy_h5_format, saving_utils
+    from keras.src.saving.serialization_lib import SafeModeScope
+
+    scan_config(config, source, flavor, trusted, lambdas=not safe)
+    custom = dict(trusted or {})
+    holds = _h5_holds(path, source)
+    try:
+        with SafeModeScope(safe):
+            declared = declared_weights(lambda: saving_utils.model_from_config(deep_copy(config), custom))
+        check_declared(declared, holds, max_mb, source)
+        return legacy_h5_format.load_model_from_hdf5(str(path), custom_objects=custom, compile=False, safe_mode=safe)
+    except ModelLoadError:
+        raise
+    except Exception as e:  # Keras raises many types for files it cannot read
+        raise ModelLoadError(f"{source}: Keras 3 could not read this HDF5 model: {_first_line(e)}") from None
+
+
+def _load_tf_keras_savedmodel(folder: Path, source: str, trusted: dict | None, max_mb: float):
     """Read, scan and build a Keras 2 SavedModel with ``tf_keras``; weights from ``variables/``.
 
     The SavedModel's graph (``saved_model.pb``) is never loaded: no function from the file runs.
@@ -548,6 +427,11 @@ def _load_tf_keras_savedmodel(folder: Path, source: str):
     import tensorflow as tf
 
     config = read_savedmodel_config(folder, source)
+    if trusted is not None and _needs_users_code(config):
+        raise ModelLoadError(
+            f"{source}: a Keras 2 SavedModel with custom or Lambda layers cannot be rebuilt from your code: only "
+            "its TensorFlow graph could run them. Load it where it was made and save it as .keras or .h5."
+        )
     scan_config(config, source)
     prefix = folder / "variables" / "variables"
     if not prefix.with_name("variables.index").is_file():
@@ -555,7 +439,7 @@ def _load_tf_keras_savedmodel(folder: Path, source: str):
             f"{source}: the SavedModel's weights are missing (no variables/variables.index). "
             "Copy the whole SavedModel folder, including its variables/ folder."
         )
-    model = _build_tf_keras(config, source)
+    model = _build_tf_keras(config, source, checkpoint_weight_bytes(str(prefix), source), max_mb)
     try:
         status = tf.train.Checkpoint(root=model).read(str(prefix))
         status.expect_partial()  # the checkpoint also holds the optimizer and the saved functions
@@ -759,7 +643,7 @@ def _coordinates(value, source: str, path: str) -> list:
 def _node_inputs(entry: dict, node, source: str, prefix: str) -> tuple[list, dict]:
     """The ``[layer, node, tensor]`` references one Keras 2 inbound node reads, and its call arguments."""
     if entry["class_name"] == "TFOpLambda":  # becomes Rescaling: its one tensor operand, no arguments
-        return [_affine(entry["config"].get("function"), node, source, prefix + entry["name"])[2]], {}
+        return [affine(entry["config"].get("function"), node, source, prefix + entry["name"])[2]], {}
     refs = [node] if isinstance(node[0], str) else node
     kwargs = dict(refs[0][3]) if len(refs[0]) > 3 and isinstance(refs[0][3], dict) else {}
     if kwargs.get("mask", 0) is None:
@@ -784,10 +668,10 @@ def _convert_layer(tf_layer, entry: dict, source: str, prefix: str):
     """One Keras 2 layer as a Keras 3 layer of the same name (weights are copied later)."""
     cls = entry["class_name"]
     path = prefix + tf_layer.name
-    if cls in _MODEL_CLASSES:
+    if cls in MODEL_CLASSES:
         return _convert_model(tf_layer, source, prefix)
     if cls == "TFOpLambda":
-        scale, offset, _ = _affine(entry["config"].get("function"), entry["inbound_nodes"][0], source, path)
+        scale, offset, _ = affine(entry["config"].get("function"), entry["inbound_nodes"][0], source, path)
         return keras.layers.Rescaling(scale, offset, name=tf_layer.name, dtype=tf_layer.dtype)
     k3_cls = getattr(keras.layers, _RENAMED_CLASSES.get(cls, cls), None)
     if not (inspect.isclass(k3_cls) and issubclass(k3_cls, keras.layers.Layer)):

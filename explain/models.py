@@ -16,8 +16,12 @@ from importlib import resources
 from pathlib import Path
 
 from explain._quiet import quiet_import
+from explain.budget import check_declared, declared_weights, deep_copy, default_max_model_mb, h5_weight_bytes
+from explain.config_scan import REFUSED_LAYERS, Scan
 from explain.errors import ExplainError, LayerError, ModelLoadError
+from explain.layouts import image_input_shape, input_layout, layout_note, output_layout
 from explain.preprocessing import check_mode, infer_preprocessing
+from explain.trust import FLAG, _entries, custom_classes, load_trusted_code, missing_classes_error
 
 quiet_import()
 import keras  # noqa: E402
@@ -80,47 +84,191 @@ def _check_archive(path: Path) -> None:
     check_zip_sizes(path, infos)
 
 
-def load_model(path: str | os.PathLike) -> keras.Model:
+#: The first bytes of a Git LFS pointer file (https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md).
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+#: Largest ``config.json`` read from a ``.keras`` archive, in bytes.
+MAX_CONFIG_BYTES = 64 * 1024**2
+
+
+def check_not_lfs_pointer(path: str | os.PathLike, source: str | None = None) -> None:
+    """Refuse a Git LFS pointer: the ~130-byte text file ``git clone`` leaves without Git LFS.
+
+    Args:
+        path: a file, or a folder (a SavedModel: its files are checked).
+        source: how messages name it; defaults to ``str(path)``.
+
+    Raises:
+        ModelLoadError: the file (or a file of the folder) is a pointer; the message says to run
+            ``git lfs pull``.
+    """
+    path = Path(path)
+    source = str(path) if source is None else source
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()][:1000] if path.is_dir() else []
+    for f in files:
+        if f.stat().st_size > 1024:
+            continue
+        with open(f, "rb") as fh:
+            if fh.read(len(LFS_POINTER)) == LFS_POINTER:
+                what = source if f == path else f"{source}: {f.relative_to(path)}"
+                raise ModelLoadError(
+                    f"{what} is a Git LFS pointer ({f.stat().st_size} bytes of text), not the model: the repository "
+                    "keeps the real file in Git LFS. Run 'git lfs install' and 'git lfs pull' in the clone, or "
+                    "download the file from the repository's web page."
+                )
+
+
+def _trusted_objects(trusted_code, custom_objects) -> dict | None:
+    """The user's own objects (files' classes and functions, then ``custom_objects``), or None for no trust."""
+    if trusted_code is None and custom_objects is None:
+        return None
+    objects = load_trusted_code(trusted_code)
+    objects.update(custom_objects or {})
+    return objects
+
+
+def load_model(
+    path: str | os.PathLike,
+    *,
+    trusted_code: str | os.PathLike | list | tuple | None = None,
+    custom_objects: dict | None = None,
+    safe_mode: bool | None = None,
+    max_model_mb: float | None = None,
+) -> keras.Model:
     """Load a Keras model for inference without running code from the file.
 
-    A Keras 3 ``.keras`` file is loaded with Keras safe mode on, which refuses ``Lambda``
-    layers and any other deserialised Python code. Keras 2 files (a legacy HDF5 ``.h5`` file,
-    also under another name, a SavedModel folder written by Keras, or a ``.zip`` of one) are
-    checked and converted in memory by :func:`explain.legacy.load_legacy_model`. The model
+    Before anything is built, the file's config is checked: a Git LFS pointer is named as such;
+    custom classes and ``Lambda`` layers are refused by name unless the user vouches for them;
+    a config that declares more weights than the file holds, or more than the budget, is refused
+    (:mod:`explain.budget`). A Keras 3 ``.keras`` file is then loaded with Keras safe mode on.
+    Legacy files (HDF5 written by Keras 2 or 3, also under another name, a Keras 2 SavedModel
+    folder, or a ``.zip`` of one) go through :func:`explain.legacy.load_legacy_model`. The model
     is not compiled.
 
     Args:
         path: a ``.keras`` or ``.h5`` file, a Keras 2 SavedModel folder or a ``.zip`` of one.
+        trusted_code: the user's own Python file(s) defining the model's custom layers
+            (:func:`explain.trust.load_trusted_code`). They are imported, their classes used to
+            deserialise, and ``Lambda`` layers load (safe mode off). Never a file from an upload.
+        custom_objects: ``{name: class or function}``, as for ``keras.saving.load_model``; like
+            ``trusted_code``, it turns safe mode off.
+        safe_mode: Keras's safe mode (``Lambda`` layers and other code stored in the file refused).
+            None: on, unless ``trusted_code`` or ``custom_objects`` is given. True keeps it on with
+            them: the dashboard opens uploads with its start-up classes but never their lambdas.
+        max_model_mb: the memory budget for the model's weights, in MB; None for
+            :func:`explain.budget.default_max_model_mb`.
 
     Returns:
         The ``keras.Model``.
 
     Raises:
-        ModelLoadError: missing file, a directory that is no SavedModel, not a model file, a
-            damaged or oversized archive, a Lambda layer or custom class, or any other Keras
-            loading failure.
+        ModelLoadError: missing file, a Git LFS pointer, a directory that is no SavedModel, not a
+            model file, a damaged or oversized archive, a Lambda layer or custom class nobody
+            vouched for, trusted code that fails to import or lacks a class, a config bomb, or any
+            other Keras loading failure. One line each.
     """
     from explain import legacy  # imported here: explain.legacy imports this module
 
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"No such model file: {path}. Check the path.")
+    check_not_lfs_pointer(path)
+    trusted = _trusted_objects(trusted_code, custom_objects)
+    safe = trusted is None if safe_mode is None else bool(safe_mode)
+    max_mb = default_max_model_mb() if max_model_mb is None else float(max_model_mb)
+    if max_mb <= 0:
+        raise ModelLoadError(f"The memory budget must be positive, got {max_model_mb} MB.")
     if legacy.legacy_kind(path) is not None:
-        return legacy.load_legacy_model(path)
+        return legacy.load_legacy_model(path, trusted=trusted, safe_mode=safe, max_model_mb=max_mb)
     _check_archive(path)
+    return _load_keras_archive(path, trusted, safe, max_mb)
+
+
+def _read_archive(path: Path) -> tuple[dict, int]:
+    """A ``.keras`` archive's ``config.json`` and the bytes of weights its ``.h5`` members hold."""
+    import h5py
+
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("config.json")
+        if info.file_size > MAX_CONFIG_BYTES:
+            raise ModelLoadError(f"{path}: its config.json is {info.file_size / 1024**2:.0f} MB; refusing it.")
+        try:
+            config = json.loads(zf.read(info).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise ModelLoadError(f"{path}: its config.json is not valid JSON ({e}); the file is damaged.") from None
+        holds = 0
+        for member in zf.infolist():
+            if member.filename.endswith(".h5"):
+                try:
+                    with zf.open(member) as fh, h5py.File(fh, "r") as f:
+                        holds += h5_weight_bytes(f, str(path))
+                except OSError as e:
+                    raise ModelLoadError(f"{path}: its {member.filename} is damaged ({e}).") from None
+            elif member.filename.endswith((".npz", ".weights.json")):
+                holds += member.file_size
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ModelLoadError(f"{path}: its config.json does not describe a Keras model; the file is damaged.")
+    return config, holds
+
+
+def _load_keras_archive(path: Path, trusted: dict | None, safe: bool, max_mb: float) -> keras.Model:
+    """Check a ``.keras`` archive's config (custom classes, config bomb), then load it with Keras."""
+    config, holds = _read_archive(path)
+    scan = Scan(str(path), "keras3", trusted)
+    missing = {c: where for c, where in custom_classes(config, frozenset()).items() if not scan.allows(c)}
+    if missing:
+        raise missing_classes_error(str(path), missing, trusted)
+    refused = sorted({e["class_name"] for e in _entries(config) if e["class_name"] in REFUSED_LAYERS})
+    if refused:
+        raise ModelLoadError(
+            f"{path} holds a {refused[0]} layer, which explain does not open: it may read files named in the model "
+            "or call functions. Remove it from the model and re-save."
+        )
+    custom = dict(trusted or {})
     try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        declared = declared_weights(
+            lambda: _build_from_config(deep_copy(config), custom, safe),
+        )
+        check_declared(declared, holds, max_mb, str(path))
+        model = keras.saving.load_model(path, custom_objects=custom, compile=False, safe_mode=safe)
+    except ModelLoadError:
+        raise
     except Exception as e:  # Keras raises many types; the user gets one line
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "lambda" in str(e).lower() or "safe_mode" in str(e):
-            raise ModelLoadError(
-                f"{path} contains a Lambda layer (Python code), which safe mode refuses to load. "
-                "Replace the Lambda with a built-in or registered custom layer and re-save."
-            ) from None
-        raise ModelLoadError(f"Could not load {path} as a Keras model: {msg[:300]}") from None
+        raise _keras_load_error(path, e, trusted, safe) from None
     if not isinstance(model, keras.Model):
         raise ModelLoadError(f"{path} holds a {type(model).__name__}, not a keras.Model.")
     return model
+
+
+def _build_from_config(config: dict, custom: dict, safe: bool) -> keras.Model:
+    """Deserialise a ``.keras`` config as ``keras.saving.load_model`` does (built from its
+    ``build_config`` when deserialising does not build it)."""
+    build_config = config.get("build_config")
+    model = keras.saving.deserialize_keras_object(config, custom_objects=custom, safe_mode=safe)
+    if not model.built and build_config:
+        model.build_from_config(build_config)
+    return model
+
+
+def _keras_load_error(path: Path, e: BaseException, trusted: dict | None, safe: bool) -> ModelLoadError:
+    text = str(e).strip()
+    msg = text.splitlines()[0] if text else type(e).__name__
+    if safe and trusted is not None and ("lambda" in text.lower() or "safe_mode" in text):
+        return ModelLoadError(
+            f"{path} contains a Lambda layer (Python code stored in the file), which safe mode refuses even with "
+            "trusted classes; only a file you trust may be loaded with safe mode off."
+        )
+    if safe and ("lambda" in text.lower() or "safe_mode" in text):
+        return ModelLoadError(
+            f"{path} contains a Lambda layer (Python code), which safe mode refuses to load. If the model is your "
+            f"own, pass the Python file that defines what it needs with {FLAG}; otherwise replace the Lambda with "
+            "a built-in layer and re-save."
+        )
+    if trusted is not None and ("unexpected keyword argument" in text or ("missing" in text and "argument" in text)):
+        return ModelLoadError(
+            f"{path}: a trusted class cannot be rebuilt from its saved config ({msg[:200]}). Its __init__ must "
+            "accept **kwargs and its get_config() return every __init__ argument."
+        )
+    return ModelLoadError(f"Could not load {path} as a Keras model: {msg[:300]}")
 
 
 @dataclass(frozen=True)
@@ -206,16 +354,7 @@ class ModelCard:
 
 
 def _model_image_shape(model: keras.Model) -> tuple[int | None, int | None, int]:
-    inputs = model.inputs
-    if inputs is None or len(inputs) != 1:
-        n = 0 if inputs is None else len(inputs)
-        raise ModelLoadError(f"The model has {n} inputs; explain supports image classifiers with one image input.")
-    shape = tuple(inputs[0].shape)
-    if len(shape) != 4 or shape[-1] not in (1, 3):
-        raise ModelLoadError(
-            f"The model's input shape is {shape}; explain expects images (batch, height, width, 1 or 3 channels)."
-        )
-    return shape[1], shape[2], int(shape[3])
+    return image_input_shape(model)
 
 
 def _num_classes(model: keras.Model) -> int:
@@ -379,9 +518,14 @@ class LayerInfo:
             a nested model (address those by ``name``).
         name: the layer's name; for nested layers a path ``"outer/inner"``.
         type: the layer's class name, e.g. ``"Conv2D"``.
-        output_shape: the output shape with ``None`` for the batch dimension.
+        output_shape: the output shape with ``None`` for the batch dimension, in the
+            layer's own layout.
         params: number of weights (trainable and not).
         depth: 0 for top-level layers, 1 inside a nested model, and so on.
+        layout: how the output reads as feature maps (:func:`explain.layouts.output_layout`):
+            ``"channels_last"``, ``"channels_first"``, ``"tokens"``, ``"tokens+class"``, or
+            ``""`` (no grid: a vector, a sequence).
+        grid: ``(h, w, C)`` of the feature maps in channels-last order, or None.
     """
 
     index: int | None
@@ -390,17 +534,31 @@ class LayerInfo:
     output_shape: tuple[int | None, ...]
     params: int
     depth: int = 0
+    layout: str = ""
+    grid: tuple[int | None, int | None, int | None] | None = None
 
     @property
     def is_spatial(self) -> bool:
-        """Whether the output is ``(batch, H, W, C)``: feature maps that can be drawn as a grid."""
-        return len(self.output_shape) == 4
+        """Whether the output reads as feature maps ``(h, w, C)`` that can be drawn as a grid
+        (channels last or first, or a Vision Transformer's patch tokens)."""
+        return self.grid is not None
+
+    @property
+    def channels(self) -> int | None:
+        """Feature maps (channels) of a grid layer, else the last axis's size."""
+        return self.grid[-1] if self.grid is not None else (self.output_shape[-1] if self.output_shape else None)
+
+    @property
+    def note(self) -> str:
+        """``""``, ``"channels first"`` or ``"tokens, 7x7 grid + class token"``."""
+        return layout_note(self.layout, self.grid)
 
     @property
     def label(self) -> str:
         """A short label such as ``"1 · conv2d (Conv2D) (None, 28, 28, 32)"``."""
         idx = f"{self.index}" if self.index is not None else "  " * self.depth + "↳"
-        return f"{idx} · {self.name} ({self.type}) {self.output_shape}"
+        note = f", {self.note}" if self.note else ""
+        return f"{idx} · {self.name} ({self.type}) {self.output_shape}{note}"
 
 
 #: model -> (ids of its top-level layers, its layer table); the rows hold no reference to the model.
@@ -421,23 +579,44 @@ def _params(layer: keras.layers.Layer) -> int:
     return int(sum(math.prod(w.shape) for w in layer.weights))
 
 
-def _rows(model: keras.Model, prefix: str, depth: int) -> list[LayerInfo]:
+def _rows(model: keras.Model, prefix: str, depth: int, data_format: str, image_hw: tuple) -> list[LayerInfo]:
+    """The table rows of ``model``'s layers; ``data_format`` is that of the tensors entering it.
+
+    A layer without a ``data_format`` of its own (``Add``, ``BatchNormalization``, ...) passes
+    on the one of the layers before it (in table order, which is the graph's order)."""
     rows = []
     for i, layer in enumerate(model.layers):
         name = prefix + layer.name
+        own = getattr(layer, "data_format", None)
+        if isinstance(own, str) and type(layer).__name__ != "Flatten":
+            data_format = own
+        shape = _output_shape(layer)
+        layout, grid = output_layout(shape, data_format, image_hw)
         rows.append(
             LayerInfo(
                 index=i if depth == 0 else None,
                 name=name,
                 type=type(layer).__name__,
-                output_shape=_output_shape(layer),
+                output_shape=shape,
                 params=_params(layer),
                 depth=depth,
+                layout=layout,
+                grid=grid,
             )
         )
         if isinstance(layer, keras.Model):
-            rows.extend(_rows(layer, name + "/", depth + 1))
+            inner = _rows(layer, name + "/", depth + 1, data_format, image_hw)
+            rows.extend(inner)
     return rows
+
+
+def _input_format(model: keras.Model) -> tuple[str, tuple]:
+    """The data format of the model's input tensor and its image ``(H, W)``."""
+    try:
+        layout = input_layout(model)
+    except ExplainError:  # not an image model: the table is still listed
+        return "channels_last", (None, None)
+    return ("channels_first" if layout.kind == "channels_first" else "channels_last"), layout.image_shape[:2]
 
 
 def layer_table(model: keras.Model) -> list[LayerInfo]:
@@ -455,7 +634,7 @@ def layer_table(model: keras.Model) -> list[LayerInfo]:
     fingerprint = tuple(id(layer) for layer in model.layers)
     cached = _TABLES.get(model)
     if cached is None or cached[0] != fingerprint:
-        cached = (fingerprint, tuple(_rows(model, "", 0)))
+        cached = (fingerprint, tuple(_rows(model, "", 0, *_input_format(model))))
         _TABLES[model] = cached
     return list(cached[1])
 
@@ -468,9 +647,11 @@ def format_layer_table(rows: list[LayerInfo]) -> str:
 
     Returns:
         One line per layer (index, name indented by nesting depth, type, output shape,
-        parameter count) under a header, joined by newlines.
+        parameter count, and, when some layer needs it, how its output reads as feature
+        maps: "channels first", "tokens, 7x7 grid + class token") under a header, joined by
+        newlines.
     """
-    header = ("index", "name", "type", "output shape", "params")
+    header = ("index", "name", "type", "output shape", "params", "feature maps")
     lines = [
         (
             str(r.index) if r.index is not None else "",
@@ -478,13 +659,16 @@ def format_layer_table(rows: list[LayerInfo]) -> str:
             r.type,
             str(r.output_shape),
             f"{r.params:,}",
+            r.note,
         )
         for r in rows
     ]
+    if not any(line[-1] for line in lines):
+        header, lines = header[:-1], [line[:-1] for line in lines]
     widths = [max(len(h), *(len(line[k]) for line in lines)) for k, h in enumerate(header)]
     fmt = "  ".join(f"{{:{'>' if k in (0, 4) else '<'}{w}}}" for k, w in enumerate(widths))
-    out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-    out += [fmt.format(*line) for line in lines]
+    out = [fmt.format(*header).rstrip(), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*line).rstrip() for line in lines]
     return "\n".join(out)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from explain._quiet import quiet_import
 from explain.errors import ExplainError
+from explain.layouts import input_layout
 
 quiet_import()
 import keras  # noqa: E402
@@ -112,35 +113,37 @@ def preprocess(x, mode: str):
 
 
 def from_raw_pixels(model: keras.Model, mode: str) -> keras.Model:
-    """A model that takes raw pixels and runs ``model`` on their preprocessed version.
+    """A model that takes raw pixels ``(N, H, W, C)`` and runs ``model`` on their preprocessed version.
 
-    For ``raw`` this is ``model`` itself. Otherwise a new functional model
-    ``raw pixels -> preprocess(mode) -> model`` that shares ``model``'s weights, built once
-    per ``(model, mode)`` and cached on ``model`` (freed with it).
+    For ``raw`` and a model that takes channels-last images this is ``model`` itself.
+    Otherwise a new functional model ``raw pixels -> preprocess(mode) -> the model's input
+    layout -> model`` that shares ``model``'s weights, built once per ``(model, mode)`` and
+    cached on ``model`` (freed with it). The layout step reshapes or transposes for a model
+    that takes ``(H, W)``, channels-first or flattened pixels
+    (:class:`explain.layouts.InputLayout`), so ``model`` and its layers are unchanged.
 
     Args:
-        model: a Keras model with one image input ``(batch, H, W, C)``, expecting
-            preprocessed pixels.
+        model: a Keras model with one image input (any layout of
+            :func:`explain.layouts.input_layout`), expecting preprocessed pixels.
         mode: one of :data:`MODES`.
 
     Returns:
         A ``keras.Model`` with the same outputs as ``model``, taking float32 raw pixels in
-        [0, 255].
+        [0, 255], ``(N, H, W, C)``.
 
     Raises:
         ExplainError: an unknown mode, or ``caffe`` / ``torch`` for a model without 3
             input channels.
+        ModelLoadError: the model's input is no image layout (:func:`explain.layouts.input_layout`).
     """
-    inputs = model.inputs
-    if inputs is None or len(inputs) != 1:
-        raise ExplainError("Preprocessing needs a model with one image input.")
-    mode = check_mode(mode, channels=int(inputs[0].shape[-1]))
-    if mode == "raw":
+    layout = input_layout(model)
+    mode = check_mode(mode, channels=layout.channels)
+    if mode == "raw" and layout.kind == "channels_last":
         return model
     per_model = model.__dict__.setdefault(_WRAPPED, {})
     if mode not in per_model:
-        x = keras.Input(shape=tuple(inputs[0].shape[1:]), dtype="float32", name="raw_pixels")
-        per_model[mode] = keras.Model(x, model(preprocess(x, mode)), name=f"{model.name}_{mode}")
+        x = keras.Input(shape=layout.image_shape, dtype="float32", name="raw_pixels")
+        per_model[mode] = keras.Model(x, model(layout.adapt(preprocess(x, mode))), name=f"{model.name}_{mode}")
     return per_model[mode]
 
 
@@ -201,7 +204,10 @@ def infer_preprocessing(model: keras.Model) -> tuple[str, str | None]:
     chain = _leading_layers(model)
     if any(type(layer).__name__ in _SCALING_LAYERS for layer in chain):
         return "raw", None
-    rgb = model.inputs is not None and len(model.inputs) == 1 and model.inputs[0].shape[-1] == 3
+    try:
+        rgb = input_layout(model).channels == 3
+    except ExplainError:
+        rgb = False
     for candidate in [model, *(layer for layer in chain if isinstance(layer, keras.Model))]:
         name = candidate.name.lower()
         for prefix, mode in APPLICATION_MODES:

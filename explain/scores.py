@@ -31,6 +31,7 @@ import numpy as np
 from explain._quiet import quiet_import
 from explain.activations import _node, _single
 from explain.errors import ExplainError
+from explain.layouts import image_input_shape
 from explain.preprocessing import check_mode, from_raw_pixels
 
 quiet_import()
@@ -95,7 +96,7 @@ def looks_like_probabilities(out: np.ndarray) -> bool:
 
 def _probe(model: keras.Model, preprocess: str) -> np.ndarray:
     """The model's outputs on seeded random raw-pixel images (free sizes: 32)."""
-    shape = tuple(d if d is not None else _PROBE_SIZE for d in model.inputs[0].shape[1:])
+    shape = tuple(d if d is not None else _PROBE_SIZE for d in image_input_shape(model))
     x = np.random.default_rng(0).uniform(0, 255, (_PROBE_IMAGES, *shape)).astype(np.float32)
     return keras.ops.convert_to_numpy(from_raw_pixels(model, preprocess)(x, training=False))
 

@@ -101,6 +101,33 @@ def left_half_model(size=16, gain=10.0):
     return model
 
 
+#: What ``git clone`` leaves in place of a file kept in Git LFS, when LFS is not installed.
+LFS_POINTER = (
+    "version https://git-lfs.github.com/spec/v1\n"
+    "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+    "size 1511224\n"
+)
+
+
+def write_config_bomb(source: Path, out: Path, units: int = 1_000_000) -> Path:
+    """Copy a ``.keras`` file with its last layer's ``units`` raised in config.json, weights unchanged:
+    a small file whose config declares gigabytes (the way such a file is made by hand)."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(source) as zf:
+        members = {i.filename: zf.read(i.filename) for i in zf.infolist()}
+    config = json.loads(members["config.json"])
+    layers = config["config"]["layers"]
+    dense = next(entry for entry in reversed(layers) if "units" in entry["config"])
+    dense["config"]["units"] = units
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out
+
+
 BUILDERS = {"sequential": tiny_sequential, "functional": tiny_functional, "nested": tiny_nested}
 
 

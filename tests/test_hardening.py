@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import DEMO_MODEL, ROOT, random_image, tiny_sequential
+from conftest import DEMO_MODEL, LFS_POINTER, ROOT, random_image, tiny_sequential, write_config_bomb
 from PIL import Image
 from test_images import _png_header
 
@@ -123,11 +123,11 @@ def models(tmp_path_factory) -> dict[str, Path]:
     nan.set_weights([np.full(w.shape, np.nan, np.float32) for w in nan.get_weights()])
     save("nan", nan)
 
-    # not a .keras: a legacy HDF5 file, a SavedModel folder, a text file, a truncated archive
-    paths["h5"] = d / "legacy.h5"
-    tiny_sequential().save(paths["h5"])
-    paths["h5_renamed"] = d / "renamed.keras"
-    paths["h5_renamed"].write_bytes(paths["h5"].read_bytes())
+    # not a model: a Git LFS pointer, a config bomb, a SavedModel folder, a text file, a truncated archive
+    paths["lfs"] = d / "pointer.keras"
+    paths["lfs"].write_text(LFS_POINTER)
+    paths["config_bomb"] = d / "config_bomb.keras"
+    write_config_bomb(paths["rgb"], paths["config_bomb"])
     paths["savedmodel"] = d / "exported"
     tiny_sequential().export(paths["savedmodel"], verbose=False)
     paths["text"] = d / "notes.keras"
@@ -238,8 +238,8 @@ def test_api_grayscale_image_to_rgb_model_and_reverse(models):
 @pytest.mark.parametrize(
     ("key", "message"),
     [
-        ("h5", "legacy HDF5"),
-        ("h5_renamed", "legacy HDF5"),
+        ("lfs", "is a Git LFS pointer .*git lfs pull"),
+        ("config_bomb", "config bomb"),
         ("savedmodel", "SavedModel directory"),
         ("text", "not a '.keras' archive"),
         ("empty", "empty"),
@@ -358,7 +358,8 @@ def _write_bad_images(folder: Path) -> dict[str, Path]:
 
 
 BAD_MODEL_MESSAGES = {
-    "h5": "legacy HDF5",
+    "lfs": "Git LFS pointer",
+    "config_bomb": "config bomb",
     "savedmodel": "SavedModel directory",
     "text": "not a '.keras' archive",
     "truncated": "truncated",
@@ -574,7 +575,8 @@ def test_dashboard_bad_uploads(models, lambda_model, monkeypatch):
 
     at.selectbox(key="model_choice").set_value("Upload…").run()
     model_cases = [
-        ("legacy.keras", models["h5"].read_bytes(), "legacy HDF5"),
+        ("pointer.keras", models["lfs"].read_bytes(), "Git LFS pointer"),
+        ("config_bomb.keras", models["config_bomb"].read_bytes(), "config bomb"),
         ("half.keras", models["truncated"].read_bytes(), "truncated"),
         ("noconfig.keras", models["noconfig"].read_bytes(), "no config.json"),
         ("bomb.keras", models["bomb"].read_bytes(), "zip bomb"),

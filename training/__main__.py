@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--trial-epochs", type=int, default=3, help="epochs per grid point (default 3)")
     u.add_argument("--out", required=True, help="the best model's .keras; the grid's CSV and PNG go beside it")
 
-    from explain.cli import MODEL_HELP, add_preprocess_argument
+    from explain.cli import MODEL_HELP, add_loading_arguments, add_preprocess_argument
 
     e = sub.add_parser("evaluate", help="evaluate a model", description="Evaluate a model on a test split.")
     e.add_argument("model", help=MODEL_HELP)
@@ -97,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", help="offline copy of a built-in data set")
     e.add_argument("--batch-size", type=int, default=128)
     add_preprocess_argument(e)
+    add_loading_arguments(e)
     return p
 
 
@@ -169,6 +170,7 @@ _FIT_ARGS = {
 
 
 def _evaluate(args) -> int:
+    from explain.cli import loading_options
     from training.evaluate import evaluate
 
     print(
@@ -179,6 +181,7 @@ def _evaluate(args) -> int:
             data_dir=args.data_dir,
             batch_size=args.batch_size,
             preprocess=args.preprocess,
+            **loading_options(args),
         )
     )
     return 0

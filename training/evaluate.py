@@ -24,6 +24,8 @@ def evaluate(
     data_dir: str | os.PathLike | None = None,
     batch_size: int = 128,
     preprocess: str | None = None,
+    trusted_code: str | os.PathLike | list | None = None,
+    max_model_mb: float | None = None,
 ) -> str:
     """Predict a built-in test split or a folder (never shuffled) and report accuracy.
 
@@ -35,6 +37,7 @@ def evaluate(
         data_dir: offline copy of the built-in data set.
         batch_size: images per forward pass.
         preprocess: a preprocessing mode overriding the card's (:data:`explain.preprocessing.MODES`).
+        trusted_code, max_model_mb: as :func:`explain.models.load_model`.
 
     Returns:
         A text report: images, overall accuracy, per-class accuracy (worst first).
@@ -48,7 +51,7 @@ def evaluate(
     from explain.preprocessing import from_raw_pixels
 
     path = Path(model_path)
-    model = load_model(path)
+    model = load_model(path, trusted_code=trusted_code, max_model_mb=max_model_mb)
     model_card = load_model_card(path, model, preprocess=preprocess)
     net = from_raw_pixels(model, model_card.preprocessing)
     card_classes = model_card.raw.get("class_names")
@@ -82,7 +85,9 @@ def _test_batches(
         return list(data.class_names), batches
     from training.folders import make_dataset, scan_folder
 
-    h, w, c = model.inputs[0].shape[1:]
+    from explain.models import load_model_card
+
+    h, w, c = load_model_card(None, model).input_shape
     scan = scan_folder(folder, class_names=card_classes)
     return list(scan.class_names), make_dataset(
         list(scan.files), (h, w), c, batch_size, shuffle_seed=None

@@ -24,6 +24,7 @@ import numpy as np
 from explain._quiet import quiet_import
 from explain.activations import _node, _single
 from explain.errors import LayerError
+from explain.layouts import image_input_shape, to_grid
 from explain.models import LayerInfo, layer_table, resolve_layer
 from explain.preprocessing import check_mode, from_raw_pixels
 from explain.scores import score_head
@@ -117,7 +118,7 @@ _NOT_DEFAULT_TARGETS = ("InputLayer", "Rescaling", "Normalization", "Resizing", 
 
 def _larger_than_1x1(row: LayerInfo) -> bool:
     """Whether a spatial output has more than one pixel; a free (None) height or width counts as larger."""
-    h, w = row.output_shape[1:3]
+    h, w = row.grid[:2]
     return h is None or w is None or h * w > 1
 
 
@@ -159,7 +160,10 @@ def default_target_layer(model: keras.Model) -> LayerInfo:
     """The last layer whose output is spatial ``(batch, H, W, C)`` AND larger than 1x1, searching nested models.
 
     "Last" is the order of :func:`explain.models.layer_table` (each nested model's layers right
-    after it), so the layer may be a path ``"base/inner"``. The rules:
+    after it), so the layer may be a path ``"base/inner"``. Channels-first layers count, read as
+    feature maps on their channel axis. A Vision Transformer (the last such layer holds patch
+    tokens ``(batch, h*w [+ 1], D)``) gets the last encoder block's output
+    (:func:`_default_token_layer`). The rules:
 
     * maps of 1x1 are skipped (docs/architecture.md, known traps): a class activation map there is one
       number, upsampled to a flat heatmap. They come after global pooling in classifier tops
@@ -190,6 +194,8 @@ def default_target_layer(model: keras.Model) -> LayerInfo:
     spatial = [row for row in layer_table(model) if row.is_spatial and row.type not in _NOT_DEFAULT_TARGETS]
     larger = [row for row in spatial if _larger_than_1x1(row)]
     cache: dict = {}
+    if larger and larger[-1].layout.startswith("tokens"):
+        return _default_token_layer(model, [r for r in larger if r.layout.startswith("tokens")], cache)
     for row in reversed(larger):
         if _on_every_path(model, row.name, cache):
             return row
@@ -208,6 +214,33 @@ def default_target_layer(model: keras.Model) -> LayerInfo:
         "(height x width x channels) output. Use a gradient method (saliency, smoothgrad, "
         "integrated_gradients) or LIME instead."
     )
+
+
+#: Token layers never chosen as a Vision Transformer's default target: a normalisation only rescales each
+#: token, and the default is a transformer block's output (the residual ``Add``).
+_NOT_DEFAULT_TOKEN_TARGETS = ("LayerNormalization", "Dropout", "Activation")
+
+
+def _default_token_layer(model: keras.Model, rows: list[LayerInfo], cache: dict) -> LayerInfo:
+    """A Vision Transformer's default target layer: the last encoder block's output.
+
+    Of the token layers (``rows``, in table order) that are no normalisation and that every path
+    goes through (the blocks' residual ``Add``), the last. With a class token, only the class
+    token reaches the head after the last attention layer: the patch tokens of the last block's
+    output get no gradient (a flat Grad-CAM), so the block before the last attention layer is
+    taken, the output that the last block attends over (pytorch-grad-cam's advice for ViTs, whose
+    target is the last block's first normalisation, ``blocks[-1].norm1``).
+    """
+    blocks = [r for r in rows if r.type not in _NOT_DEFAULT_TOKEN_TARGETS and _on_every_path(model, r.name, cache)]
+    blocks = blocks or rows
+    if any(r.layout == "tokens+class" for r in blocks):
+        table = layer_table(model)
+        attention = [k for k, r in enumerate(table) if r.type == "MultiHeadAttention"]
+        if attention:
+            position = {r.name: k for k, r in enumerate(table)}
+            before = [r for r in blocks if position[r.name] < attention[-1]]
+            blocks = before or blocks
+    return blocks[-1]
 
 
 def _with_target(container: keras.Model, parts: list[str], end) -> keras.Model:
@@ -278,7 +311,7 @@ class AttributionMethod:
         self.head = score_head(model, self.preprocess)
         h, self._to_scores = self.head.tensor, self.head.to_scores
         self.score_kind, self.binary, self.num_classes = self.head.score_kind, self.head.binary, self.head.num_classes
-        self.input_shape = tuple(model.inputs[0].shape[1:])
+        self.input_shape = image_input_shape(model)
         self.layer: LayerInfo | None = None
         if self.needs_layer:
             info = default_target_layer(model) if layer is None else resolve_layer(model, layer)
@@ -303,11 +336,33 @@ class AttributionMethod:
         return self.head.scores(x)
 
     def activations_and_scores(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Target-layer activations ``(B, h, w, K)`` and scores ``(B, classes)`` from one
-        forward pass (CAM methods); take gradients of the scores with respect to the
-        activations under a tape that watches ``x``."""
+        """Target-layer activations as feature maps ``(B, h, w, K)`` and scores ``(B, classes)``
+        from one forward pass (gradient-free CAM methods). A channels-first layer comes
+        transposed, a Vision Transformer's tokens reshaped to their grid without the class token
+        (:func:`explain.layouts.to_grid`)."""
         a, h = self._explainer(x, training=False)
-        return a, self._to_scores(h)
+        return self._to_grid(a), self._to_scores(h)
+
+    def activations_and_gradients(
+        self, x: tf.Tensor, class_index: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Target-layer feature maps ``A`` ``(B, h, w, K)``, the gradient ``dS/dA`` of the
+        explained score (same shape), the class ``(B,)`` and the score ``(B,)``, from one forward
+        and one backward pass (gradient CAM methods).
+
+        The gradient is taken with respect to the layer's own output, then read as a grid like
+        the activations; a reshape or transpose moves each value without changing it, so this is
+        the gradient with respect to the grid (a dropped class token's gradient is dropped too).
+        """
+        with tf.GradientTape() as tape:
+            tape.watch(x)  # records every op, frozen (non-trainable) bases included
+            a, h = self._explainer(x, training=False)
+            cls, score = self.pick(self._to_scores(h), class_index)
+        grads = tape.gradient(score, a)
+        return self._to_grid(a), self._to_grid(grads), cls, score
+
+    def _to_grid(self, t: tf.Tensor) -> tf.Tensor:
+        return to_grid(t, self.layer.layout, self.layer.grid)
 
     # -- the call -------------------------------------------------------------
     def _raw_maps(self, x: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

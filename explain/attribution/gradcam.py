@@ -43,18 +43,11 @@ class GradCAM(AttributionMethod):
         batch_size = whole_at_least(type(self).__name__, "batch_size", batch_size)
         super().__init__(model, layer, batch_size, preprocess)
 
-    def _gradients(self, x, class_index):
-        with tf.GradientTape() as tape:
-            tape.watch(x)  # records every op, frozen (non-trainable) bases included
-            a, logits = self.activations_and_scores(x)
-            cls, score = self.pick(logits, class_index)
-        return a, tape.gradient(score, a), cls, score
-
     def _channel_weights(self, a, grads):
         return tf.reduce_mean(grads, axis=(1, 2))
 
     def _raw_maps(self, x, class_index):
-        a, grads, cls, score = self._gradients(x, class_index)
+        a, grads, cls, score = self.activations_and_gradients(x, class_index)
         weights = self._channel_weights(a, grads)
         cam = tf.nn.relu(tf.einsum("bhwk,bk->bhw", a, weights))
         return cam, cls, score

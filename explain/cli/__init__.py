@@ -7,11 +7,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from explain.budget import MAX_DEFAULT_MB
 from explain.preprocessing import DESCRIPTIONS, MODES
 
 #: The help text of a CLI's MODEL argument.
 MODEL_HELP = (
-    "a Keras model: .keras, Keras 2 .h5, a SavedModel folder or a .zip of one "
+    "a Keras model: .keras, .h5 (Keras 2 or 3), a Keras 2 SavedModel folder or a .zip of one "
     "(its model card <name>.json is read when present)"
 )
 
@@ -45,8 +46,27 @@ def add_preprocess_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_loading_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--trust-code FILE.py`` (repeatable) and ``--max-model-mb MB``: how a model file is opened."""
+    parser.add_argument(
+        "--trust-code",
+        metavar="FILE.py",
+        action="append",
+        help="your own Python file that defines the model's custom layers (e.g. a Vision Transformer's Patches); "
+        "it is imported and Lambda layers load too. Only for code and models you trust. Repeat for several files",
+    )
+    parser.add_argument(
+        "--max-model-mb",
+        metavar="MB",
+        type=float,
+        help="refuse a model whose config declares more weights than this, in MB "
+        f"(default: a quarter of the free memory, at most {MAX_DEFAULT_MB})",
+    )
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--preprocess`` and ``--classes`` to a CLI that opens a model."""
+    """Add ``--preprocess``, ``--classes``, ``--trust-code`` and ``--max-model-mb`` to a CLI that opens a model."""
+    add_loading_arguments(parser)
     add_preprocess_argument(parser)
     parser.add_argument(
         "--classes",
@@ -89,6 +109,11 @@ def fail(prog: str, message: str) -> int:
     return 2
 
 
+def loading_options(args: argparse.Namespace) -> dict:
+    """``load_model``'s keyword arguments from :func:`add_loading_arguments`' flags."""
+    return {"trusted_code": getattr(args, "trust_code", None), "max_model_mb": getattr(args, "max_model_mb", None)}
+
+
 def open_model(args: argparse.Namespace, prog: str):
     """Load ``args.model`` and its model card with ``--preprocess`` / ``--classes`` applied.
 
@@ -103,7 +128,7 @@ def open_model(args: argparse.Namespace, prog: str):
     """
     from explain.models import load_model, load_model_card
 
-    model = load_model(args.model)
+    model = load_model(args.model, **loading_options(args))
     card = load_model_card(args.model, model, preprocess=args.preprocess, classes=args.classes)
     for note in card.notes:
         print(f"{prog}: note: {note}", file=sys.stderr)

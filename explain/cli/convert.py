@@ -21,7 +21,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from explain.cli import add_model_arguments, fail, model_parser, open_model
+from explain.cli import add_model_arguments, fail, loading_options, model_parser, open_model
 
 PROG = "python -m explain.convert"
 
@@ -77,7 +77,7 @@ def model_card_document(card, model, source: str) -> dict:
     return doc
 
 
-def _write(model, doc: dict, out: Path) -> float:
+def _write(model, doc: dict, out: Path, options: dict) -> float:
     """Write ``out`` and its card atomically; return the max abs prediction difference of the
     written file against ``model`` on random raw-pixel images."""
     import numpy as np
@@ -87,7 +87,7 @@ def _write(model, doc: dict, out: Path) -> float:
 
     with atomic_path(out) as tmp:
         model.save(tmp)
-        reread = load_model(tmp)
+        reread = load_model(tmp, **options)
         shape = [d or 32 for d in model.inputs[0].shape[1:]]
         x = np.random.default_rng(0).uniform(0, 255, (4, *shape)).astype("float32")
         diff = float(np.max(np.abs(np.asarray(model(x, training=False)) - np.asarray(reread(x, training=False)))))
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, card = open_model(args, PROG)
         doc = model_card_document(card, model, str(args.model))
-        diff = _write(model, doc, args.out)
+        diff = _write(model, doc, args.out, loading_options(args))
     except (ExplainError, ValueError) as e:
         return fail(PROG, str(e))
     except OSError as e:
