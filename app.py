@@ -54,7 +54,7 @@ from explain import (
     sanity_check,
 )
 from explain.activations import channel_heatmap
-from explain.attribution import default_target_layer
+from explain.attribution import default_target_layer, methods_for
 from explain.cli import add_loading_arguments
 from explain.cli import loading_options as cli_loading_options
 from explain.evaluation import load_rows
@@ -754,9 +754,10 @@ def _explain_controls(model, card, model_key: str, image_key: str, pred):
         default_layer, no_cam = default_target_layer(model).name, None
     except ExplainError as e:  # no spatial layer, or only 1x1 ones: the message says which
         default_layer, no_cam = None, str(e)
-    methods = st.multiselect(
-        "Methods", GRADIENT_METHODS, default=["gradcam"] if default_layer else ["saliency"], key="methods"
-    )
+    offered = [m for m in methods_for(model) if m in GRADIENT_METHODS]  # attention rollout: transformers only
+    if "methods" in st.session_state:  # a choice kept from another model keeps what this one offers
+        st.session_state["methods"] = [m for m in st.session_state["methods"] if m in offered]
+    methods = st.multiselect("Methods", offered, default=["gradcam"] if default_layer else ["saliency"], key="methods")
     c1, c2, c3, c4 = st.columns(4)
     top = pred.top_k[0][0]
     if st.session_state.get("class_for") != (model_key, image_key):  # a new model or image: its top prediction

@@ -128,6 +128,13 @@ def write_config_bomb(source: Path, out: Path, units: int = 1_000_000) -> Path:
     return out
 
 
+#: Attribution methods that explain any classifier (attention rollout needs attention layers: tested apart).
+def universal_methods() -> list[str]:
+    from explain.attribution import METHODS
+
+    return sorted(set(METHODS) - {"attention_rollout"})
+
+
 BUILDERS = {"sequential": tiny_sequential, "functional": tiny_functional, "nested": tiny_nested}
 
 

@@ -52,6 +52,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import universal_methods
 
 import explain
 from explain.attribution import METHODS, default_target_layer
@@ -294,7 +295,8 @@ def test_default_target_layer(case):
 
 #: What CI runs on the nested configuration beyond what every configuration gets (Grad-CAM on the default
 #: layer, against the tape): Grad-CAM++ and Score-CAM on the inner layer, every input method.
-CI_NESTED = {("gradcam++", "inner"), ("scorecam", "inner")} | {(m, "input") for m in METHODS if m not in CAM_METHODS}
+INPUT_METHODS = [name for name in universal_methods() if name not in CAM_METHODS]
+CI_NESTED = {("gradcam++", "inner"), ("scorecam", "inner")} | {(m, "input") for m in INPUT_METHODS}
 
 
 def skip_unless_in_ci(case: Case, method: str, where: str) -> None:
@@ -341,7 +343,7 @@ def test_cam_methods(case, method, where):
         assert not every.flat.all(), f"{method} on {layer}: flat for every class"
 
 
-@pytest.mark.parametrize("method", [name for name in METHODS if name not in CAM_METHODS])
+@pytest.mark.parametrize("method", INPUT_METHODS)
 def test_input_methods(case, method):
     """Saliency, SmoothGrad, Integrated Gradients and LIME: maps of the whole input, never flat here."""
     skip_unless_in_ci(case, method, "input")

@@ -24,7 +24,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
-from conftest import tiny_sequential
 
 import explain  # noqa: F401  (quiet TensorFlow import first)
 from explain import ModelLoadError, load_model, resolve_layer

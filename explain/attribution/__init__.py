@@ -5,6 +5,7 @@ Every method is built as ``METHODS[name](model, layer=None, ...)`` and called on
 :class:`Attribution` whose ``heatmap`` is float32 ``(N, H, W)`` in [0, 1].
 """
 
+from explain.attribution.attention_rollout import AttentionRollout
 from explain.attribution.base import Attribution, AttributionMethod, default_target_layer, normalize_maps
 from explain.attribution.gradcam import GradCAM
 from explain.attribution.gradcam_plus_plus import GradCAMPlusPlus
@@ -16,8 +17,15 @@ from explain.attribution.smoothgrad import SmoothGrad
 
 #: name -> method class, in the order the CLI and the app show them.
 METHODS: dict[str, type[AttributionMethod]] = {
-    cls.name: cls for cls in (GradCAM, GradCAMPlusPlus, ScoreCAM, Saliency, SmoothGrad, IntegratedGradients, LIME)
+    cls.name: cls
+    for cls in (GradCAM, GradCAMPlusPlus, ScoreCAM, Saliency, SmoothGrad, IntegratedGradients, LIME, AttentionRollout)
 }
+
+
+def methods_for(model) -> list[str]:
+    """The registry names of the methods that apply to ``model`` (:meth:`AttributionMethod.applies_to`),
+    in registry order: attention rollout only for a model with attention layers."""
+    return [name for name, cls in METHODS.items() if cls.applies_to(model)]
 
 
 def get_method(name: str) -> type[AttributionMethod]:
@@ -41,6 +49,7 @@ def get_method(name: str) -> type[AttributionMethod]:
 __all__ = [
     "LIME",
     "METHODS",
+    "AttentionRollout",
     "Attribution",
     "AttributionMethod",
     "GradCAM",
@@ -52,5 +61,6 @@ __all__ = [
     "SmoothGrad",
     "default_target_layer",
     "get_method",
+    "methods_for",
     "normalize_maps",
 ]

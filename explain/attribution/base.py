@@ -302,6 +302,12 @@ class AttributionMethod:
     needs_layer = False
     reference = ""
 
+    @classmethod
+    def applies_to(cls, model: keras.Model) -> bool:
+        """Whether the method can explain ``model`` at all (most can; attention rollout needs
+        attention layers). The CLIs and the dashboard offer only these methods."""
+        return True
+
     def __init__(
         self, model: keras.Model, layer: int | str | None = None, batch_size: int = 32, preprocess: str = "raw"
     ):

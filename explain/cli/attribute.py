@@ -95,12 +95,13 @@ def _load(args: argparse.Namespace):
 
 # -- run -----------------------------------------------------------------------------------
 def _run(args: argparse.Namespace, model, card, image, class_index: int | None) -> _Run:
-    """Run the chosen method (or all; with ``all`` a method that needs a convolutional layer is
-    skipped on a model without one), then the scores when ``--scores`` asks for them."""
-    from explain.attribution import METHODS
+    """Run the chosen method (or all that apply to the model; with ``all`` a method that needs a
+    convolutional layer is skipped on a model without one), then the scores when ``--scores`` asks
+    for them."""
+    from explain.attribution import METHODS, methods_for
     from explain.errors import ExplainError
 
-    names = list(METHODS) if args.method == "all" else [args.method]
+    names = methods_for(model) if args.method == "all" else [args.method]
     results = []
     for name in names:
         kwargs = {"layer": args.layer} if METHODS[name].needs_layer else {}
