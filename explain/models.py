@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import weakref
 import zipfile
 from dataclasses import dataclass, field, replace
@@ -17,11 +18,11 @@ from pathlib import Path
 
 from explain._quiet import quiet_import
 from explain.budget import check_declared, declared_weights, deep_copy, default_max_model_mb, h5_weight_bytes
-from explain.config_scan import REFUSED_LAYERS, Scan
+from explain.config_scan import REFUSED_LAYERS, Scan, hub_class
 from explain.errors import ExplainError, LayerError, ModelLoadError
 from explain.layouts import image_input_shape, input_layout, layout_note, output_layout
 from explain.preprocessing import check_mode, infer_preprocessing
-from explain.trust import FLAG, _entries, custom_classes, load_trusted_code, missing_classes_error
+from explain.trust import FLAG, KERAS_HUB, _entries, custom_classes, load_trusted_code, missing_classes_error
 
 quiet_import()
 import keras  # noqa: E402
@@ -240,8 +241,21 @@ def _load_keras_archive(path: Path, trusted: dict | None, safe: bool, max_mb: fl
 
 
 def _build_from_config(config: dict, custom: dict, safe: bool) -> keras.Model:
-    """Deserialise a ``.keras`` config as ``keras.saving.load_model`` does (built from its
-    ``build_config`` when deserialising does not build it)."""
+    """Deserialise a ``.keras`` config as ``keras.saving.load_model(compile=False)`` does (built from
+    its ``build_config`` when deserialising does not build it), for :func:`explain.budget.declared_weights`.
+
+    Nothing is compiled: the ``compile_config`` is dropped, and keras-hub tasks (which compile
+    themselves in ``__init__``, creating optimizer variables that a ``StatelessScope`` refuses)
+    are told not to."""
+    config.pop("compile_config", None)
+    for entry in _entries(config):
+        label = entry.get("registered_name")
+        if isinstance(label, str) and label.startswith(KERAS_HUB + ">") and isinstance(entry.get("config"), dict):
+            cls = hub_class(label)
+            task = getattr(sys.modules.get("keras_hub"), "models", None)
+            if cls is not None and task is not None and issubclass(cls, task.Task):
+                entry["config"]["compile"] = False
+                entry.pop("compile_config", None)
     build_config = config.get("build_config")
     model = keras.saving.deserialize_keras_object(config, custom_objects=custom, safe_mode=safe)
     if not model.built and build_config:

@@ -186,13 +186,43 @@ def _leading_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return chain
 
 
+def _hub_converter_mode(model: keras.Model) -> tuple[str, str | None] | None:
+    """The mode of a keras-hub task's image converter (``model.preprocessor.image_converter``:
+    ``x * scale + offset``, per channel or for all), which ``model.predict`` applies but a direct
+    call of the model does not; None for a model without one."""
+    converter = getattr(getattr(model, "preprocessor", None), "image_converter", None)
+    if converter is None or not hasattr(converter, "scale"):
+        return None
+
+    def per_channel(value, default: float) -> np.ndarray:
+        arr = np.asarray(default if value is None else value, np.float64).reshape(-1)
+        return np.broadcast_to(arr, (3,)) if arr.size in (1, 3) else np.full(3, np.nan)
+
+    scale, offset = per_channel(converter.scale, 1.0), per_channel(converter.offset, 0.0)
+    known = {
+        "raw": (np.ones(3), np.zeros(3)),
+        "unit": (np.full(3, 1 / 255), np.zeros(3)),
+        "tf": (np.full(3, 1 / 127.5), np.full(3, -1.0)),
+        "torch": (1 / (255 * _IMAGENET_STD_RGB), -_IMAGENET_MEAN_RGB / _IMAGENET_STD_RGB),
+    }
+    for mode, (s, o) in known.items():
+        if np.allclose(scale, s, rtol=1e-3, atol=1e-6) and np.allclose(offset, o, rtol=1e-3, atol=1e-4):
+            return mode, None
+    return "raw", (
+        f"The model's keras-hub image converter computes x * {converter.scale} + {converter.offset}, which is none "
+        "of explain's preprocessing modes; assuming raw pixels. Pass --preprocess if one of them fits."
+    )
+
+
 def infer_preprocessing(model: keras.Model) -> tuple[str, str | None]:
     """Guess the preprocessing mode of a model that has no model card.
 
-    ``raw`` when the model's first layer (or the first layer of a leading nested model)
-    is ``Rescaling`` or ``Normalization``: the model scales its input itself. Otherwise the
-    ``keras.applications`` network it is (or starts with), recognised by its Keras name,
-    gives its own mode (e.g. ``caffe`` for ``resnet50``). Otherwise ``raw`` is assumed.
+    A keras-hub task with an image converter gives the converter's mode (its ``scale`` and
+    ``offset``; ``model.predict`` applies it, a call of the model does not). ``raw`` when the
+    model's first layer (or the first layer of a leading nested model) is ``Rescaling`` or
+    ``Normalization``: the model scales its input itself. Otherwise the ``keras.applications``
+    network it is (or starts with), recognised by its Keras name, gives its own mode (e.g.
+    ``caffe`` for ``resnet50``). Otherwise ``raw`` is assumed.
 
     Args:
         model: the classifier.
@@ -201,6 +231,9 @@ def infer_preprocessing(model: keras.Model) -> tuple[str, str | None]:
         ``(mode, note)``: ``note`` is None when the model says it itself (a scaling layer),
         else one line saying what was assumed and how to change it.
     """
+    hub = _hub_converter_mode(model)
+    if hub is not None:
+        return hub
     chain = _leading_layers(model)
     if any(type(layer).__name__ in _SCALING_LAYERS for layer in chain):
         return "raw", None

@@ -86,3 +86,25 @@ def test_hub_classifier_without_keras_hub_names_the_extra(hub_classifier, monkey
     message = str(info.value)
     assert "keras-hub" in message and "pip install" in message
     assert "keras_hub>ResNetImageClassifier" in message
+
+
+def test_hub_image_converter_gives_the_preprocessing_mode(hub_classifier, tmp_path):
+    """keras-hub's ``predict`` runs the task's preprocessor; a call of the model does not. explain
+    reads the converter's scale (1/255 here) as the ``unit`` mode, so it scores what predict scores."""
+    import keras
+
+    _, original = hub_classifier
+    converter = keras_hub.layers.ResNetImageConverter(scale=1 / 255)
+    preprocessor = keras_hub.models.ResNetImageClassifierPreprocessor(image_converter=converter)
+    model = keras_hub.models.ResNetImageClassifier(
+        backbone=original.backbone, num_classes=CLASSES, preprocessor=preprocessor
+    )
+    path = tmp_path / "with_preprocessor.keras"
+    model.save(path)
+    loaded = load_model(path)
+    card = explain.load_model_card(path, loaded)
+    assert card.preprocessing == "unit" and card.preprocessing_from == "model" and not card.notes
+    x = _images()
+    expected = keras.ops.convert_to_numpy(keras.activations.softmax(model.predict(x, verbose=0)))
+    got = np.stack([p.probabilities for p in explain.predict(loaded, x, list("abc"), preprocess=card.preprocessing)])
+    np.testing.assert_allclose(got, expected, atol=1e-5)

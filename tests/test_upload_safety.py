@@ -28,7 +28,7 @@ from test_browser import _SHOWN, LAYER, _choose, _launch, _open_dashboard, playw
 from test_browser import pytestmark as pytestmark  # the same skips: no Chromium, no Playwright, no demo model
 
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_browser import free_port, rss_mib, settle, start_server, stop_server  # noqa: E402
+from bench_browser import free_port, rss_mib, settle, start_server, stop_server
 
 #: The bomb's Dense layer: 5 inputs x 150,000,000 units of float32 = 3.0 GB of kernel (3.6 GB with
 #: its bias), in a file of about 30 KB.
@@ -112,20 +112,18 @@ def _show_image(page, name: str) -> None:
     page.wait_for_function(_NEW_PICTURE, arg=old, timeout=60_000)
 
 
-def _error(page, text: str, rss: _RssSampler):
-    """The ``st.error`` box containing ``text``, once it is on screen; fails with what the page shows
-    instead, and the server's memory meanwhile."""
-    box = page.locator('[data-testid="stAlertContentError"]').filter(has_text=text)
+def _error(page, rss: _RssSampler, text: str = "") -> str:
+    """The text of the first ``st.error`` box (containing ``text``), once it is on screen; fails with
+    what the page shows instead and the server's memory meanwhile."""
+    box = page.locator('[data-testid="stAlertContentError"]').filter(has_text=text).first
     try:
         box.wait_for(timeout=60_000)
     except playwright.TimeoutError:
-        alerts = page.locator('[data-testid="stAlert"]').all_inner_texts()
         pytest.fail(
-            f"no error saying {text!r} within 60 s; the alerts: {alerts}; the page ends: "
-            f"{page.inner_text('body')[-1500:]!r}; server RSS max {max(rss.samples):.0f} MiB "
-            f"(last {rss.samples[-1]:.0f} MiB)"
+            f"no error {text or 'at all'!r} within 60 s; the page ends: {page.inner_text('body')[-1500:]!r}; "
+            f"server RSS max {max(rss.samples):.0f} MiB (last {rss.samples[-1]:.0f} MiB)"
         )
-    return box
+    return box.inner_text()
 
 
 def _no_traceback(page) -> None:
@@ -169,9 +167,10 @@ def test_config_bomb_upload_leaves_server_and_other_session_alone(served, shots,
         with _RssSampler(proc.pid) as during:
             a.locator(f"{MODEL_UPLOAD} input[type=file]").set_input_files(bomb)
             _show_image(b, "fashion_mnist_7_sneaker.png")
-            message = _error(a, "config bomb", during).inner_text()
+            message = _error(a, during)
             settle(a)
         assert max(during.samples) < RSS_LIMIT_MIB, f"server RSS during the upload (MiB): {during.samples}"
+        assert "config bomb" in message, f"{message} (server RSS max {max(during.samples):.0f} MiB)"
         a.screenshot(path=shots / "upload_safety.png")
         _no_traceback(a)
         assert message.startswith("huge_dense.keras: its config declares 3.6 GB of weights"), message
@@ -192,7 +191,7 @@ def test_config_bomb_upload_leaves_server_and_other_session_alone(served, shots,
 
             # A: a Git LFS pointer named model.keras is named as one.
             a.locator(f"{MODEL_UPLOAD} input[type=file]").set_input_files(pointer)
-            lfs = _error(a, "Git LFS pointer", after).inner_text()
+            lfs = _error(a, after, "Git LFS pointer")
             _no_traceback(a)
         browser.close()
 
