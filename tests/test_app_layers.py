@@ -25,8 +25,8 @@ def mobilenet_path(tmp_path_factory):
     return path
 
 
-def _app(monkeypatch, model_path=None) -> AppTest:
-    argv = ["app.py"] + (["--model", str(model_path)] if model_path else [])
+def _app(monkeypatch, model_path=None, *flags: str) -> AppTest:
+    argv = ["app.py"] + (["--model", str(model_path)] if model_path else []) + list(flags)
     monkeypatch.setattr(sys, "argv", argv)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
     at.run()
@@ -119,3 +119,46 @@ def test_a_missing_startup_model_is_one_clear_message(monkeypatch, tmp_path):
     at.run()
     assert not at.exception
     assert at.error and "No such model file" in at.error[0].value and "nope.h5" in at.error[0].value
+
+
+def _other_files(folder) -> dict:
+    """A file of each kind issue 19 names, as their authors made them: HDF5 written by Keras 3,
+    TensorFlow's beginner tutorial model (28, 28), a channels-first CNN, the keras.io ViT."""
+    import warnings
+
+    from test_layouts import _channels_first, _plane
+    from test_vit import TRUSTED, vit_layers
+
+    L = keras.layers
+    files = {}
+    keras.utils.set_random_seed(0)
+    h5 = keras.Sequential([keras.Input((16, 16, 3)), L.Conv2D(4, 3, name="conv"), L.Flatten(), L.Dense(3)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        h5.save(folder / "keras3.h5")
+    files["keras3_h5"] = (folder / "keras3.h5", ())
+    for name, build in (("tutorial", _plane), ("channels_first", _channels_first)):
+        build(keras).save(folder / f"{name}.keras")
+        files[name] = (folder / f"{name}.keras", ())
+    vit_layers.vit_classifier().save(folder / "vit.keras")
+    files["vit"] = (folder / "vit.keras", ("--trust-code", str(TRUSTED)))
+    return files
+
+
+@pytest.mark.parametrize("kind", ["keras3_h5", "tutorial", "channels_first", "vit"])
+def test_every_layer_of_other_model_files(monkeypatch, tmp_path, kind):
+    """Each opens at start-up (the ViT with --trust-code), every layer draws, the Explain tab explains."""
+    path, flags = _other_files(tmp_path)[kind]
+    at = _app(monkeypatch, path, *flags)
+    assert at.selectbox(key="model_choice").value == path.name and not at.error
+    assert _walk_layers(at) == len(layer_options(at)) >= 3
+    if kind == "vit":
+        assert any("tokens, 4x4 grid" in label for label in layer_options(at))
+    if kind == "tutorial":  # no spatial layer: a gradient method by default, and a message
+        open_tab(at, "Explain")
+        _clean(at, "Explain tab")
+        assert at.multiselect(key="methods").value == ["saliency"] and len(view_tiles(at, "explain_view")) == 2
+    else:
+        _walk_explain(at, lambda targets: targets[-2:])
+    if kind == "vit":
+        assert "attention_rollout" in at.multiselect(key="methods").options
