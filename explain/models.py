@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import weakref
 import zipfile
@@ -277,10 +278,14 @@ def _keras_load_error(path: Path, e: BaseException, trusted: dict | None, safe: 
             f"own, pass the Python file that defines what it needs with {FLAG}; otherwise replace the Lambda with "
             "a built-in layer and re-save."
         )
-    if trusted is not None and ("unexpected keyword argument" in text or ("missing" in text and "argument" in text)):
+    cause = re.search(
+        r"(\w+)\.__init__\(\) (got an unexpected keyword argument '\w+'|missing \d+ required .*?'\w+')", text
+    )
+    if trusted is not None and cause:
         return ModelLoadError(
-            f"{path}: a trusted class cannot be rebuilt from its saved config ({msg[:200]}). Its __init__ must "
-            "accept **kwargs and its get_config() return every __init__ argument."
+            f"{path}: the trusted class {cause.group(1)} cannot be rebuilt from its saved config: {cause.group(0)}. "
+            "Its __init__ must accept **kwargs (and pass them to super().__init__), and its get_config() return "
+            "every argument of __init__; fix the class (and re-save the model if get_config lacked an argument)."
         )
     return ModelLoadError(f"Could not load {path} as a Keras model: {msg[:300]}")
 

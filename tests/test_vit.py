@@ -176,3 +176,35 @@ def test_every_cli_with_trust_code(vits, tmp_path, capsys):
     assert filters.main([*argv, "--out", str(tmp_path / "f.png")]) == 0
     assert layers.main([str(path), "--list"]) == 2
     assert "--trust-code" in capsys.readouterr().err
+
+
+def test_the_keras_io_layers_as_written_get_a_message_that_says_how_to_fix_them(tmp_path):
+    """keras.io's Patches and PatchEncoder take no **kwargs and PatchEncoder.get_config lacks
+    projection_dim: Keras cannot rebuild them, and the user is told what the class needs."""
+    code = tmp_path / "example_layers.py"
+    code.write_text(
+        "import keras\n\n"
+        "class Patches(keras.layers.Layer):\n"
+        "    def __init__(self, patch_size):\n"
+        "        super().__init__()\n"
+        "        self.patch_size = patch_size\n\n"
+        "    def call(self, images):\n"
+        "        patches = keras.ops.image.extract_patches(images, size=self.patch_size)\n"
+        "        return keras.ops.reshape(patches, (-1, 16, 108))\n\n"
+        "    def get_config(self):\n"
+        "        return {**super().get_config(), 'patch_size': self.patch_size}\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import example_layers
+    finally:
+        sys.path.remove(str(tmp_path))
+    inp = keras.Input((SIZE, SIZE, 3))
+    path = tmp_path / "vit_as_written.keras"
+    keras.Model(inp, L.Dense(3)(L.Flatten()(example_layers.Patches(6)(inp)))).save(path)
+    with pytest.raises(ModelLoadError) as info:
+        load_model(path, trusted_code=code)
+    assert (
+        "the trusted class Patches cannot be rebuilt from its saved config: Patches.__init__() got an unexpected "
+        "keyword argument 'name'. Its __init__ must accept **kwargs" in str(info.value)
+    )
