@@ -484,8 +484,7 @@ class LayerViews:
 
     def title(self, row) -> str:
         where = f"Layer {row.index}: " if row.index is not None else "Nested layer "
-        note = f", {row.note}" if row.note else ""
-        return f"{where}{row.name} ({row.type}), output {row.output_shape}{note}"
+        return f"{where}{row.name} ({row.type}), output {row.shape_text}"
 
     def caption(self, row) -> str:
         if not row.is_spatial:

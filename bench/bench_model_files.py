@@ -34,7 +34,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse
 import math
-import resource
 import subprocess
 import sys
 import tempfile
@@ -158,12 +157,21 @@ def _minmax(maps: np.ndarray) -> np.ndarray:
 
 def gradcam_by_hand(model, layer: str, x_native: np.ndarray, layout: str) -> np.ndarray:
     """Selvaraju et al. 2017 on the model as its author feeds it: the score is the pre-softmax logit."""
-    head = model.layers[-1]
-    probe = keras.Model(model.inputs, [model.get_layer(layer).output, head.input])
+    head, target = model.layers[-1], model.get_layer(layer)
+    before = keras.Model(model.inputs, target.output)
+    if isinstance(model, keras.Sequential):  # the layers between the target and the head, one after another
+        between = model.layers[model.layers.index(target) + 1 : -1]
+
+        def after(t):
+            for lyr in between:
+                t = lyr(t, training=False)
+            return t
+    else:
+        after = keras.Model(target.output, head.input)
     with tf.GradientTape() as tape:
-        a, features = probe(tf.constant(x_native, tf.float32))
+        a = before(tf.constant(x_native, tf.float32))
         tape.watch(a)
-        logits = tf.matmul(features, head.kernel) + head.bias
+        logits = tf.matmul(after(a), head.kernel) + head.bias
         score = tf.gather(logits, tf.argmax(logits, axis=1), axis=1, batch_dims=1)
     g = tape.gradient(score, a).numpy()
     a = a.numpy()
@@ -193,17 +201,32 @@ def pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
 
 
-def agreement(name: str, original, path: Path, images: np.ndarray) -> tuple[str, str, np.ndarray]:
-    """``(method, target layer, Pearson r per image)``: explain on the saved file against the hand computation."""
+def agreement(name: str, original, path: Path, images: np.ndarray) -> tuple[str, str, np.ndarray, int, int]:
+    """explain on the saved file against the hand computation on the original model: ``(method, target
+    layer, Pearson r of the images where both maps are informative, both flat, flat in one only)``.
+
+    A Grad-CAM map is flat (all zero) where the weighted sum is negative everywhere before its ReLU; both
+    computations must say so for the same images, and r is undefined there."""
     _, _, scaling, layout = MODELS[name]
     trust = TRUSTED if name == "vit" else None
     loaded = explain.load_model(path, trusted_code=trust)
     x_native = native(images, layout, scaling)
     if name == "tutorial":
-        ours = Saliency(loaded, preprocess=scaling)(images)
-        return "saliency", "-", pearson(ours.heatmap, saliency_by_hand(original, x_native, scaling))
-    ours = GradCAM(loaded, preprocess=scaling)(images)
-    return "gradcam", ours.layer, pearson(ours.heatmap, gradcam_by_hand(original, ours.layer, x_native, layout))
+        ours, method, layer = Saliency(loaded, preprocess=scaling)(images), "saliency", "-"
+        hand = saliency_by_hand(original, x_native, scaling)
+    else:
+        ours, method = GradCAM(loaded, preprocess=scaling)(images), "gradcam"
+        layer = ours.layer
+        hand = gradcam_by_hand(original, layer, x_native, layout)
+    hand_flat = hand.max(axis=(1, 2)) == 0
+    both = ~ours.flat & ~hand_flat
+    return (
+        method,
+        layer,
+        pearson(ours.heatmap[both], hand[both]),
+        int((ours.flat & hand_flat).sum()),
+        int((ours.flat != hand_flat).sum()),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,21 +234,32 @@ def agreement(name: str, original, path: Path, images: np.ndarray) -> tuple[str,
 # ---------------------------------------------------------------------------------------------
 
 
+#: Runs a command and prints its peak resident set (kB) on stderr's last line.
+_MEASURED = (
+    "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode)"
+)
+
+
 def run(argv: list[str]) -> tuple[int, float, float, str]:
     """``(exit code, seconds, peak RSS of the process in MB, its last stderr line)``."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURED, sys.executable, "-W", "ignore", "-m", *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     err = [line for line in done.stderr.strip().splitlines() if line.strip()]
-    return done.returncode, seconds, max(peak, before) / 1024, err[-1] if err else ""
+    peak = int(err.pop()) / 1024 if err and err[-1].isdigit() else float("nan")
+    return done.returncode, seconds, peak, err[-1] if err else ""
 
 
 def cli_runs(name: str, path: Path, data: Path, folder: Path) -> list[tuple[str, int, float, float, str]]:
     """``(command, exit code, seconds, peak MB, last stderr line)`` for every CLI on one file."""
     _, _, scaling, _ = MODELS[name]
-    model = [str(path), "--preprocess", scaling] + (["--trust-code", str(TRUSTED)] if name == "vit" else [])
+    flags = ["--preprocess", scaling] + (["--trust-code", str(TRUSTED)] if name == "vit" else [])
     layer = {"keras3_h5": "conv2d", "channels_first": "conv2d", "vit": "add", "tutorial": None}[name]
     loaded = explain.load_model(path, trusted_code=TRUSTED if name == "vit" else None)
     rows = explain.layer_table(loaded)
@@ -234,19 +268,23 @@ def cli_runs(name: str, path: Path, data: Path, folder: Path) -> list[tuple[str,
     method = "saliency" if name == "tutorial" else "gradcam"
     out = folder / name
     calls = [
-        ("layers --list", ["explain.layers", *model, "--list"]),
-        ("attribute", ["explain.attribute", *model, str(SAMPLE), "--method", method, "--out", f"{out}_heat.png"]),
-        ("convert", ["explain.convert", *model, f"{out}_converted.keras"]),
-        ("report", ["explain.report", *model, str(data), "--out", f"{out}_report", "--no-progress"]),
+        ("layers --list", ["explain.layers", str(path), "--list", *flags]),
+        ("attribute", ["explain.attribute", str(path), str(SAMPLE), "--method", method, "--out", f"{out}_heat.png"]),
+        ("convert", ["explain.convert", str(path), f"{out}_converted.keras", *flags]),
+        ("report", ["explain.report", str(path), str(data), "--out", f"{out}_report", "--no-progress", *flags]),
     ]
+    calls[1] = (calls[1][0], [*calls[1][1], *flags])
     if layer is not None:
-        calls[1:1] = [("layers grid", ["explain.layers", *model, str(SAMPLE), "--layer", layer, "--out", f"{out}.png"])]
+        grid = ["explain.layers", str(path), str(SAMPLE), "--layer", layer, "--out", f"{out}.png", *flags]
+        calls[1:1] = [("layers grid", grid)]
         calls.append(
-            ("filters", ["explain.filters", *model, "--layer", layer, "--channels", "0-7", "--steps", "32",
-                         "--no-progress", "--out", f"{out}_filters.png"])
+            ("filters", ["explain.filters", str(path), "--layer", layer, "--channels", "0-7", "--steps", "32",
+                         "--no-progress", "--out", f"{out}_filters.png", *flags])
         )  # fmt: skip
     else:
-        calls.append(("attribute gradcam", ["explain.attribute", *model, str(SAMPLE), "--method", "gradcam"]))
+        calls.append(
+            ("attribute gradcam", ["explain.attribute", str(path), str(SAMPLE), "--method", "gradcam", *flags])
+        )
     return [(label, *run(argv)) for label, argv in calls]
 
 
@@ -269,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--train-images", type=int, default=6000)
     args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")  # Keras: "Do not pass an `input_shape`" (the tutorial does), legacy HDF5
 
     train_split, test = load_builtin_split("fashion_mnist", "train"), load_builtin_split("fashion_mnist", "test")
     x = train_split.images[: args.train_images].astype(np.float32)
@@ -279,13 +318,16 @@ def main(argv: list[str] | None = None) -> int:
     probe = test.images[100:120].astype(np.float32)
     print(f"Fashion-MNIST: trained on {len(x):,} images, {args.epochs} epoch(s); files in {folder}\n")
 
-    print(f"{'file':<16} {'trained':>8} {'method @ layer':<28} {'Pearson r (20 images)':>24}")
+    print(f"{'file':<26} {'trained':>7} {'method @ layer':<28} {'Pearson r':>18}  flat in both / in one")
     results = {}
     for name in MODELS:
         original, path, seconds = train(name, x, y, args.epochs, folder)
-        method, layer, r = agreement(name, original, path, probe)
+        method, layer, r, flat_both, flat_one = agreement(name, original, path, probe)
         results[name] = path
-        print(f"{path.name:<16} {seconds:7.0f}s {method + ' @ ' + layer:<28} min {r.min():.4f}  mean {r.mean():.4f}")
+        print(
+            f"{path.name:<26} {seconds:6.0f}s {method + ' @ ' + layer:<28} min {r.min():.4f} mean {r.mean():.4f}"
+            f"  {flat_both} / {flat_one} of {len(probe)}"
+        )
 
     print(f"\n{'file':<26} {'command':<18} {'exit':>4} {'seconds':>8}  note")
     for name, path in results.items():

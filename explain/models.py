@@ -573,11 +573,15 @@ class LayerInfo:
         return layout_note(self.layout, self.grid)
 
     @property
+    def shape_text(self) -> str:
+        """The output shape and how it reads as feature maps: ``"(None, 50, 64), tokens, 7x7 grid + class token"``."""
+        return f"{self.output_shape}, {self.note}" if self.note else str(self.output_shape)
+
+    @property
     def label(self) -> str:
         """A short label such as ``"1 · conv2d (Conv2D) (None, 28, 28, 32)"``."""
         idx = f"{self.index}" if self.index is not None else "  " * self.depth + "↳"
-        note = f", {self.note}" if self.note else ""
-        return f"{idx} · {self.name} ({self.type}) {self.output_shape}{note}"
+        return f"{idx} · {self.name} ({self.type}) {self.shape_text}"
 
 
 #: model -> (ids of its top-level layers, its layer table); the rows hold no reference to the model.

@@ -294,7 +294,7 @@ def heatmap_overlay(
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="relevance")
     ax.set_axis_off()
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=9, wrap=True)  # a long file name wraps instead of running off the figure
     return fig
 
 

@@ -217,7 +217,7 @@ def _filter_figure(model, card, args: argparse.Namespace):
     _check_finite(patterns.images)
     labels = [f"{c}: {a:.3g}" for c, a in zip(patterns.channels, patterns.activation, strict=True)]
     title = (
-        f"{_where(info)}: {info.name} ({info.type}), output {info.output_shape}\n"
+        f"{_where(info)}: {info.name} ({info.type}), output {info.shape_text}\n"
         f"{len(labels)} filter patterns, {patterns.steps} steps, seed {patterns.seed}"
     )
     return pattern_grid(patterns.images, labels, title=title, cols=args.cols), patterns, seconds, info

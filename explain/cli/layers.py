@@ -90,7 +90,7 @@ def _write_grid(acts, info, args, out: Path) -> None:
     where = f"Layer {info.index}" if info.index is not None else "Nested layer"
     fig = feature_map_grid(
         acts,
-        title=f"{where}: {info.name} ({info.type}), output {info.output_shape}\nimage: {Path(args.image).name}",
+        title=f"{where}: {info.name} ({info.type}), output {info.shape_text}\nimage: {Path(args.image).name}",
         max_maps=args.max_maps,
         cols=args.cols,
         normalize=args.normalize,
