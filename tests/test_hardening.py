@@ -101,6 +101,12 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 # --------------------------------------------------------------------------- bad models, built once
+@keras.saving.register_keras_serializable(package="hardening")
+class Tripler(keras.layers.Layer):
+    def call(self, x):
+        return x * 3
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("hard_models")
@@ -128,6 +134,15 @@ def models(tmp_path_factory) -> dict[str, Path]:
     paths["lfs"].write_text(LFS_POINTER)
     paths["config_bomb"] = d / "config_bomb.keras"
     write_config_bomb(paths["rgb"], paths["config_bomb"])
+    # input layouts explain cannot read as an image: 4 channels first, 1000 flat values
+    save("channels_first_4", keras.Sequential([keras.Input((4, 8, 8)), L.Conv2D(2, 3, data_format="channels_first")]))
+    save("flat_1000", keras.Sequential([keras.Input((1000,)), L.Dense(3, activation="softmax")]))
+    # a custom layer, and trusted code that does not define it or that fails to import
+    save("custom", keras.Sequential([keras.Input((8, 8, 3)), Tripler(name="tripler"), L.Flatten(), L.Dense(3)]))
+    paths["no_class.py"] = d / "no_class.py"
+    paths["no_class.py"].write_text("import keras\n\nclass Doubler(keras.layers.Layer):\n    pass\n")
+    paths["fails.py"] = d / "fails.py"
+    paths["fails.py"].write_text("import no_such_module_here\n")
     paths["savedmodel"] = d / "exported"
     tiny_sequential().export(paths["savedmodel"], verbose=False)
     paths["text"] = d / "notes.keras"
@@ -360,6 +375,9 @@ def _write_bad_images(folder: Path) -> dict[str, Path]:
 BAD_MODEL_MESSAGES = {
     "lfs": "Git LFS pointer",
     "config_bomb": "config bomb",
+    "channels_first_4": "channels-first images (4, 8, 8) with 4 channels",
+    "flat_1000": "flat vectors of 1000 values",
+    "custom": "uses custom code: 'hardening>Tripler' (layer 'tripler')",
     "savedmodel": "SavedModel directory",
     "text": "not a '.keras' archive",
     "truncated": "truncated",
@@ -379,6 +397,8 @@ def test_layers_cli_bad_inputs(models, lambda_model, tmp_path, capsys):
     cases += [([models[k], good, "--layer", 1], m) for k, m in BAD_MODEL_MESSAGES.items()]
     cases += [
         ([lambda_model[0], good, "--layer", 1], "Lambda"),
+        ([models["custom"], good, "--layer", 1, "--trust-code", models["no_class.py"]], "does not define: 'hardening>Tripler'"),
+        ([models["custom"], good, "--layer", 1, "--trust-code", models["fails.py"]], "raised ModuleNotFoundError"),
         ([models["rgb"], good, "--layer", 99], "out of range"),
         ([models["rgb"], good, "--layer", "nope"], "No such layer"),
         ([models["rgb"], good, "--layer", "hidden"], "no feature maps"),
@@ -577,6 +597,9 @@ def test_dashboard_bad_uploads(models, lambda_model, monkeypatch):
     model_cases = [
         ("pointer.keras", models["lfs"].read_bytes(), "Git LFS pointer"),
         ("config_bomb.keras", models["config_bomb"].read_bytes(), "config bomb"),
+        ("cf4.keras", models["channels_first_4"].read_bytes(), "with 4 channels"),
+        ("flat.keras", models["flat_1000"].read_bytes(), "flat vectors of 1000 values"),
+        ("custom.keras", models["custom"].read_bytes(), "uses custom code"),
         ("half.keras", models["truncated"].read_bytes(), "truncated"),
         ("noconfig.keras", models["noconfig"].read_bytes(), "no config.json"),
         ("bomb.keras", models["bomb"].read_bytes(), "zip bomb"),
