@@ -576,13 +576,21 @@ def _channel_block(views: LayerViews, row, a: np.ndarray, image_name: str) -> No
         )
 
 
+def _first_interesting(rows) -> int:
+    """The Layers tab's first layer: the first convolution, else the first layer with feature maps past the
+    input (a Vision Transformer's patches), else the first."""
+    conv = (i for i, r in enumerate(rows) if r.type.startswith("Conv"))
+    maps = (i for i, r in enumerate(rows) if r.is_spatial and r.type not in ("InputLayer", "Rescaling"))
+    return next(conv, next(maps, 0))
+
+
 @st.fragment
 @_tab
 def layers_ui(model, card, model_key: str, image_key: str, pixels, name: str) -> None:
     """Layer picker (answered in the browser), that layer's feature-map grid (or bar chart), one
     channel enlarged; the neighbouring layers' pictures are sent ahead."""
     views = LayerViews(model, card, model_key, image_key, pixels)
-    default = next((i for i, r in enumerate(views.rows) if r.type.startswith("Conv")), 0)
+    default = _first_interesting(views.rows)
     label = select_control(LAYER_LABEL, views.labels, key="layer", event=LAYER_EVENT, index=default)
     i = views.labels.index(label)
     row = views.rows[i]

@@ -274,3 +274,24 @@ def test_every_cli_takes_trust_code_and_the_budget(custom_files, capsys):
             cli.main(["--help"])
         out = capsys.readouterr().out
         assert "--trust-code" in out and "--max-model-mb" in out, cli.__name__
+
+
+class K2Doubler(tf_keras.layers.Layer):
+    def call(self, x):
+        return x * 2
+
+
+def test_keras2_h5_with_custom_and_lambda_layers_loads_with_trust(custom_files, tmp_path):
+    """A Keras 2 file that needs the user's code is read by Keras 3's HDF5 reader with their (Keras 3)
+    classes: the same layers and predictions; without trust it is refused by name."""
+    k = tf_keras.layers
+    layers = [k.Input((8, 8, 3)), k.Conv2D(2, 3, name="conv"), K2Doubler(name="doubler")]
+    model = tf_keras.Sequential([*layers, k.Lambda(lambda t: t + 1, name="plus_one"), k.Flatten(), k.Dense(3)])
+    path = _save_h5(model, tmp_path / "k2_custom.h5")
+    (tmp_path / "my_layers.py").write_text(custom_files["trusted"].read_text().replace("Doubler", "K2Doubler"))
+    with pytest.raises(ModelLoadError, match=r"uses custom code: 'K2Doubler' \(layer 'doubler'\)"):
+        load_model(path)
+    loaded = load_model(path, trusted_code=tmp_path / "my_layers.py")
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    assert np.abs(loaded.predict(x, verbose=0) - model.predict(x, verbose=0)).max() <= TOLERANCE
