@@ -397,7 +397,7 @@ def test_layers_cli_bad_inputs(models, lambda_model, tmp_path, capsys):
     cases += [([models[k], good, "--layer", 1], m) for k, m in BAD_MODEL_MESSAGES.items()]
     cases += [
         ([lambda_model[0], good, "--layer", 1], "Lambda"),
-        ([models["custom"], good, "--layer", 1, "--trust-code", models["no_class.py"]], "does not define: 'hardening>Tripler'"),
+        ([models["custom"], good, "--layer", 1, "--trust-code", models["no_class.py"]], "does not define: 'hardening"),
         ([models["custom"], good, "--layer", 1, "--trust-code", models["fails.py"]], "raised ModuleNotFoundError"),
         ([models["rgb"], good, "--layer", 99], "out of range"),
         ([models["rgb"], good, "--layer", "nope"], "No such layer"),

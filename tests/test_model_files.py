@@ -295,3 +295,27 @@ def test_keras2_h5_with_custom_and_lambda_layers_loads_with_trust(custom_files, 
     assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
     x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
     assert np.abs(loaded.predict(x, verbose=0) - model.predict(x, verbose=0)).max() <= TOLERANCE
+
+
+def test_keras2_savedmodel_config_bomb_is_refused(tmp_path):
+    """A SavedModel's keras_metadata.pb edited to declare 2 GB: refused while tf_keras builds it, before
+    the weight is allocated (the checkpoint holds a few KB)."""
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    k = tf_keras.layers
+    model = tf_keras.Sequential([k.Input((8, 8, 3)), k.Flatten(name="flat"), k.Dense(3, name="head")])
+    folder = tmp_path / "saved"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(folder, save_format="tf")
+    meta = saved_metadata_pb2.SavedMetadata()
+    meta.ParseFromString((folder / "keras_metadata.pb").read_bytes())
+    root = next(n for n in meta.nodes if n.node_path == "root")
+    config = json.loads(root.metadata)
+    config["config"]["layers"][-1]["config"]["units"] = 2_500_000
+    root.metadata = json.dumps(config)
+    (folder / "keras_metadata.pb").write_bytes(meta.SerializeToString())
+    before = _rss_bytes()
+    with pytest.raises(ModelLoadError, match=r"declares 1.9 GB of weights \(the largest layer, 'head'.*config bomb"):
+        load_model(folder)
+    assert _rss_bytes() - before < 500 * 1024**2

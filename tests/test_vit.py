@@ -208,3 +208,17 @@ def test_the_keras_io_layers_as_written_get_a_message_that_says_how_to_fix_them(
         "the trusted class Patches cannot be rebuilt from its saved config: Patches.__init__() got an unexpected "
         "keyword argument 'name'. Its __init__ must accept **kwargs" in str(info.value)
     )
+
+
+@pytest.mark.parametrize("method", ["gradcam++", "scorecam"])
+def test_the_cam_family_works_on_tokens(vits, method):
+    """The contract on tokens. Tokens have no ReLU: a positive weighting of them can be negative
+    everywhere (then the map is flat, drawn as zeros), as Grad-CAM's weights computed by hand say."""
+    from explain.attribution import METHODS
+
+    for name in ("keras_io", "class_token"):
+        model = vits[name][1]
+        result = METHODS[method](model)(_images(2))
+        assert result.heatmap.shape == (2, SIZE, SIZE) and result.layer == default_target_layer(model).name
+        assert np.isfinite(result.heatmap).all() and result.heatmap.min() >= 0 and result.heatmap.max() <= 1
+        assert (result.heatmap[result.flat] == 0).all()
