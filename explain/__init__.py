@@ -9,7 +9,14 @@ from explain._quiet import quiet_import
 quiet_import()
 
 from explain.activations import compute_activations, feature_model  # noqa: E402
-from explain.attribution import METHODS, Attribution, AttributionMethod, LimeAttribution, get_method  # noqa: E402
+from explain.attribution import (  # noqa: E402
+    METHODS,
+    Attribution,
+    AttributionMethod,
+    LimeAttribution,
+    get_method,
+    methods_for,
+)
 from explain.embedding import Embedding, LookAlike, embed, look_alikes  # noqa: E402
 from explain.errors import DataError, ExplainError, ImageLoadError, LayerError, ModelLoadError  # noqa: E402
 from explain.evaluation import (  # noqa: E402
@@ -30,6 +37,7 @@ from explain.evaluation import (  # noqa: E402
 )
 from explain.feature_visualization import FeaturePatterns, channel_responses, class_patterns, filter_patterns  # noqa: E402
 from explain.images import load_image  # noqa: E402
+from explain.layouts import InputLayout, input_layout  # noqa: E402
 from explain.legacy import convert_to_keras3  # noqa: E402
 from explain.metrics import deletion_insertion, sanity_check  # noqa: E402
 from explain.models import (  # noqa: E402
@@ -63,6 +71,7 @@ from explain.predict import Prediction, predict  # noqa: E402
 from explain.preprocessing import MODES as PREPROCESSING_MODES  # noqa: E402
 from explain.preprocessing import from_raw_pixels, infer_preprocessing, preprocess  # noqa: E402
 from explain.scores import ScoreHead, score_head  # noqa: E402
+from explain.trust import load_trusted_code  # noqa: E402
 
 __all__ = [
     "METHODS",
@@ -79,6 +88,7 @@ __all__ = [
     "FeaturePatterns",
     "FolderSource",
     "ImageLoadError",
+    "InputLayout",
     "LayerError",
     "LayerInfo",
     "LimeAttribution",
@@ -113,13 +123,16 @@ __all__ = [
     "heatmap_overlay",
     "imagenet_class_names",
     "infer_preprocessing",
+    "input_layout",
     "layer_table",
     "load_builtin_split",
     "load_image",
     "load_model",
     "load_model_card",
+    "load_trusted_code",
     "look_alikes",
     "match_classes",
+    "methods_for",
     "misclassified",
     "model_input_size",
     "open_data",

@@ -23,8 +23,15 @@ METHODS: dict[str, type[AttributionMethod]] = {
 
 
 def methods_for(model) -> list[str]:
-    """The registry names of the methods that apply to ``model`` (:meth:`AttributionMethod.applies_to`),
-    in registry order: attention rollout only for a model with attention layers."""
+    """The registry names of the methods that apply to ``model`` (:meth:`AttributionMethod.applies_to`).
+
+    Args:
+        model: a Keras classifier.
+
+    Returns:
+        Names in registry order: every method, attention rollout only for a model with
+        ``MultiHeadAttention`` layers in its graph.
+    """
     return [name for name, cls in METHODS.items() if cls.applies_to(model)]
 
 
