@@ -180,9 +180,34 @@ def load_model(
     if max_mb <= 0:
         raise ModelLoadError(f"The memory budget must be positive, got {max_model_mb} MB.")
     if legacy.legacy_kind(path) is not None:
-        return legacy.load_legacy_model(path, trusted=trusted, safe_mode=safe, max_model_mb=max_mb)
-    _check_archive(path)
-    return _load_keras_archive(path, trusted, safe, max_mb)
+        model = legacy.load_legacy_model(path, trusted=trusted, safe_mode=safe, max_model_mb=max_mb)
+    else:
+        _check_archive(path)
+        model = _load_keras_archive(path, trusted, safe, max_mb)
+    _check_activations(model, max_mb, str(path))
+    return model
+
+
+def _check_activations(model: keras.Model, max_mb: float, source: str) -> None:
+    """Refuse a model one of whose layers outputs more than the budget for one image (a config that
+    declares a 100,000 x 100,000 input, or an ``UpSampling2D`` by 1,000, holds no weights to compare
+    with). The largest single output, not the sum: a forward pass keeps few of them at once, and big
+    real networks (EfficientNetB7 at 600 x 600: 69 MB at most) stay far below. Outputs of a free size
+    are not counted: their size is the image's own."""
+    sizes = [
+        (r.name, 4 * math.prod(r.output_shape[1:]))
+        for r in layer_table(model)
+        if r.output_shape and all(isinstance(d, int) for d in r.output_shape[1:])
+    ]
+    if not sizes:
+        return
+    name, largest = max(sizes, key=lambda s: s[1])
+    if largest > max_mb * 1024**2:
+        raise ModelLoadError(
+            f"{source}: layer {name!r} outputs {largest / 1e9:.1f} GB of activations for one image, more than "
+            f"the {max_mb:g} MB allowed; refusing it. Pass --max-model-mb {math.ceil(largest * 1.5 / 1024**2)} "
+            "if this machine has the memory."
+        )
 
 
 def _read_archive(path: Path) -> tuple[dict, int]:

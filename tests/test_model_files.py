@@ -319,3 +319,12 @@ def test_keras2_savedmodel_config_bomb_is_refused(tmp_path):
     with pytest.raises(ModelLoadError, match=r"declares 1.9 GB of weights \(the largest layer, 'head'.*config bomb"):
         load_model(folder)
     assert _rss_bytes() - before < 500 * 1024**2
+
+
+def test_a_config_that_declares_huge_activations_is_refused(tmp_path):
+    """No weights to compare with: an UpSampling2D by 2,000 turns one 32x32 image into 16 GB."""
+    model = keras.Sequential([keras.Input((32, 32, 1)), L.UpSampling2D(2000, name="up"), L.GlobalMaxPooling2D()])
+    path = tmp_path / "upsampled.keras"
+    model.save(path)
+    with pytest.raises(ModelLoadError, match=r"layer 'up' outputs 16.4 GB of activations for one image"):
+        load_model(path)
