@@ -16,9 +16,11 @@ and the heatmap explain gives is compared with one computed by hand on the origi
 model fed in its own layout (Pearson r over the pixels, on 20 test images): Grad-CAM at the default
 target layer (channels first: gradients averaged over axes 2, 3; ViT: the tokens reshaped to their
 grid), and for the tutorial's MLP, which has no spatial layer and so no Grad-CAM (``--method
-gradcam`` exits 2 and names the gradient methods), the saliency map. Last, a 30 KB config bomb
-(one ``Dense`` of 150,000,000 units, 3.6 GB declared) is opened by ``explain.layers --list``: exit
-code, time and peak memory of the process against the same command on the file it was made from.
+gradcam`` exits 2 and names the gradient methods), the saliency map. Then a small config bomb (the
+channels-first CNN's ``.keras`` with its last ``Dense`` declaring 4 GB) is opened by
+``explain.layers --list``: exit code, time and peak memory of the process against the same command
+on the file it was made from. Last, what the checks before building cost: ``explain.load_model``
+against ``keras.saving.load_model`` on MobileNetV2.
 
 Run::
 
@@ -335,7 +337,27 @@ def main(argv: list[str] | None = None) -> int:
             note = err[:90] if code else ""
             print(f"{path.name:<26} {label:<18} {code:>4} {seconds:8.1f}  {note}")
     config_bomb(results["channels_first"], folder)
+    load_overhead(folder)
     return 0
+
+
+def load_overhead(folder: Path, repeats: int = 3) -> None:
+    """What the checks before building cost: ``explain.load_model`` against ``keras.saving.load_model``
+    on MobileNetV2 (224 x 224, random weights), alternating, the median of ``repeats`` each."""
+    path = folder / "mobilenetv2.keras"
+    keras.applications.MobileNetV2(weights=None).save(path)
+    times: dict[str, list[float]] = {"keras.saving.load_model": [], "explain.load_model": []}
+    for _ in range(repeats):
+        for label, load in (
+            ("keras.saving.load_model", lambda: keras.saving.load_model(path, compile=False, safe_mode=True)),
+            ("explain.load_model", lambda: explain.load_model(path)),
+        ):
+            start = time.perf_counter()
+            load()
+            times[label].append(time.perf_counter() - start)
+    print(f"\nloading MobileNetV2 (.keras, 3.5 M weights), median of {repeats}:")
+    for label, values in times.items():
+        print(f"  {label:<26} {np.median(values):.2f} s")
 
 
 def config_bomb(source: Path, folder: Path) -> None:

@@ -83,9 +83,8 @@ def _test_batches(
             for i in range(0, len(data.y_test), batch_size)
         )
         return list(data.class_names), batches
-    from training.folders import make_dataset, scan_folder
-
     from explain.models import load_model_card
+    from training.folders import make_dataset, scan_folder
 
     h, w, c = load_model_card(None, model).input_shape
     scan = scan_folder(folder, class_names=card_classes)
