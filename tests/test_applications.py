@@ -24,8 +24,8 @@ and the full matrix below takes about 40 minutes there. So in CI:
   classifier top): the layer table and activations, the default target layer, Grad-CAM on it
   (the top class, and every class against the hand-written tape). The nested configuration (the
   tutorial's model, whose base is the harder case) also gets Grad-CAM++ and Score-CAM on the inner
-  layer, saliency, SmoothGrad, Integrated Gradients, LIME and the report (see
-  :func:`skip_unless_in_ci` for what is left out);
+  layer, and, for the families of :data:`WHOLE_MODEL_IN_CI`, saliency, SmoothGrad, Integrated
+  Gradients, LIME and the report (see :func:`skip_unless_in_ci` for what is left out);
 * the report runs compiled (``tf.function``: its Grad-CAM galleries and its evaluation), as the CLIs
   and the dashboard do. The explainers called here run their own Python code uncompiled
   (:func:`uncompiled`): the same code and the same model plumbing (target layers inside nested
@@ -178,6 +178,11 @@ def uncompiled(explainer):
     return explainer
 
 
+#: Families on which CI runs the report and the input-gradient methods and LIME (whole-model passes, the same
+#: plumbing for every family: the score head, the input scaling): one of each kind of structure, a skip
+#: connection (ResNet50), branches (InceptionV3), scaling layers inside (EfficientNetB0), a 1x1 top
+#: (MobileNetV3Small), nested blocks and LayerNormalization (ConvNeXtTiny).
+WHOLE_MODEL_IN_CI = ("ResNet50", "InceptionV3", "EfficientNetB0", "MobileNetV3Small", "ConvNeXtTiny")
 #: Families whose bare configuration CI runs: one of each kind of classifier top (a Dense top: ResNet50; a
 #: 1x1 convolution then Activation(softmax): MobileNet; the same after hard-swish: MobileNetV3Small;
 #: LayerNormalization before the Dense: ConvNeXtTiny). The other bare tops are a pooling and a Dense
@@ -319,6 +324,8 @@ def skip_unless_in_ci(case: Case, method: str, where: str) -> None:
         return
     if case.config == "bare" or (method, where) not in CI_NESTED:
         pytest.skip(f"{method} ({where}) on {case.config} models: EXPLAIN_FULL_APPLICATIONS=1")
+    if where == "input" and case.family not in WHOLE_MODEL_IN_CI:
+        pytest.skip(f"{method} on {case.family}: EXPLAIN_FULL_APPLICATIONS=1 (CI: {', '.join(WHOLE_MODEL_IN_CI)})")
 
 
 @pytest.mark.parametrize("where", ["default", "inner"])
@@ -445,8 +452,8 @@ def test_gradcam_matches_a_hand_written_tape(case):
 
 
 def test_report(case, tmp_path):
-    if case.config == "bare" and not FULL:
-        pytest.skip("the report on bare models: EXPLAIN_FULL_APPLICATIONS=1")
+    if not FULL and (case.config == "bare" or case.family not in WHOLE_MODEL_IN_CI):
+        pytest.skip(f"the report on {case.family}-{case.config}: EXPLAIN_FULL_APPLICATIONS=1")
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (3, case.side, case.side, 3), dtype=np.uint8)
     names = [f"c{i}" for i in range(CLASSES)]
