@@ -105,7 +105,7 @@ def feature_model(model: keras.Model, names: Sequence[str], preprocess: str = "r
         return per_model[key]
     outputs = _symbolic_outputs(model, list(names))
     rows = {r.name: r for r in layer_table(model)}
-    grids = [to_grid(outputs[n], rows[n].layout, rows[n].grid) if n in rows else outputs[n] for n in names]
+    grids = [to_grid(outputs[n], rows[n].layout, rows[n].grid) for n in names]
     fm = keras.Model(_single(model.inputs), grids, name=f"{model.name}_features")
     fm = from_raw_pixels(fm, preprocess)
     if len(per_model) >= _MAX_CACHED_PER_MODEL:

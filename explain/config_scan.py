@@ -21,7 +21,16 @@ from dataclasses import dataclass, field
 
 from explain._quiet import _stderr_silenced, quiet_import
 from explain.errors import ModelLoadError
-from explain.trust import FLAG, KERAS_HUB, custom_classes, is_keras_module, missing_classes_error, short_name
+from explain.trust import (
+    FLAG,
+    KERAS_HUB,
+    class_entries,
+    class_label,
+    custom_classes,
+    is_keras_module,
+    missing_classes_error,
+    short_name,
+)
 
 quiet_import()
 import keras  # noqa: E402
@@ -279,9 +288,7 @@ def _scan_options(cfg: dict, scan: Scan, path: str) -> None:
 def _trusted_inside(value, scan: Scan) -> bool:
     """Whether every class named inside an option value is vouched for (built-in ones never are
     expected there: an option holding objects is a custom layer's own)."""
-    from explain.trust import _entries, class_label
-
-    entries = list(_entries(value))
+    entries = list(class_entries(value))
     return bool(entries) and all(scan.allows(class_label(e)) for e in entries)
 
 

@@ -23,7 +23,7 @@ from explain.config_scan import REFUSED_LAYERS, Scan, hub_class
 from explain.errors import ExplainError, LayerError, ModelLoadError
 from explain.layouts import image_input_shape, input_layout, layout_note, output_layout
 from explain.preprocessing import check_mode, infer_preprocessing
-from explain.trust import FLAG, KERAS_HUB, _entries, custom_classes, load_trusted_code, missing_classes_error
+from explain.trust import FLAG, KERAS_HUB, class_entries, custom_classes, load_trusted_code, missing_classes_error
 
 quiet_import()
 import keras  # noqa: E402
@@ -244,7 +244,7 @@ def _load_keras_archive(path: Path, trusted: dict | None, safe: bool, max_mb: fl
     missing = {c: where for c, where in custom_classes(config, frozenset()).items() if not scan.allows(c)}
     if missing:
         raise missing_classes_error(str(path), missing, trusted)
-    refused = sorted({e["class_name"] for e in _entries(config) if e["class_name"] in REFUSED_LAYERS})
+    refused = sorted({e["class_name"] for e in class_entries(config) if e["class_name"] in REFUSED_LAYERS})
     if refused:
         raise ModelLoadError(
             f"{path} holds a {refused[0]} layer, which explain does not open: it may read files named in the model "
@@ -274,7 +274,7 @@ def _build_from_config(config: dict, custom: dict, safe: bool) -> keras.Model:
     themselves in ``__init__``, creating optimizer variables that a ``StatelessScope`` refuses)
     are told not to."""
     config.pop("compile_config", None)
-    for entry in _entries(config):
+    for entry in class_entries(config):
         label = entry.get("registered_name")
         if isinstance(label, str) and label.startswith(KERAS_HUB + ">") and isinstance(entry.get("config"), dict):
             cls = hub_class(label)

@@ -117,8 +117,15 @@ _MARKERS = frozenset(
 )
 
 
-def _entries(value) -> Iterator[dict]:
-    """Every dict in a JSON document that names a class."""
+def class_entries(value) -> Iterator[dict]:
+    """Every dict in a JSON document (a model config) that names a class (has a ``class_name``).
+
+    Args:
+        value: parsed JSON: dicts, lists and plain values.
+
+    Returns:
+        An iterator over those dicts, outermost first.
+    """
     for entry, _ in _entries_in_layers(value, "", False):
         yield entry
 
