@@ -175,7 +175,8 @@ def declared_weights(build: Callable[[], keras.Model]) -> list[tuple[str, int]]:
 
     Args:
         build: builds the model from its config, e.g.
-            ``lambda: keras.saving.deserialize_keras_object(config)``; it gets a deep copy.
+            ``lambda: keras.saving.deserialize_keras_object(deep_copy(config))`` (Keras's
+            deserialisers pop keys from the config they are given: give them a copy).
 
     Returns:
         ``(layer path, bytes)`` per layer with weights, the path taken from the variables'
@@ -183,7 +184,7 @@ def declared_weights(build: Callable[[], keras.Model]) -> list[tuple[str, int]]:
     """
     from keras.src.backend.common import global_state
 
-    before = list(global_state.get_global_attribute("uninitialized_variables") or [])
+    before = {id(v) for v in global_state.get_global_attribute("uninitialized_variables") or []}
     try:
         with keras.StatelessScope(initialize_variables=False):
             model = build()
@@ -193,7 +194,7 @@ def declared_weights(build: Callable[[], keras.Model]) -> list[tuple[str, int]]:
             per_layer[path] = per_layer.get(path, 0) + math.prod(v.shape) * _itemsize(v.dtype)
         return list(per_layer.items())
     finally:  # the variables built here stay uninitialised; forget them
-        kept = [v for v in global_state.get_global_attribute("uninitialized_variables") or [] if _in(v, before)]
+        kept = [v for v in global_state.get_global_attribute("uninitialized_variables") or [] if id(v) in before]
         global_state.set_global_attribute("uninitialized_variables", kept)
 
 
@@ -206,10 +207,6 @@ def _itemsize(dtype) -> int:
         import ml_dtypes
 
         return np.dtype(getattr(ml_dtypes, str(dtype), "float32")).itemsize
-
-
-def _in(v, variables: list) -> bool:
-    return any(v is w for w in variables)
 
 
 def deep_copy(config: dict) -> dict:
@@ -233,28 +230,17 @@ def allocation_guard(holds: int, max_mb: float, source: str) -> Iterator[None]:
     """
     import tensorflow as tf
 
-    declared: list[tuple[str, int]] = []
+    per_layer: dict[str, int] = {}  # bytes declared so far, by layer
 
     def creator(next_creator, **kwargs):
         shape = kwargs.get("shape")
         if shape is not None and tf.TensorShape(shape).is_fully_defined():
             dtype = tf.as_dtype(kwargs.get("dtype") or tf.float32)
             scope = re.sub(r"(_\d+)?/$", "", tf.get_current_name_scope() + "/") or str(kwargs.get("name"))
-            declared.append(
-                (
-                    scope.split("/")[-1] or str(kwargs.get("name")),
-                    tf.TensorShape(shape).num_elements() * max(dtype.size, 1),
-                )
-            )
-            check_declared(_merged(declared), holds, max_mb, source)
+            layer = scope.split("/")[-1] or str(kwargs.get("name"))
+            per_layer[layer] = per_layer.get(layer, 0) + tf.TensorShape(shape).num_elements() * max(dtype.size, 1)
+            check_declared(list(per_layer.items()), holds, max_mb, source)
         return next_creator(**kwargs)
 
     with tf.variable_creator_scope(creator):
         yield
-
-
-def _merged(declared: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    per: dict[str, int] = {}
-    for name, n in declared:
-        per[name] = per.get(name, 0) + n
-    return list(per.items())

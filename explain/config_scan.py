@@ -202,9 +202,7 @@ def scan_config(
             (``"base/my_layer"``) and class.
     """
     scan = Scan(source, flavor, trusted, lambdas)
-    missing = {c: where for c, where in custom_classes(config, all_builtin(flavor)).items() if not scan.allows(c)}
-    if missing:
-        raise missing_classes_error(source, missing, trusted)
+    check_custom_classes(config, scan, all_builtin(flavor))
     if not _is_builtin(config, "layer", scan):
         raise ModelLoadError(
             f"{source}: the model is a custom class '{_describe(config)}', not a Keras Sequential or functional "
@@ -216,6 +214,32 @@ def scan_config(
         )
     if config.get("class_name") in MODEL_CLASSES:
         _scan_model(config, scan, "")
+
+
+def check_custom_classes(config: dict, scan: Scan, builtin: frozenset[str]) -> None:
+    """Refuse, all at once and by name, the classes a config names that are not Keras's own and that
+    nobody vouched for (:meth:`Scan.allows`): the first check of every model file, whatever reads it.
+
+    Args:
+        config: the model config.
+        scan: the file's name for messages and the user's trusted objects.
+        builtin: the class names that count as Keras's own for entries without a ``module``.
+
+    Raises:
+        ModelLoadError: :func:`explain.trust.missing_classes_error`.
+    """
+    missing = {c: where for c, where in custom_classes(config, builtin).items() if not scan.allows(c)}
+    if missing:
+        raise missing_classes_error(scan.source, missing, scan.trusted)
+
+
+def refused_layer_error(source: str, cls: str, path: str | None = None) -> ModelLoadError:
+    """The refusal of a :data:`REFUSED_LAYERS` layer (by its path where known)."""
+    what = f"layer '{path}' is a {cls} layer" if path else f"it holds a {cls} layer"
+    return ModelLoadError(
+        f"{source}: {what}, which explain does not open: it may read files named in the model or call functions. "
+        "Remove it from the model and re-save."
+    )
 
 
 def model_layers(entry: dict, source: str, path: str) -> list:
@@ -243,10 +267,7 @@ def _scan_layer(entry: dict, scan: Scan, prefix: str) -> None:
     if cls == "Lambda" and not scan.lambdas:
         raise _refuse_code(scan, path, "is a Lambda layer (Python code)")
     if cls in REFUSED_LAYERS:
-        raise ModelLoadError(
-            f"{scan.source}: layer '{path}' is a {cls} layer, which explain does not open: it may read files named "
-            "in the model or call functions. Remove it from the model and re-save."
-        )
+        raise refused_layer_error(scan.source, cls, path)
     if cls == "Lambda" or (scan.allows(str(cls)) and cls not in builtin_names(scan.flavor)["layer"]):
         return  # the user's own code (or keras-hub's) reads its own options
     if not _is_builtin(entry, "layer", scan):

@@ -186,7 +186,7 @@ def feature_layer(model: keras.Model, layer: int | str | None = None) -> tuple[L
     info = resolve_layer(model, _default_layer(model) if layer is None else layer)
     if info.type == "InputLayer":
         raise LayerError(f"{info.name!r} is the input layer: its pixels are not features. Choose a later layer.")
-    shape = tuple(info.grid) if info.grid is not None else tuple(info.output_shape[1:])
+    shape = info.feature_shape
     if len(shape) not in (1, 2, 3) or shape[-1] is None or shape[-1] < 2:
         raise LayerError(
             f"Layer {info.name!r} ({info.type}) has output shape {info.output_shape}, not a vector of at least 2 "
@@ -389,7 +389,7 @@ def embed(
         class_names=evaluation.class_names,
         neighbors=neighbors,
         layer=info.name,
-        feature_shape=tuple(info.grid) if info.grid is not None else tuple(info.output_shape[1:]),
+        feature_shape=info.feature_shape,
         method=method,
         evaluation=evaluation,
         notes=(*evaluation.notes, *notes, *more),

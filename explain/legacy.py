@@ -45,7 +45,7 @@ from explain.budget import (
 from explain.config_scan import MODEL_CLASSES, _option_kind, affine, all_builtin, model_layers, scan_config
 from explain.errors import ModelLoadError
 from explain.models import check_zip_sizes
-from explain.trust import custom_classes
+from explain.trust import class_entries, custom_classes
 
 quiet_import()
 import keras  # noqa: E402
@@ -188,7 +188,9 @@ def _load_h5(path: Path, source: str, trusted: dict | None, safe: bool, max_mb: 
 
 def _needs_users_code(config: dict) -> bool:
     """Whether a Keras 2 config names classes that are not Keras 2's, or holds a Lambda layer."""
-    return bool(custom_classes(config, all_builtin("keras2"))) or '"Lambda"' in json.dumps(config)
+    return bool(custom_classes(config, all_builtin("keras2"))) or any(
+        e["class_name"] == "Lambda" for e in class_entries(config)
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from explain._quiet import quiet_import
 from explain.budget import check_declared, declared_weights, deep_copy, default_max_model_mb, h5_weight_bytes
-from explain.config_scan import REFUSED_LAYERS, Scan, hub_class
+from explain.config_scan import REFUSED_LAYERS, Scan, check_custom_classes, hub_class, refused_layer_error
 from explain.errors import ExplainError, LayerError, ModelLoadError
 from explain.layouts import image_input_shape, input_layout, layout_note, output_layout
 from explain.preprocessing import check_mode, infer_preprocessing
-from explain.trust import FLAG, KERAS_HUB, class_entries, custom_classes, load_trusted_code, missing_classes_error
+from explain.trust import FLAG, KERAS_HUB, class_entries, load_trusted_code
 
 quiet_import()
 import keras  # noqa: E402
@@ -240,16 +240,10 @@ def _read_archive(path: Path) -> tuple[dict, int]:
 def _load_keras_archive(path: Path, trusted: dict | None, safe: bool, max_mb: float) -> keras.Model:
     """Check a ``.keras`` archive's config (custom classes, config bomb), then load it with Keras."""
     config, holds = _read_archive(path)
-    scan = Scan(str(path), "keras3", trusted)
-    missing = {c: where for c, where in custom_classes(config, frozenset()).items() if not scan.allows(c)}
-    if missing:
-        raise missing_classes_error(str(path), missing, trusted)
+    check_custom_classes(config, Scan(str(path), "keras3", trusted), frozenset())  # every entry names its module
     refused = sorted({e["class_name"] for e in class_entries(config) if e["class_name"] in REFUSED_LAYERS})
     if refused:
-        raise ModelLoadError(
-            f"{path} holds a {refused[0]} layer, which explain does not open: it may read files named in the model "
-            "or call functions. Remove it from the model and re-save."
-        )
+        raise refused_layer_error(str(path), refused[0])
     custom = dict(trusted or {})
     try:
         declared = declared_weights(
@@ -588,9 +582,15 @@ class LayerInfo:
         return self.grid is not None
 
     @property
+    def feature_shape(self) -> tuple:
+        """The output without the batch axis as explain reads it: the grid ``(h, w, C)`` where there is
+        one (channels first transposed, tokens on their grid), else ``output_shape[1:]``."""
+        return tuple(self.grid) if self.grid is not None else tuple(self.output_shape[1:])
+
+    @property
     def channels(self) -> int | None:
         """Feature maps (channels) of a grid layer, else the last axis's size."""
-        return self.grid[-1] if self.grid is not None else (self.output_shape[-1] if self.output_shape else None)
+        return self.feature_shape[-1] if self.feature_shape else None
 
     @property
     def note(self) -> str:
@@ -653,8 +653,7 @@ def _rows(model: keras.Model, prefix: str, depth: int, data_format: str, image_h
             )
         )
         if isinstance(layer, keras.Model):
-            inner = _rows(layer, name + "/", depth + 1, data_format, image_hw)
-            rows.extend(inner)
+            rows.extend(_rows(layer, name + "/", depth + 1, data_format, image_hw))
     return rows
 
 
