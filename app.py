@@ -8,7 +8,7 @@ another's.
 
 What a person waits for is measured in a real browser (``bench/bench_browser.py``); so:
 
-- pictures on screen are composed in NumPy (:mod:`explain.pictures`) and encoded once; the titled
+- pictures on screen are composed in NumPy (:mod:`explain.render.pictures`) and encoded once; the titled
   matplotlib figures are only drawn when a download button is pressed;
 - only the open tab runs (lazy tabs), and each tab is a fragment that reruns alone;
 - stepping through layers and sliding the opacity are answered in the browser, from pictures it
@@ -53,15 +53,17 @@ from explain import (
     predict,
     sanity_check,
 )
-from explain.activations import channel_heatmap
 from explain.attribution import default_target_layer, methods_for
 from explain.cli import add_loading_arguments
 from explain.cli import loading_options as cli_loading_options
-from explain.evaluation import load_rows
-from explain.feature_visualization import StepCost, class_patterns, estimate_seconds, filter_patterns, step_cost
-from explain.filters import conv_filters, conv_layers
+from explain.dataset.evaluation import load_rows
+from explain.features.activations import channel_heatmap
+from explain.features.kernels import conv_filters, conv_layers
+from explain.features.patterns import StepCost, class_patterns, estimate_seconds, filter_patterns, step_cost
 from explain.images import IMAGE_SUFFIXES
-from explain.pictures import (
+from explain.models.preprocessing import DESCRIPTIONS, MODES, saturation_hint
+from explain.render.figures import lime_boundaries, pattern_grid
+from explain.render.pictures import (
     activation_chart,
     encode_png,
     enlarge,
@@ -71,8 +73,6 @@ from explain.pictures import (
     overlay,
     top_k_chart,
 )
-from explain.plots import lime_boundaries, pattern_grid
-from explain.preprocessing import DESCRIPTIONS, MODES, saturation_hint
 
 
 def _keep_keras_state() -> None:
@@ -413,7 +413,7 @@ def image_ui(card):
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _data_source(spec: str):
-    from explain.evaluation import open_data
+    from explain.dataset.evaluation import open_data
 
     return open_data(spec)
 
@@ -623,7 +623,7 @@ _PATTERNS_KEPT = 16
 
 @st.cache_data(max_entries=64, show_spinner="Timing a few steps…")
 def _step_cost(_model, model_key: str, layer: str | None, preprocess: str) -> StepCost:
-    """The layer's measured step cost (explain.feature_visualization.step_cost), once per model,
+    """The layer's measured step cost (explain.features.patterns.step_cost), once per model,
     layer and input scaling."""
     del model_key  # the cache key
     return step_cost(_model, layer, preprocess=preprocess)
@@ -974,7 +974,7 @@ def _report(model, model_key: str, spec: str, card, progress) -> dict:
 
 def _compute_report(model, spec: str, card, progress) -> dict:
     """Compute and render the model report in memory; keep its files' bytes and the map's points."""
-    from explain.report import compute_report, render_report
+    from explain.dataset.report import compute_report, render_report
 
     source = _data_source(spec)  # the one a map point is read from again
     data = compute_report(model, source, card=card, progress=progress, examples=6)
@@ -1029,7 +1029,7 @@ def _map_chart(points: dict):
     import pandas as pd
     from matplotlib.colors import to_hex
 
-    from explain.plots import class_colors
+    from explain.render.figures import class_colors
 
     names = points["names"]
     table = pd.DataFrame({k: v for k, v in points.items() if k not in ("names", "caption")})

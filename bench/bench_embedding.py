@@ -76,9 +76,10 @@ def _one(split: str, method: str) -> list[dict]:
     """Run in a child process: every phase on one split, as JSON lines."""
     import numpy as np
 
-    from explain.embedding import _joint_forward, feature_layer, project
-    from explain.evaluation import ArraySource, _plan, _predict_source, open_data
-    from explain.models import load_model, load_model_card
+    from explain.dataset.embedding import _joint_forward, feature_layer, project
+    from explain.dataset.evaluation import ArraySource, _plan, _predict_source, open_data
+    from explain.models.card import load_model_card
+    from explain.models.loading import load_model
 
     model = load_model(MODEL)
     card = load_model_card(MODEL, model)

@@ -61,7 +61,7 @@ import numpy as np
 import tensorflow as tf
 
 import explain
-from explain.feature_visualization import filter_patterns
+from explain.features.patterns import filter_patterns
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_MODEL = ROOT / "models" / "fashion_mnist_cnn.keras"

@@ -39,7 +39,7 @@ import tensorflow as tf
 
 import explain
 from explain.attribution import GradCAM
-from explain.preprocessing import preprocess
+from explain.models.preprocessing import preprocess
 
 
 def _tf_keras():
@@ -179,7 +179,7 @@ def measure(name: str, k2_model, mode: str, path: Path, n: int) -> dict:
     x = _images(tuple(model.inputs[0].shape[1:]), n)
     fed = np.asarray(preprocess(x, mode))
     p2 = k2_model.predict(fed, verbose=0, batch_size=64)
-    p3 = np.asarray(explain.preprocessing.from_raw_pixels(model, mode)(x, training=False))
+    p3 = np.asarray(explain.models.preprocessing.from_raw_pixels(model, mode)(x, training=False))
     top5 = lambda p: np.argsort(-p, axis=1, kind="stable")[:, :5]  # noqa: E731
     cam = GradCAM(model, preprocess=mode)(x)
     ref = reference_gradcam(k2_model, cam.layer, fed, cam.class_index)

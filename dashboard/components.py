@@ -13,7 +13,7 @@ layers and sliding the opacity, the browser must answer by itself:
 
 Every picture is sent once per browser session (session state remembers which), except the one on
 screen, which is always sent. Pictures travel as ``data:`` URIs of PNGs made by
-:mod:`explain.pictures`.
+:mod:`explain.render.pictures`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from explain.pictures import encode_png
+from explain.render.pictures import encode_png
 
 _HERE = Path(__file__).resolve().parent
 _CSS = (_HERE / "style.css").read_text()

@@ -5,10 +5,11 @@ The public API; see docs/architecture.md for the data flow
 """
 
 from explain._quiet import quiet_import
+from explain.cli import commands
 
 quiet_import()
+commands.install()  # python -m explain.layers etc. run explain/cli/<name>.py
 
-from explain.activations import compute_activations, feature_model  # noqa: E402
 from explain.attribution import (  # noqa: E402
     METHODS,
     Attribution,
@@ -17,9 +18,8 @@ from explain.attribution import (  # noqa: E402
     get_method,
     methods_for,
 )
-from explain.embedding import Embedding, LookAlike, embed, look_alikes  # noqa: E402
-from explain.errors import DataError, ExplainError, ImageLoadError, LayerError, ModelLoadError  # noqa: E402
-from explain.evaluation import (  # noqa: E402
+from explain.dataset.embedding import Embedding, LookAlike, embed, look_alikes  # noqa: E402
+from explain.dataset.evaluation import (  # noqa: E402
     ArraySource,
     Confusion,
     DataSource,
@@ -35,25 +35,23 @@ from explain.evaluation import (  # noqa: E402
     open_data,
     top_confusions,
 )
-from explain.feature_visualization import FeaturePatterns, channel_responses, class_patterns, filter_patterns  # noqa: E402
+from explain.errors import DataError, ExplainError, ImageLoadError, LayerError, ModelLoadError  # noqa: E402
+from explain.features.activations import compute_activations, feature_model  # noqa: E402
+from explain.features.patterns import FeaturePatterns, channel_responses, class_patterns, filter_patterns  # noqa: E402
 from explain.images import load_image  # noqa: E402
-from explain.layouts import InputLayout, input_layout  # noqa: E402
-from explain.legacy import convert_to_keras3  # noqa: E402
-from explain.metrics import deletion_insertion, sanity_check  # noqa: E402
-from explain.models import (  # noqa: E402
-    LayerInfo,
-    ModelCard,
-    format_layer_table,
-    get_layer,
-    imagenet_class_names,
-    layer_table,
-    load_model,
-    load_model_card,
-    read_class_names,
-    resolve_layer,
-)
-from explain.pictures import feature_map_mosaic, overlay  # noqa: E402
-from explain.plots import (  # noqa: E402
+from explain.metrics.faithfulness import deletion_insertion  # noqa: E402
+from explain.metrics.sanity import sanity_check  # noqa: E402
+from explain.models.card import ModelCard, imagenet_class_names, load_model_card, read_class_names  # noqa: E402
+from explain.models.layers import LayerInfo, format_layer_table, get_layer, layer_table, resolve_layer  # noqa: E402
+from explain.models.layouts import InputLayout, input_layout  # noqa: E402
+from explain.models.legacy import convert_to_keras3  # noqa: E402
+from explain.models.loading import load_model  # noqa: E402
+from explain.models.predict import Prediction, predict  # noqa: E402
+from explain.models.preprocessing import MODES as PREPROCESSING_MODES  # noqa: E402
+from explain.models.preprocessing import from_raw_pixels, infer_preprocessing, preprocess  # noqa: E402
+from explain.models.scores import ScoreHead, score_head  # noqa: E402
+from explain.models.trust import load_trusted_code  # noqa: E402
+from explain.render.figures import (  # noqa: E402
     activation_bars,
     attribution_panel,
     confusion_gallery,
@@ -67,11 +65,7 @@ from explain.plots import (  # noqa: E402
     top_k_grid,
     training_curves,
 )
-from explain.predict import Prediction, predict  # noqa: E402
-from explain.preprocessing import MODES as PREPROCESSING_MODES  # noqa: E402
-from explain.preprocessing import from_raw_pixels, infer_preprocessing, preprocess  # noqa: E402
-from explain.scores import ScoreHead, score_head  # noqa: E402
-from explain.trust import load_trusted_code  # noqa: E402
+from explain.render.pictures import feature_map_mosaic, overlay  # noqa: E402
 
 __all__ = [
     "METHODS",
@@ -154,10 +148,10 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # explain.report is also the CLI module run by ``python -m explain.report``; importing it here
+    # explain.dataset.report is also the CLI module run by ``python -m explain.report``; importing it here
     # eagerly would make runpy warn that it was imported before being run, so it loads on first use.
     if name in ("Report", "write_report"):
-        from explain import report
+        from explain.dataset import report
 
         return getattr(report, name)
     raise AttributeError(f"module 'explain' has no attribute {name!r}")

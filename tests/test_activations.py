@@ -4,7 +4,7 @@ import pytest
 from conftest import tiny_nested, tiny_sequential
 
 from explain import compute_activations, layer_table
-from explain.activations import feature_model
+from explain.features.activations import feature_model
 
 
 def _images(n=2, size=16, channels=3):

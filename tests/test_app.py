@@ -108,10 +108,10 @@ def test_closed_tabs_keep_their_choices(app):
 
 
 def test_the_grid_on_screen_is_the_layers_mosaic(app):
-    """The picture the viewer shows is explain.pictures.feature_map_mosaic of that layer's
+    """The picture the viewer shows is explain.render.pictures.feature_map_mosaic of that layer's
     activations for this image, and its caption names the layer and the scaling."""
     from explain import compute_activations, load_image, load_model
-    from explain.pictures import feature_map_mosaic
+    from explain.render.pictures import feature_map_mosaic
 
     labels = layer_options(app)
     set_layer(app, labels[3])  # conv2d_1
@@ -320,7 +320,7 @@ def test_opacity_and_colormap_need_no_model_call(monkeypatch):
     """Moving the opacity reruns the Explain tab without calling the model: the heatmap comes from
     the cache and the blend is done in the browser (the viewer only gets the new opacity)."""
     from explain.attribution.base import AttributionMethod
-    from explain.scores import ScoreHead
+    from explain.models.scores import ScoreHead
 
     at = open_tab(_new(), "Explain")
     wait_for_warm_up()  # the background warm-up explains too
@@ -537,14 +537,14 @@ def test_keras2_h5_and_zipped_savedmodel_uploads(tmp_path):
 
 def test_an_unexpected_error_stays_in_its_tab(monkeypatch):
     """A bug in one tab is one line in that tab; the page around it and the other tabs still work."""
-    import explain.pictures
+    import explain.render.pictures
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
     import streamlit as st
 
-    monkeypatch.setattr(explain.pictures, "activation_chart", broken)  # app.py takes it from there
+    monkeypatch.setattr(explain.render.pictures, "activation_chart", broken)  # app.py takes it from there
     st.cache_data.clear()  # the bars may be cached by an earlier test
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     at.run()

@@ -58,8 +58,8 @@ from conftest import universal_methods
 import explain
 from explain.attribution import METHODS, default_target_layer
 from explain.attribution.base import FLAT_RTOL
-from explain.evaluation import ArraySource
-from explain.models import layer_table, resolve_layer
+from explain.dataset.evaluation import ArraySource
+from explain.models.layers import layer_table, resolve_layer
 
 A = keras.applications
 L = keras.layers

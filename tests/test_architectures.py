@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import DEMO_MODEL
 
-from explain.models import get_layer
+from explain.models.layers import get_layer
 from training.architectures import (
     ARCHITECTURES,
     RANDOM_LAYERS,

@@ -6,7 +6,7 @@ from conftest import SAMPLES, tiny_functional, tiny_nested, tiny_sequential, tin
 from explain import ExplainError, LayerError
 from explain.attribute import main
 from explain.attribution import METHODS, GradCAM, Saliency, default_target_layer, normalize_maps
-from explain.models import layer_table
+from explain.models.layers import layer_table
 
 L = keras.layers
 FAST = {"smoothgrad": {"samples": 4}, "integrated_gradients": {"steps": 8}, "lime": {"num_samples": 60}}
@@ -263,7 +263,7 @@ def test_cli_lime_with_scores(saved_models, tmp_path, capsys):
 
 
 def test_lime_boundaries_tints_for_and_against():
-    from explain.plots import lime_boundaries
+    from explain.render.figures import lime_boundaries
 
     image = np.full((8, 8, 1), 128, np.uint8)
     segments = np.zeros((8, 8), int)

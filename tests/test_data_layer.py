@@ -139,7 +139,7 @@ def test_one_idx_reader_and_one_cifar_unpickler(tmp_path):
 def test_old_import_paths_still_work():
     import explain
     import explain.data as data
-    import explain.evaluation as ev
+    import explain.dataset.evaluation as ev
 
     for name in ("DataSource", "ArraySource", "FolderSource", "load_builtin_split", "open_data", "match_classes"):
         assert getattr(ev, name) is getattr(data, name), name

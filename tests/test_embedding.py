@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import L, tiny_nested
 
-from explain.embedding import MIN_IMAGES, embed, feature_layer, look_alikes, project
+from explain.dataset.embedding import MIN_IMAGES, embed, feature_layer, look_alikes, project
+from explain.dataset.evaluation import ArraySource
 from explain.errors import DataError, ExplainError, LayerError
-from explain.evaluation import ArraySource
-from explain.plots import class_colors, embedding_map
+from explain.render.figures import class_colors, embedding_map
 
 NAMES = ["red", "green", "blue"]
 
@@ -93,7 +93,7 @@ def test_map_keeps_clusters_apart_and_is_deterministic(method):
     first = embed(model, source, NAMES, method=method, seed=3, progress=False)
     again = embed(model, source, NAMES, method=method, seed=3, progress=False)
     np.testing.assert_array_equal(first.coordinates, again.coordinates)
-    from explain.activations import compute_activations
+    from explain.features.activations import compute_activations
 
     features = compute_activations(model, source.images, ["features"])["features"]
     in_features = _knn_accuracy(features, source.labels)
@@ -159,7 +159,7 @@ def test_map_figure_marks_mistakes_in_the_predicted_class_colour():
 
 # -- the report ------------------------------------------------------------------------------------
 def test_report_has_the_map_and_look_alikes_and_no_embedding_leaves_them_out(tmp_path):
-    from explain.report import compute_report, write_report
+    from explain.dataset.report import compute_report, write_report
 
     model, source = _model(), _clusters()
     labels = source.labels.copy()
@@ -186,7 +186,7 @@ def test_report_has_the_map_and_look_alikes_and_no_embedding_leaves_them_out(tmp
 
 
 def test_report_on_too_few_images_notes_why_there_is_no_map(tmp_path):
-    from explain.report import write_report
+    from explain.dataset.report import write_report
 
     report = write_report(_model(), _clusters(per_class=2), tmp_path / "r", progress=False)
     assert not any(p.name == "embedding.png" for p in report.files)

@@ -7,7 +7,7 @@ import pytest
 from conftest import SAMPLES, L, tiny_nested, tiny_sequential
 
 from explain.errors import ExplainError, LayerError
-from explain.feature_visualization import channel_responses, class_patterns, filter_patterns
+from explain.features.patterns import channel_responses, class_patterns, filter_patterns
 from explain.images import load_image
 
 STEPS = 96
@@ -136,7 +136,7 @@ def test_demo_model_patterns_excite_their_channels():
 def test_step_cost_and_estimate(model):
     import time
 
-    from explain.feature_visualization import StepCost, estimate_seconds, step_cost
+    from explain.features.patterns import StepCost, estimate_seconds, step_cost
 
     cost = step_cost(model, "conv_b")
     assert cost.setup > 0 and cost.fixed >= 0 and cost.per_image >= 0 and cost.fixed + cost.per_image > 0

@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, L
 from PIL import Image
 
-import explain.plots
+import explain.render.figures
 from explain.cli import filters as cli
 from explain.cli.filters import UsageError, main, parse_channels
 
@@ -43,13 +43,13 @@ def _no_temporaries(folder):
 def labels_drawn(monkeypatch):
     """The tile labels each figure is drawn with (pattern_grid still draws)."""
     seen = []
-    original = explain.plots.pattern_grid
+    original = explain.render.figures.pattern_grid
 
     def spy(images, labels, **kwargs):
         seen.append((images.shape, list(labels), kwargs.get("title", "")))
         return original(images, labels, **kwargs)
 
-    monkeypatch.setattr(explain.plots, "pattern_grid", spy)
+    monkeypatch.setattr(explain.render.figures, "pattern_grid", spy)
     return seen
 
 
@@ -195,7 +195,7 @@ class _Rounding(keras.layers.Layer):
 
 
 def test_model_without_a_gradient(monkeypatch, tmp_path, capsys):
-    from explain.models import load_model_card
+    from explain.models.card import load_model_card
 
     inp = keras.Input((8, 8, 1))
     broken = keras.Model(inp, L.Conv2D(2, 3, name="after")(_Rounding(name="rounding")(inp)))
@@ -213,7 +213,7 @@ def test_failure_keeps_the_old_file_and_ctrl_c_writes_nothing(saved_models, tmp_
     code, _, _ = _run([saved_models["sequential"], "--layer", "conv_b", "--channels", "9", "--out", out], capsys)
     assert code == 2 and out.read_bytes() == b"old"
 
-    import explain.feature_visualization as fv
+    import explain.features.patterns as fv
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

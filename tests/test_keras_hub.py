@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import explain
-import explain.config_scan
+import explain.models.config_scan
 from explain import ModelLoadError, layer_table, load_model
 from explain.attribution import GradCAM, Saliency
 
@@ -80,7 +80,7 @@ def test_hub_classifier_is_explainable(hub_classifier):
 
 
 def test_hub_classifier_without_keras_hub_names_the_extra(hub_classifier, monkeypatch):
-    monkeypatch.setattr(explain.config_scan, "hub_class", lambda label: None)
+    monkeypatch.setattr(explain.models.config_scan, "hub_class", lambda label: None)
     with pytest.raises(ModelLoadError) as info:
         load_model(hub_classifier[0])
     message = str(info.value)

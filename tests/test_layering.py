@@ -17,37 +17,23 @@ FLOORS = {
     "_quiet": 1,
     "_keras_fixes": 1,
     "io": 1,
+    "archives": 1,
     "images": 2,
-    "preprocessing": 2,
-    "layouts": 2,
-    "trust": 2,
-    "budget": 2,
+    "render": 2,
     "data": 3,
     "models": 3,
-    "legacy": 3,
-    "config_scan": 3,
-    "activations": 4,
-    "scores": 4,
+    "features": 4,
     "attribution": 5,
-    "predict": 5,
-    "evaluation": 5,
-    "embedding": 5,
-    "metrics": 5,
-    "filters": 5,
-    "feature_visualization": 5,
-    "pictures": 6,
-    "plots": 6,
-    "report": 7,
-    "cli": 7,
-    "layers": 7,
-    "attribute": 7,
-    "convert": 7,
-    "__init__": 8,
+    "metrics": 6,
+    "dataset": 7,
+    "cli": 8,
+    "__init__": 9,
+    "__main__": 9,
 }
 
-#: What training may use of explain: the decoder, the data layer and other low floors, plus the
-#: CLI helpers and evaluation for ``python -m training evaluate``.
-TRAINING_MAY_USE = {"images", "data", "io", "_quiet", "errors", "plots", "models", "preprocessing", "evaluation", "cli"}
+#: What training may use of explain: the decoder, the data layer and other low floors, model loading,
+#: figures of training curves, plus the CLI helpers and evaluation for ``python -m training evaluate``.
+TRAINING_MAY_USE = {"images", "data", "io", "_quiet", "errors", "render", "models", "dataset", "cli"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -109,3 +95,75 @@ def test_the_floors_are_the_documented_ones():
     for module in FLOORS:
         if module != "__init__":
             assert f"`{module}" in section, f"{module} missing from docs/architecture.md's import floors"
+
+
+# -- no import cycles, lazy imports included ---------------------------------------------------
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in EXPLAIN_FILES}
+
+
+def _module_imports(path: Path) -> set[str]:
+    """The explain modules a module imports anywhere in it (functions included, ``__main__`` blocks not):
+    ``from a.b import c`` is an import of ``a.b.c`` when that is a module, else of ``a.b``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
+            for n in ast.walk(node)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name in MODULES)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                found.add(sub if sub in MODULES else node.module)
+    return {m for m in found if m in MODULES}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as a path ``[a, b, ..., a]``, or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt):], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_module_import_cycle():
+    graph = {name: _module_imports(path) - {name} for name, path in MODULES.items()}
+    assert _cycle(graph) is None, "import cycle: " + " -> ".join(_cycle(graph))
+
+
+def test_no_import_cycle_between_capabilities():
+    """The folders and top-level modules of ``explain`` (``models``, ``features``, ...) import each other
+    in one direction only."""
+    key = lambda m: m.split(".")[1] if m.count(".") else "__init__"  # noqa: E731
+    graph: dict[str, set[str]] = {}
+    for name, path in MODULES.items():
+        graph.setdefault(key(name), set()).update(key(m) for m in _module_imports(path) if key(m) != key(name))
+    graph.pop("__init__", None)  # the public API imports everything; nothing imports it back (checked above)
+    assert _cycle(graph) is None, "import cycle between capabilities: " + " -> ".join(_cycle(graph))
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None

@@ -24,7 +24,7 @@ from PIL import Image
 
 from explain import ModelLoadError, compute_activations, layer_table, load_model, load_model_card, predict
 from explain.attribution import GradCAM, Saliency
-from explain.layouts import input_layout
+from explain.models.layouts import input_layout
 
 L, K = keras.layers, tf_keras.layers
 CF = "channels_first"

@@ -27,7 +27,7 @@ import tf_keras
 
 import explain  # noqa: F401  (quiet TensorFlow import first)
 from explain import ModelLoadError, load_model, resolve_layer
-from explain.legacy import convert_to_keras3, legacy_kind, read_h5_config, read_savedmodel_config, scan_config
+from explain.models.legacy import convert_to_keras3, legacy_kind, read_h5_config, read_savedmodel_config, scan_config
 
 K = tf_keras.layers
 TOLERANCE = 1e-5

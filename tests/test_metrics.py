@@ -9,13 +9,9 @@ from conftest import left_half_model, tiny_functional, tiny_nested, tiny_sequent
 from explain.attribution import GradCAM
 from explain.attribution.base import AttributionMethod
 from explain.errors import ExplainError
-from explain.metrics import (
-    FaithfulnessScores,
-    deletion_insertion,
-    randomized_copy,
-    sanity_check,
-)
-from explain.scores import ScoreHead
+from explain.metrics.faithfulness import FaithfulnessScores, deletion_insertion
+from explain.metrics.sanity import randomized_copy, sanity_check
+from explain.models.scores import ScoreHead
 
 L = keras.layers
 SIZE = 16

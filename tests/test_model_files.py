@@ -23,7 +23,7 @@ import tf_keras
 from conftest import LFS_POINTER, ROOT, tiny_functional, tiny_nested, tiny_sequential, write_config_bomb
 
 from explain import ModelLoadError, load_model
-from explain.budget import default_max_model_mb
+from explain.models.budget import default_max_model_mb
 
 L = keras.layers
 TOLERANCE = 1e-5

@@ -1,4 +1,4 @@
-"""explain.pictures: the dashboard's pictures, composed in NumPy. Each test checks pixels."""
+"""explain.render.pictures: the dashboard's pictures, composed in NumPy. Each test checks pixels."""
 
 import io
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explain.pictures import (
+from explain.render.pictures import (
     MAX_WIDTH,
     activation_chart,
     apply_colormap,
@@ -145,7 +145,7 @@ def test_activation_chart_colours_by_sign():
 
 
 def test_lime_picture_is_what_the_figure_shows():
-    from explain.plots import lime_boundaries
+    from explain.render.figures import lime_boundaries
 
     image = np.full((8, 8, 3), 100, np.uint8)
     segments = np.zeros((8, 8), int)

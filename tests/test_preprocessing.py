@@ -11,8 +11,8 @@ from conftest import L, universal_methods
 import explain
 from explain.attribution import METHODS
 from explain.errors import ExplainError
-from explain.models import imagenet_class_names, load_model_card, read_class_names
-from explain.preprocessing import MODES, check_mode, from_raw_pixels, infer_preprocessing, preprocess
+from explain.models.card import imagenet_class_names, load_model_card, read_class_names
+from explain.models.preprocessing import MODES, check_mode, from_raw_pixels, infer_preprocessing, preprocess
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)

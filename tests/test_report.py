@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 import explain.data as data
-import explain.evaluation as ev
+import explain.dataset.evaluation as ev
 from explain import (
     ArraySource,
     DataError,
@@ -38,7 +38,7 @@ from explain import (
     write_report,
 )
 from explain.cli.report import main
-from explain.report import ReportOptions, compute_report
+from explain.dataset.report import ReportOptions, compute_report
 
 CLASSES = ["ant", "bee", "cat"]
 PER_CLASS = 5
@@ -79,7 +79,7 @@ def folder(tmp_path) -> Path:
 
 
 def _hand_predictions(model_path: Path, root: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and top predictions computed without explain.evaluation: one image at a time."""
+    """Labels and top predictions computed without explain.dataset.evaluation: one image at a time."""
     model = load_model(model_path)
     y_true, y_pred = [], []
     for label, c in enumerate(CLASSES):

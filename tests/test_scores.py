@@ -11,7 +11,7 @@ from keras import layers as L
 
 from explain import ArraySource, deletion_insertion, evaluate_model, predict, score_head
 from explain.attribution import LIME, Saliency
-from explain.scores import ScoreHead, looks_like_probabilities
+from explain.models.scores import ScoreHead, looks_like_probabilities
 
 
 def _linear(bias, kernel_sum=None, activation=None, size=2) -> keras.Model:

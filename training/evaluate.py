@@ -2,7 +2,7 @@
 
 The model is opened by :func:`explain.models.load_model` (``.keras``, Keras 2 ``.h5`` or
 SavedModel, never running code from the file) and fed through its preprocessing mode
-(:mod:`explain.preprocessing`): file formats and input scaling are decided in one place."""
+(:mod:`explain.models.preprocessing`): file formats and input scaling are decided in one place."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def evaluate(
         folder: a folder of class subfolders.
         data_dir: offline copy of the built-in data set.
         batch_size: images per forward pass.
-        preprocess: a preprocessing mode overriding the card's (:data:`explain.preprocessing.MODES`).
+        preprocess: a preprocessing mode overriding the card's (:data:`explain.models.preprocessing.MODES`).
         trusted_code, max_model_mb: as :func:`explain.models.load_model`.
 
     Returns:
@@ -47,8 +47,9 @@ def evaluate(
         ValueError: the model cannot be loaded (an ``explain.ExplainError``), or an unknown
             preprocessing mode.
     """
-    from explain.models import load_model, load_model_card
-    from explain.preprocessing import from_raw_pixels
+    from explain.models.card import load_model_card
+    from explain.models.loading import load_model
+    from explain.models.preprocessing import from_raw_pixels
 
     path = Path(model_path)
     model = load_model(path, trusted_code=trusted_code, max_model_mb=max_model_mb)
@@ -83,7 +84,7 @@ def _test_batches(
             for i in range(0, len(data.y_test), batch_size)
         )
         return list(data.class_names), batches
-    from explain.models import load_model_card
+    from explain.models.card import load_model_card
     from training.folders import make_dataset, scan_folder
 
     h, w, c = load_model_card(None, model).input_shape

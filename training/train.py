@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from explain.io import atomic_write, save_figure
-from explain.plots import training_curves
+from explain.render.figures import training_curves
 from training.architectures import ARCHITECTURES, augmentation_layers, loss_for, strip_augmentation
 from training.datasets import DatasetError, load_builtin
 
@@ -586,7 +586,7 @@ def _model_card(
         "class_names": list(data.class_names),
         "input_shape": list(data.input_shape),
         "color_mode": data.color_mode,
-        "preprocessing": "raw",  # explain.preprocessing's mode name: the model rescales itself
+        "preprocessing": "raw",  # explain.models.preprocessing's mode name: the model rescales itself
         "preprocessing_note": "Inside the model (its first layers): feed raw pixels in [0, 255].",
         "output": "sigmoid, probability of class_names[1]"
         if len(data.class_names) == 2

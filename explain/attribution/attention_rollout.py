@@ -9,12 +9,13 @@ layers; the rolled-out attention of the output tokens to the patch tokens is the
 from __future__ import annotations
 
 from explain._quiet import quiet_import
-from explain.activations import _node, _symbolic_outputs
 from explain.attribution._params import whole_at_least
 from explain.attribution.base import AttributionMethod
 from explain.errors import LayerError
-from explain.models import LayerInfo, get_layer, layer_table
-from explain.preprocessing import from_raw_pixels
+from explain.features.activations import _symbolic_outputs
+from explain.models.graph import own_node
+from explain.models.layers import LayerInfo, get_layer, layer_table
+from explain.models.preprocessing import from_raw_pixels
 
 quiet_import()
 import keras  # noqa: E402
@@ -61,7 +62,7 @@ class AttentionRollout(AttributionMethod):
             pixels ``(N, H, W, C)`` in [0, 255].
         layer: ignored (every attention layer is used).
         batch_size: images per compiled call, a whole number >= 1 (default 32).
-        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`).
+        preprocess: the model's preprocessing mode (:mod:`explain.models.preprocessing`).
         head_fusion: ``"mean"`` (default), ``"max"`` or ``"min"`` over the heads.
 
     Raises:
@@ -107,7 +108,7 @@ class AttentionRollout(AttributionMethod):
             layer = get_layer(model, row.name)
             prefix = row.name[: -len(layer.name)]
             container = model if not prefix else get_layer(model, prefix.rstrip("/"))
-            node = _node(container, layer)
+            node = own_node(container, layer)
             args, kwargs = list(node.arguments.args), dict(node.arguments.kwargs)
             if "key" in kwargs:
                 args.append(kwargs.pop("key"))

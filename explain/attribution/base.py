@@ -4,7 +4,7 @@ Modelled on pytorch-grad-cam (https://github.com/jacobgil/pytorch-grad-cam): the
 owns batching, class selection, the score to explain, upsampling and normalisation; each
 method is a small subclass overriding :meth:`AttributionMethod._raw_maps`.
 
-The score explained comes from the model's :class:`~explain.scores.ScoreHead`: the
+The score explained comes from the model's :class:`~explain.models.scores.ScoreHead`: the
 pre-softmax (or pre-sigmoid) logit wherever the model has one (recomputed from the last
 layer's input and weights, so the caller's model is never changed). Otherwise the model's
 output itself is used and :attr:`Attribution.score_kind` says ``"probability"`` (softmax
@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from explain._quiet import quiet_import
-from explain.activations import _node, _single
 from explain.errors import LayerError
-from explain.layouts import image_input_shape, to_grid
-from explain.models import LayerInfo, layer_table, resolve_layer
-from explain.preprocessing import check_mode, from_raw_pixels
-from explain.scores import score_head
+from explain.models.graph import own_node, single
+from explain.models.layers import LayerInfo, layer_table, resolve_layer
+from explain.models.layouts import image_input_shape, to_grid
+from explain.models.preprocessing import check_mode, from_raw_pixels
+from explain.models.scores import score_head
 
 quiet_import()
 import keras  # noqa: E402
@@ -254,15 +254,15 @@ def _with_target(container: keras.Model, parts: list[str], end) -> keras.Model:
     bypasses the nested model is not supported and says so.
     """
     layer = container.get_layer(parts[0])
-    node = _node(container, layer)
-    inputs = _single(container.inputs)
-    out = _single(node.output_tensors)
+    node = own_node(container, layer)
+    inputs = single(container.inputs)
+    out = single(node.output_tensors)
     if len(parts) == 1:
         return keras.Model(inputs, [out, end])
     if not isinstance(layer, keras.Model):
         raise LayerError(f"{parts[0]!r} is not a nested model, so it has no layer {'/'.join(parts[1:])!r}.")
-    child = _with_target(layer, parts[1:], _single(layer.outputs))
-    child_in = _single(node.input_tensors)
+    child = _with_target(layer, parts[1:], single(layer.outputs))
+    child_in = single(node.input_tensors)
     x = keras.Input(shape=tuple(inputs.shape[1:]), dtype=inputs.dtype)
     t = x if child_in is inputs else keras.Model(inputs, child_in)(x)
     activations, child_out = child(t)
@@ -288,7 +288,7 @@ class AttributionMethod:
         layer: target layer (index, name or nested path) for CAM methods; None picks the last
             layer with a spatial output. Ignored by input-gradient methods.
         batch_size: images per compiled call.
-        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`), applied
+        preprocess: the model's preprocessing mode (:mod:`explain.models.preprocessing`), applied
             in front of the model: images stay raw pixels, and input gradients are taken
             with respect to them.
 
@@ -333,7 +333,7 @@ class AttributionMethod:
 
     # -- scores -------------------------------------------------------------
     def pick(self, scores: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """The score head's :meth:`~explain.scores.ScoreHead.pick`: ``(class_index int64 (B,),
+        """The score head's :meth:`~explain.models.scores.ScoreHead.pick`: ``(class_index int64 (B,),
         score float32 (B,))`` for scores ``(B, classes)`` and int64 classes (``-1``: top)."""
         return self.head.pick(scores, class_index)
 
@@ -345,7 +345,7 @@ class AttributionMethod:
         """Target-layer activations as feature maps ``(B, h, w, K)`` and scores ``(B, classes)``
         from one forward pass (gradient-free CAM methods). A channels-first layer comes
         transposed, a Vision Transformer's tokens reshaped to their grid without the class token
-        (:func:`explain.layouts.to_grid`)."""
+        (:func:`explain.models.layouts.to_grid`)."""
         a, h = self._explainer(x, training=False)
         return self._to_grid(a), self._to_scores(h)
 

@@ -28,7 +28,7 @@ class GradCAM(AttributionMethod):
         model: a Keras classifier taking raw pixels ``(N, H, W, C)`` in [0, 255].
         layer: target layer (index, name or nested path); None picks the default one.
         batch_size: images per compiled call, a whole number >= 1 (default 32).
-        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`).
+        preprocess: the model's preprocessing mode (:mod:`explain.models.preprocessing`).
 
     Raises:
         ValueError: ``batch_size`` below 1 or not a whole number.

@@ -71,7 +71,7 @@ class _Segmenter:
 class LimeAttribution(Attribution):
     """LIME's result: an :class:`~explain.attribution.base.Attribution` that also carries the
     superpixels and their weights, for drawing superpixel boundaries
-    (:func:`explain.plots.lime_boundaries`).
+    (:func:`explain.render.figures.lime_boundaries`).
 
     Attributes:
         segments: one int64 ``(H, W)`` array of superpixel labels ``0..n-1`` per image.
@@ -107,7 +107,7 @@ class LIME(AttributionMethod):
             ``total = num_samples * N`` for a call on ``N`` images.
         segmentation_params: overrides for the scikit-image segmentation function's
             parameters (e.g. ``{"n_segments": 100}`` for slic).
-        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`); the
+        preprocess: the model's preprocessing mode (:mod:`explain.models.preprocessing`); the
             superpixels are hidden in raw pixels, then preprocessed for the model.
 
     A call returns a :class:`LimeAttribution`: the superpixels and weights of each image travel

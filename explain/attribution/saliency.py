@@ -24,7 +24,7 @@ class Saliency(AttributionMethod):
         model: a Keras classifier taking raw pixels ``(N, H, W, C)`` in [0, 255].
         layer: ignored (input-gradient method).
         batch_size: images per compiled call, a whole number >= 1 (default 32).
-        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`); gradients
+        preprocess: the model's preprocessing mode (:mod:`explain.models.preprocessing`); gradients
             are taken with respect to the raw pixels in front of it.
 
     Raises:

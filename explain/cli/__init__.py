@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from explain.budget import MAX_DEFAULT_MB
-from explain.preprocessing import DESCRIPTIONS, MODES
+from explain.models.budget import MAX_DEFAULT_MB
+from explain.models.preprocessing import DESCRIPTIONS, MODES
 
 #: The help text of a CLI's MODEL argument.
 MODEL_HELP = (
@@ -35,7 +35,7 @@ def model_parser(prog: str, description: str, example: str) -> argparse.Argument
 
 
 def add_preprocess_argument(parser: argparse.ArgumentParser) -> None:
-    """Add ``--preprocess MODE`` (one of :data:`explain.preprocessing.MODES`; default None: the card's)."""
+    """Add ``--preprocess MODE`` (one of :data:`explain.models.preprocessing.MODES`; default None: the card's)."""
     parser.add_argument(
         "--preprocess",
         choices=MODES,
@@ -92,7 +92,7 @@ def spatial_layer(model, layer: str, nothing: str):
         LayerError: an unknown layer, or one without height and width (the message ends in ``nothing``).
     """
     from explain.errors import LayerError
-    from explain.models import resolve_layer
+    from explain.models.layers import resolve_layer
 
     info = resolve_layer(model, layer)
     if not info.is_spatial:
@@ -126,7 +126,8 @@ def open_model(args: argparse.Namespace, prog: str):
     Raises:
         ExplainError: the model cannot be opened; a bad class-name list or count.
     """
-    from explain.models import load_model, load_model_card
+    from explain.models.card import load_model_card
+    from explain.models.loading import load_model
 
     model = load_model(args.model, **loading_options(args))
     card = load_model_card(args.model, model, preprocess=args.preprocess, classes=args.classes)

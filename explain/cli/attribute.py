@@ -113,7 +113,7 @@ def _run(args: argparse.Namespace, model, card, image, class_index: int | None) 
             print(f"{name}: skipped ({e})", file=sys.stderr)
     scores = None
     if args.scores:
-        from explain.metrics import deletion_insertion
+        from explain.metrics.faithfulness import deletion_insertion
 
         scores = [
             deletion_insertion(model, image[None], r.heatmap, r.class_index, preprocess=card.preprocessing)
@@ -137,7 +137,7 @@ def _labels(run: _Run) -> list[str]:
 
 def _figure(args: argparse.Namespace, image, run: _Run, labels: list[str], title: str):
     """One method: its overlay (LIME: beside its superpixels); several: side by side."""
-    from explain.plots import attribution_panel, heatmap_overlay, lime_boundaries
+    from explain.render.figures import attribution_panel, heatmap_overlay, lime_boundaries
 
     first = run.results[0]
     style = {"cmap": args.cmap, "alpha": args.alpha, "flat": bool(first.flat[0])}
@@ -179,7 +179,7 @@ def _write(args: argparse.Namespace, fig, heatmap) -> Path:
 
 def _print_summary(args: argparse.Namespace, card, run: _Run, labels: list[str], what: str, out: Path) -> None:
     """The notes on the score explained, one line per method, and what was written."""
-    from explain.preprocessing import saturation_hint
+    from explain.models.preprocessing import saturation_hint
 
     first = run.results[0]
     if first.score_kind == "probability":

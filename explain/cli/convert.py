@@ -83,7 +83,7 @@ def _write(model, doc: dict, out: Path, options: dict) -> float:
     import numpy as np
 
     from explain.io import atomic_path
-    from explain.models import load_model
+    from explain.models.loading import load_model
 
     with atomic_path(out) as tmp:
         model.save(tmp)

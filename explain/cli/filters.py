@@ -5,10 +5,10 @@
     python -m explain.filters MODEL --layer L --kernels          # the layer's kernel weights
     python -m explain.filters MODEL --class-patterns [0,3,5]     # class patterns (all without a list)
 
-Filter and class patterns come from :mod:`explain.feature_visualization` (activation
+Filter and class patterns come from :mod:`explain.features.patterns` (activation
 maximisation: Erhan et al. 2009; Simonyan et al. 2013, https://arxiv.org/abs/1312.6034;
 Olah et al. 2017, https://distill.pub/2017/feature-visualization/). ``--kernels`` draws
-:func:`explain.filters.conv_filters`. User errors print one line on stderr (plus the layer table
+:func:`explain.features.kernels.conv_filters`. User errors print one line on stderr (plus the layer table
 for a bad layer) and exit 2; Ctrl-C exits 130 and writes nothing.
 """
 
@@ -207,8 +207,8 @@ def _options(args: argparse.Namespace, card) -> dict:
 
 def _filter_figure(model, card, args: argparse.Namespace):
     """Filter patterns of ``--layer``: ``(figure, patterns, seconds, layer info)``."""
-    from explain.feature_visualization import filter_patterns
-    from explain.plots import pattern_grid
+    from explain.features.patterns import filter_patterns
+    from explain.render.figures import pattern_grid
 
     info = _spatial_layer(model, args.layer)
     patterns, seconds = _optimise(
@@ -247,8 +247,8 @@ def _check_finite(images) -> None:
 
 def _class_figure(model, card, args: argparse.Namespace):
     """Class patterns: ``(figure, patterns, seconds)``, tiles labelled with the class names."""
-    from explain.feature_visualization import class_patterns
-    from explain.plots import pattern_grid
+    from explain.features.patterns import class_patterns
+    from explain.render.figures import pattern_grid
 
     names = tuple(card.class_names)
     classes = parse_channels(args.class_patterns, names) if args.class_patterns else None
@@ -270,9 +270,9 @@ def _class_figure(model, card, args: argparse.Namespace):
 def _kernel_figure(model, args: argparse.Namespace):
     """``--kernels``: ``(figure, filters drawn, layer info)``, drawn as in the dashboard's Filters tab."""
     from explain.errors import LayerError
-    from explain.filters import conv_filters
-    from explain.models import resolve_layer
-    from explain.plots import feature_map_grid
+    from explain.features.kernels import conv_filters
+    from explain.models.layers import resolve_layer
+    from explain.render.figures import feature_map_grid
 
     info = resolve_layer(model, args.layer)
     kernels = conv_filters(model, info.name)  # (kh, kw, filters)
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from explain.errors import ExplainError, LayerError
     from explain.io import save_figure
-    from explain.models import format_layer_table, layer_table
+    from explain.models.layers import format_layer_table, layer_table
 
     try:
         model, card = open_model(args, PROG)
@@ -342,3 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(PROG, f"Cannot write {out}: {e.strerror or e}.")
     print(f"Wrote {out} ({summary}).")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -67,7 +67,7 @@ def _spatial_layer(model, layer: str):
 
 def _feature_maps(model, card, info, image_path: str):
     """One image's activations of the layer: float32 ``(h, w, C)``."""
-    from explain.activations import compute_activations
+    from explain.features.activations import compute_activations
     from explain.images import load_image
 
     h, w, c = card.input_shape
@@ -85,7 +85,7 @@ def _output_path(info, args) -> Path:
 
 def _write_grid(acts, info, args, out: Path) -> None:
     from explain.io import save_figure
-    from explain.plots import feature_map_grid
+    from explain.render.figures import feature_map_grid
 
     where = f"Layer {info.index}" if info.index is not None else "Nested layer"
     fig = feature_map_grid(
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
 
     from explain.errors import ExplainError, LayerError
-    from explain.models import format_layer_table, layer_table
+    from explain.models.layers import format_layer_table, layer_table
 
     try:
         model, card = open_model(args, PROG)
@@ -132,3 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = min(args.max_maps, acts.shape[-1])
     print(f"Wrote {out} ({shown} of {acts.shape[-1]} feature maps of layer {info.name!r}).")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,10 +1,10 @@
-"""CLI: a model report, written by :func:`explain.report.write_report`.
+"""CLI: a model report, written by :func:`explain.dataset.report.write_report`.
 
     python -m explain.report MODEL DATA --out DIR [--images a.png b.png] [--confusions 5]
         [--examples 6] [--top-k 5] [--batch-size 256] [--layer L] [--image-size H W] [--no-progress]
         [--no-embedding] [--embedding-layer L] [--embedding-method umap|tsne|pca]
 
-See :mod:`explain.report` for the files DIR receives. User errors print one line on stderr
+See :mod:`explain.dataset.report` for the files DIR receives. User errors print one line on stderr
 and exit with code 2; Ctrl-C exits 130 with DIR as it was.
 """
 
@@ -80,8 +80,8 @@ def _run(args: argparse.Namespace, command: str):
         ExplainError, ValueError: bad model, data, image or layer.
         OSError: a file could not be written.
     """
-    from explain.evaluation import open_data
-    from explain.report import write_report
+    from explain.dataset.evaluation import open_data
+    from explain.dataset.report import write_report
 
     model, card = open_model(args, PROG)
     report = write_report(
@@ -108,7 +108,7 @@ def _run(args: argparse.Namespace, command: str):
 
 def _print_summary(report, card) -> None:
     """The accuracy, the notes not printed yet, the most frequent confusions and where the page is."""
-    from explain.report import HTML_FILE
+    from explain.dataset.report import HTML_FILE
 
     r = report.evaluation
     print(f"Accuracy {r.accuracy:.1%} on {r.num_images:,} images of {r.data}.")

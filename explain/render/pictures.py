@@ -2,11 +2,11 @@
 
 A matplotlib figure with one subplot per feature map takes 0.3-0.8 s to draw and save; the same
 grid composed here as one array (tiles, a colormap look-up table, labels drawn by Pillow) takes a
-few milliseconds. :mod:`explain.plots` keeps the titled matplotlib figures for downloads and the
+few milliseconds. :mod:`explain.render.figures` keeps the titled matplotlib figures for downloads and the
 report; both take their scaling and layout from here (:func:`scale_maps`, :func:`grid_shape`), so a
 feature map looks the same in both.
 
-With :mod:`explain.plots`, the only module that imports matplotlib (for its colormaps only).
+With :mod:`explain.render.figures`, the only module that imports matplotlib (for its colormaps only).
 """
 
 from __future__ import annotations
@@ -260,7 +260,7 @@ def feature_map_mosaic(
 ) -> np.ndarray:
     """One image's feature maps as one labelled mosaic, ready for the screen.
 
-    The same tiles, order, scaling and labels as :func:`explain.plots.feature_map_grid` (tile label
+    The same tiles, order, scaling and labels as :func:`explain.render.figures.feature_map_grid` (tile label
     = channel index, "flat" for a constant map), enlarged by an integer factor (nearest neighbour)
     so a row is about :data:`MAX_WIDTH` pixels wide, with white gaps. The colormap has 240 levels.
 
@@ -348,7 +348,7 @@ def overlay(
 ) -> np.ndarray:
     """A heatmap blended over its image in NumPy: ``(1 - alpha) * image + alpha * colour``.
 
-    The screen version of :func:`explain.plots.heatmap_overlay` (image enlarged nearest-neighbour,
+    The screen version of :func:`explain.render.figures.heatmap_overlay` (image enlarged nearest-neighbour,
     heatmap bilinearly). A flat or non-finite heatmap gives the image alone with the note
     "flat heatmap".
 
@@ -415,7 +415,7 @@ def top_k_chart(
     probabilities: np.ndarray, class_names: list[str] | tuple[str, ...], k: int = 5, *, width: int = 560
 ) -> np.ndarray:
     """Horizontal bars of the ``k`` most probable classes, names on the left, percentages on the
-    bars: the screen version of :func:`explain.plots.top_k_bars`.
+    bars: the screen version of :func:`explain.render.figures.top_k_bars`.
 
     Args:
         probabilities: float ``(num_classes,)`` in [0, 1].
@@ -458,7 +458,7 @@ def lime_picture(image: np.ndarray, segments: np.ndarray, weights: np.ndarray, *
     superpixels tinted green (for the class) or red (against it). Small images are enlarged
     (nearest neighbour) to at least 224 pixels so the boundaries stay thin.
 
-    Used by :func:`explain.plots.lime_boundaries` (which adds a title) and the dashboard.
+    Used by :func:`explain.render.figures.lime_boundaries` (which adds a title) and the dashboard.
 
     Args:
         image: uint8 ``(H, W, C)``, C = 1 or 3.
@@ -499,7 +499,7 @@ def activation_chart(
     values: np.ndarray, *, labels: list[str] | None = None, max_units: int = 64, width: int = 900
 ) -> np.ndarray:
     """Bars of a non-spatial layer's activations for one image (blue positive, red negative),
-    unit names underneath: the screen version of :func:`explain.plots.activation_bars`, with the
+    unit names underneath: the screen version of :func:`explain.render.figures.activation_bars`, with the
     same choice of units (the ``max_units`` strongest by absolute value, in unit order).
 
     Args:

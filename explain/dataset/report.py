@@ -38,7 +38,6 @@ import io
 import json
 import os
 import re
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -47,8 +46,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from explain.embedding import Embedding
-    from explain.evaluation import Confusion, Evaluation
+    from explain.dataset.embedding import Embedding
+    from explain.dataset.evaluation import Confusion, Evaluation
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -75,7 +74,7 @@ class Report:
     Attributes:
         out_dir: the folder written to.
         files: every file written, ``report.html`` last.
-        evaluation: the predictions and tallies (:class:`~explain.evaluation.Evaluation`).
+        evaluation: the predictions and tallies (:class:`~explain.dataset.evaluation.Evaluation`).
         confusions: the confusions shown, most frequent first.
         galleries: the gallery PNG of each confusion, in the same order.
         heatmap_method: ``"gradcam"``, ``"saliency"`` (model without a conv layer) or None
@@ -134,7 +133,7 @@ def _heatmap_method(model, layer, preprocess: str):
 def _pick_examples(result, limit: int) -> list[int]:
     """Up to ``limit`` misclassified images where the model hesitated most (lowest top
     probability), one per true class first; the first images when nothing is misclassified."""
-    from explain.evaluation import misclassified
+    from explain.dataset.evaluation import misclassified
 
     wrong = [int(i) for i in misclassified(result)[::-1]]  # least confident first
     if not wrong:
@@ -205,7 +204,7 @@ def _html_head(title: str, summary, kpis, notes: Sequence[str], has_curves: bool
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{e(title)}</h1>",
-        f'<p class="sub">Generated {e(datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))} by explain.report</p>',
+        f'<p class="sub">Generated {e(datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))} by explain</p>',
         '<div class="kpi">' + "".join(f"<div><b>{e(v)}</b><span>{e(k)}</span></div>" for k, v in kpis) + "</div>",
         "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in summary) + "</table>",
     ]
@@ -348,7 +347,7 @@ class ReportOptions:
         image_size: ``(height, width)`` for a model that takes any size.
         progress: True for progress bars on stderr; a callable ``(stage, fraction in [0, 1])``
             (the dashboard's progress bar); False for none.
-        embedding: draw the feature-space map and the look-alikes (:mod:`explain.embedding`).
+        embedding: draw the feature-space map and the look-alikes (:mod:`explain.dataset.embedding`).
         embedding_layer: the layer the map's features come from; default the classifier head's input.
         embedding_method: ``"umap"``, ``"tsne"`` or ``"pca"``.
 
@@ -379,7 +378,7 @@ class Gallery:
     """One confusion's examples, with a heatmap for the true and for the predicted class.
 
     Attributes:
-        confusion: the :class:`~explain.evaluation.Confusion`.
+        confusion: the :class:`~explain.dataset.evaluation.Confusion`.
         share: e.g. ``"11.2% of the Shirt images"``.
         images: uint8 ``(n, H, W, C)`` raw pixels (n may be 0 when no example could be read).
         labels: one caption per image.
@@ -422,7 +421,7 @@ class ReportData:
 
     Attributes:
         evaluation: the predictions and tallies.
-        metrics: :func:`~explain.evaluation.classification_metrics` of it.
+        metrics: :func:`~explain.dataset.evaluation.classification_metrics` of it.
         galleries: the most frequent confusions, most frequent first, with their examples.
         heatmap_method: ``"gradcam"``, ``"saliency"`` or None; ``method_label`` says it for people.
         top_k: the images whose top-k predictions are shown (:class:`TopK`).
@@ -485,8 +484,8 @@ def _spread_rows(xy: np.ndarray, n: int, spacing: float = 0.09) -> list[int]:
 
 def _look_alikes(source, emb, explainer, size) -> LookAlikes:
     """The :data:`LOOK_ALIKES` look-alikes with both heatmaps, and :data:`THUMBNAILS` seeded thumbnails."""
-    from explain.embedding import look_alikes
-    from explain.evaluation import load_rows
+    from explain.dataset.embedding import look_alikes
+    from explain.dataset.evaluation import load_rows
 
     found = {a.index: a for a in look_alikes(emb, LOOK_ALIKES)}
     imgs, rows = load_rows(source, emb.source_indices, list(found), size)
@@ -511,9 +510,9 @@ def _look_alikes(source, emb, explainer, size) -> LookAlikes:
 def _evaluate_and_embed(model, source, card, opts: ReportOptions, size) -> tuple[Evaluation, Embedding | None, list]:
     """The evaluation, with the feature-space map from the same pass when it is asked for and
     possible (a note says why not: too few images, or no feature layer by default)."""
-    from explain.embedding import MIN_IMAGES, embed
+    from explain.dataset.embedding import MIN_IMAGES, embed
+    from explain.dataset.evaluation import evaluate_model
     from explain.errors import LayerError
-    from explain.evaluation import evaluate_model
 
     common = dict(batch_size=opts.batch_size, top_k=opts.top_k, image_size=size[:2], preprocess=card.preprocessing)
     names = _card_class_names(card)
@@ -540,7 +539,7 @@ def _evaluate_and_embed(model, source, card, opts: ReportOptions, size) -> tuple
 
 def _gallery(source, result, conf, explainer, examples: int, size: tuple[int, int, int]) -> Gallery:
     """Read a confusion's most confident examples again and explain both classes on them."""
-    from explain.evaluation import load_rows
+    from explain.dataset.evaluation import load_rows
 
     share = f"{conf.count / result.support[conf.true_index]:.1%} of the {conf.true_name} images"
     imgs, ex = load_rows(source, result.source_indices, conf.examples[:examples], size)
@@ -556,7 +555,7 @@ def _gallery(source, result, conf, explainer, examples: int, size: tuple[int, in
 
 def _top_k_examples(source, result, chosen, size) -> tuple[np.ndarray, tuple[str, ...], str]:
     """The images whose top-k predictions to show: the chosen ones, else a few misclassified."""
-    from explain.evaluation import load_rows
+    from explain.dataset.evaluation import load_rows
 
     if chosen:
         caption = "The images chosen with --images, with the model's most probable classes."
@@ -576,7 +575,7 @@ def _top_k_examples(source, result, chosen, size) -> tuple[np.ndarray, tuple[str
 
 def _top_k(model, source, result, chosen, size, k: int, preprocess: str) -> TopK:
     """The top-k images (:func:`_top_k_examples`) with the model's probabilities for them."""
-    from explain.predict import predict
+    from explain.models.predict import predict
 
     x, titles, caption = _top_k_examples(source, result, chosen, size)
     predictions = predict(model, x, result.class_names, k=k, preprocess=preprocess)
@@ -600,7 +599,7 @@ def compute_report(model, source, *, card=None, model_path: str | os.PathLike | 
 
     Args:
         model: a Keras classifier taking raw pixels.
-        source: the data (:func:`explain.evaluation.open_data`).
+        source: the data (:func:`explain.dataset.evaluation.open_data`).
         card: the :class:`~explain.models.ModelCard`; default read from ``model_path``.
         model_path: the model file, for the model card.
         **options: the fields of :class:`ReportOptions` (``images``, ``confusions``,
@@ -615,9 +614,9 @@ def compute_report(model, source, *, card=None, model_path: str | os.PathLike | 
         ValueError: bad numeric arguments; model outputs that are not a classifier's.
         TypeError: an unknown keyword.
     """
-    from explain.evaluation import classification_metrics, model_input_size, top_confusions
+    from explain.dataset.evaluation import classification_metrics, model_input_size, top_confusions
     from explain.images import load_image
-    from explain.models import load_model_card
+    from explain.models.card import load_model_card
 
     opts = ReportOptions(**options)
     card = card or load_model_card(model_path, model)
@@ -625,7 +624,7 @@ def compute_report(model, source, *, card=None, model_path: str | os.PathLike | 
     chosen = [(Path(p), load_image(p, target_size=size[:2], channels=size[2])) for p in opts.images or ()]
     explainer, method_note = _heatmap_method(model, opts.layer, card.preprocessing)
     if opts.embedding:
-        from explain.embedding import check_method
+        from explain.dataset.embedding import check_method
 
         check_method(opts.embedding_method)
     result, emb, embedding_notes = _evaluate_and_embed(model, source, card, opts, size)
@@ -673,7 +672,7 @@ def _gallery_name(k: int, g: Gallery) -> str:
 
 def _gallery_pngs(data: ReportData) -> tuple[dict[str, bytes], list[str | None]]:
     """Each confusion's gallery PNG by file name, and the file of each confusion (None: no example)."""
-    from explain.plots import confusion_gallery
+    from explain.render.figures import confusion_gallery
 
     pngs: dict[str, bytes] = {}
     gallery_files: list[str | None] = []
@@ -702,7 +701,7 @@ def _gallery_pngs(data: ReportData) -> tuple[dict[str, bytes], list[str | None]]
 
 def _curves_png(card, model_name: str) -> tuple[bytes | None, str | None]:
     """The model card's training history as a PNG (None without one) and a note when it cannot be drawn."""
-    from explain.plots import training_curves
+    from explain.render.figures import training_curves
 
     history = card.raw.get("history") if card.from_file else None
     if not isinstance(history, dict) or not history:
@@ -722,7 +721,7 @@ def _curves_png(card, model_name: str) -> tuple[bytes | None, str | None]:
 def _figures(data: ReportData, model_name: str) -> tuple[dict[str, bytes], list[str | None], list[str]]:
     """The report's PNGs by file name; the gallery file of each confusion (None: no example);
     and notes added while drawing."""
-    from explain.plots import confusion_matrix_figure, per_class_accuracy_chart, top_k_grid
+    from explain.render.figures import confusion_matrix_figure, per_class_accuracy_chart, top_k_grid
 
     r, names = data.evaluation, data.evaluation.class_names
     pngs = {
@@ -750,7 +749,7 @@ def _figures(data: ReportData, model_name: str) -> tuple[dict[str, bytes], list[
 
 def _embedding_pngs(data: ReportData) -> dict[str, bytes]:
     """The map and the look-alikes gallery, when the report has a map."""
-    from explain.plots import embedding_map, look_alike_gallery
+    from explain.render.figures import embedding_map, look_alike_gallery
 
     emb, la = data.embedding, data.look_alikes
     if emb is None:
@@ -822,7 +821,7 @@ def _embedding_document(data: ReportData) -> dict | None:
 
 def _summary(data: ReportData, model_name: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """The summary table and the key figures at the top of the page."""
-    from explain.preprocessing import DESCRIPTIONS
+    from explain.models.preprocessing import DESCRIPTIONS
 
     r, card, (h, w, c) = data.evaluation, data.card, data.input_size
     arch = card.raw.get("architecture") if card.from_file else None
@@ -966,7 +965,7 @@ def write_report(
 
     Args:
         model: a Keras classifier taking raw pixels.
-        source: the data (:func:`explain.evaluation.open_data`).
+        source: the data (:func:`explain.dataset.evaluation.open_data`).
         out_dir: the folder to write (created if missing).
         model_path: the model file, for the summary and the model card.
         card: the :class:`~explain.models.ModelCard` (its class names are matched to the
@@ -992,19 +991,3 @@ def write_report(
     data = compute_report(model, source, card=card, model_path=model_path, **options)
     rendered = render_report(data, model_path=model_path, model_name=getattr(model, "name", "model"), command=command)
     return _saved(data, rendered, out_dir, save_report(rendered.files, out_dir))
-
-
-# -- CLI -----------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
-    """``python -m explain.report``: the CLI of :mod:`explain.cli.report` (kept here for old imports).
-
-    Returns:
-        The exit code: 0 on success, 2 on a user error, 130 on Ctrl-C.
-    """
-    from explain.cli.report import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from explain._quiet import quiet_import
-from explain.scores import score_head
+from explain.models.scores import score_head
 
 quiet_import()
 import keras  # noqa: E402
@@ -23,7 +23,7 @@ class Prediction:
         top_k: ``((class_index, class_name, probability), ...)`` most probable first.
         outputs_probabilities: False when the model outputs logits and explain applied the
             softmax (or sigmoid); decided once per model from its last layer
-            (:mod:`explain.scores`).
+            (:mod:`explain.models.scores`).
         top_score: the top class's score: its logit where the model has logits (the
             pre-softmax score, for a binary model the logit of the class predicted, so >= 0),
             else its probability. Logits in the hundreds mean the model saw unscaled pixels.
@@ -51,7 +51,7 @@ def predict(
         images: ``(N, H, W, C)`` or ``(H, W, C)``, raw pixels in [0, 255].
         class_names: one name per class (two for a single sigmoid output).
         k: how many top classes to list.
-        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`), applied
+        preprocess: the model's preprocessing mode (:mod:`explain.models.preprocessing`), applied
             in front of the model.
 
     Returns:

@@ -10,7 +10,7 @@ contracts). Models take other layouts too:
   ``(s, s, 3)`` in NumPy's row-major order, as ``x.reshape(len(x), -1)`` does).
 
 :class:`InputLayout` says which, and :meth:`InputLayout.adapt` reshapes or transposes the
-channels-last pixels for the model; :func:`explain.preprocessing.from_raw_pixels` puts it in
+channels-last pixels for the model; :func:`explain.models.preprocessing.from_raw_pixels` puts it in
 front of the model, so the model, its layer indices and names are unchanged.
 
 Layer outputs are drawn and explained as grids ``(N, h, w, C)``. :func:`output_layout` tells

@@ -19,7 +19,7 @@ TensorBoard's Embedding Projector and Karpathy's t-SNE of CNN codes.
 Typical use::
 
     emb = embed(model, open_data("fashion_mnist:test"), card.class_names)
-    embedding_map(emb).savefig("embedding.png")      # explain.plots
+    embedding_map(emb).savefig("embedding.png")      # explain.render.figures
     for a in look_alikes(emb, 10):
         print(emb.image_ids[a.index], "looks like", emb.class_names[a.looks_like])
 """
@@ -34,13 +34,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from explain._quiet import quiet_import
-from explain.activations import _node, _single, _symbolic_outputs
+from explain.dataset.evaluation import DataSource, Evaluation, _evaluation, _plan, _predict_source
 from explain.errors import DataError, ExplainError, LayerError
-from explain.evaluation import DataSource, Evaluation, _evaluation, _plan, _predict_source
-from explain.layouts import to_grid
-from explain.models import LayerInfo, layer_table, resolve_layer
-from explain.preprocessing import from_raw_pixels
-from explain.scores import _producer
+from explain.features.activations import _symbolic_outputs
+from explain.models.graph import own_node, single
+from explain.models.layers import LayerInfo, layer_table, resolve_layer
+from explain.models.layouts import to_grid
+from explain.models.preprocessing import from_raw_pixels
+from explain.models.scores import _producer
 
 quiet_import()
 import keras  # noqa: E402
@@ -91,7 +92,7 @@ class Embedding:
         feature_shape: that layer's output shape without the batch axis, e.g. ``(128,)`` or ``(7, 7, 64)``
             (feature maps as a grid, channels last: a channels-first or token layer as read for pooling).
         method: ``"umap"``, ``"tsne"`` or ``"pca"``.
-        evaluation: the predictions as an :class:`~explain.evaluation.Evaluation` (the same pass).
+        evaluation: the predictions as an :class:`~explain.dataset.evaluation.Evaluation` (the same pass).
         notes: what a user should know (pooling, PCA, skipped files, class matching).
     """
 
@@ -155,10 +156,10 @@ def _default_layer(model: keras.Model) -> str:
     classifier = model.get_layer(top[i].name)
     if isinstance(classifier, keras.Model):  # a whole network nested, its classifier inside it
         return f"{classifier.name}/{_default_layer(classifier)}"
-    node_inputs = _node(model, classifier).input_tensors
+    node_inputs = own_node(model, classifier).input_tensors
     producer = _producer(node_inputs[0]) if len(node_inputs) == 1 else None
     while producer is not None and type(producer).__name__ in _IDENTITY_AT_INFERENCE:
-        producer = _producer(_node(model, producer).input_tensors[0])
+        producer = _producer(own_node(model, producer).input_tensors[0])
     if producer is None or producer.name not in names:
         raise LayerError(
             f"The classifier layer {top[i].name!r} of {model.name!r} takes the model's input (or several inputs): "
@@ -205,9 +206,9 @@ def feature_layer(model: keras.Model, layer: int | str | None = None) -> tuple[L
 def _joint_forward(model: keras.Model, head, info: LayerInfo, preprocess: str) -> Callable:
     """``images -> (float32 pooled features (B, D), float32 probabilities (B, C))`` in one
     compiled pass through ``model`` (the probabilities as the score head gives them); feature maps
-    are pooled as a grid (channels first or tokens read by :func:`explain.layouts.to_grid`)."""
+    are pooled as a grid (channels first or tokens read by :func:`explain.models.layouts.to_grid`)."""
     feats = to_grid(_symbolic_outputs(model, [info.name])[info.name], info.layout, info.grid)
-    joint = from_raw_pixels(keras.Model(_single(model.inputs), [feats, head.tensor]), preprocess)
+    joint = from_raw_pixels(keras.Model(single(model.inputs), [feats, head.tensor]), preprocess)
 
     @tf.function(reduce_retracing=True, autograph=False)
     def run(x):
@@ -336,10 +337,10 @@ def embed(
 
     Args:
         model: a Keras classifier with one image input and one ``(batch, classes)`` output.
-        data: the data set (:func:`explain.evaluation.open_data`), read in order, never
+        data: the data set (:func:`explain.dataset.evaluation.open_data`), read in order, never
             shuffled; only ``batch_size`` images are in memory at a time (the features are
             ``N x D`` float32).
-        class_names: the model's classes, as for :func:`~explain.evaluation.evaluate_model`.
+        class_names: the model's classes, as for :func:`~explain.dataset.evaluation.evaluate_model`.
         layer: where the features come from (see :func:`feature_layer`); None for the
             classifier head's input.
         method: ``"umap"`` (default), ``"tsne"`` or ``"pca"``.

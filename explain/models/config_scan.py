@@ -6,7 +6,7 @@ deserialised, :func:`scan_config` checks that every layer, also inside nested mo
 built-in Keras layer with built-in activations, initializers, regularizers and constraints.
 ``Lambda`` layers (Python bytecode), custom classes and Keras 2 ``TFOpLambda`` layers other than
 scalar arithmetic are refused by name, unless the user vouches for them with their own code
-(:mod:`explain.trust`): then the classes their code defines pass, and ``Lambda`` layers too.
+(:mod:`explain.models.trust`): then the classes their code defines pass, and ``Lambda`` layers too.
 
 Two flavours of "built-in": ``keras2`` (the layers of ``tf_keras``, for Keras 2 files) and
 ``keras3`` (those of Keras 3, its ops included, for HDF5 files written by Keras 3).
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from explain._quiet import _stderr_silenced, quiet_import
 from explain.errors import ModelLoadError
-from explain.trust import (
+from explain.models.trust import (
     FLAG,
     KERAS_HUB,
     class_entries,
@@ -132,7 +132,7 @@ def builtin_names(flavor: str) -> dict[str, frozenset[str]]:
 
 
 def all_builtin(flavor: str) -> frozenset[str]:
-    """Every built-in class name of one flavour, of any kind (for :func:`explain.trust.custom_classes`)."""
+    """Every built-in class name of one flavour, of any kind (for :func:`explain.models.trust.custom_classes`)."""
     return frozenset().union(*builtin_names(flavor).values())
 
 
@@ -189,11 +189,11 @@ def scan_config(
     mode off); ``TFOpLambda`` layers other than scalar arithmetic always.
 
     Args:
-        config: ``{"class_name": ..., "config": ...}`` from :func:`explain.legacy.read_h5_config`
-            or :func:`explain.legacy.read_savedmodel_config`.
+        config: ``{"class_name": ..., "config": ...}`` from :func:`explain.models.legacy.read_h5_config`
+            or :func:`explain.models.legacy.read_savedmodel_config`.
         source: how messages name the file.
         flavor: ``"keras2"`` (a Keras 2 file) or ``"keras3"`` (an HDF5 file written by Keras 3).
-        trusted: the user's own classes and functions (:func:`explain.trust.load_trusted_code`
+        trusted: the user's own classes and functions (:func:`explain.models.trust.load_trusted_code`
             plus ``custom_objects``), or None when the user vouches for nothing.
         lambdas: whether ``Lambda`` layers and lambda activations may load.
 
@@ -226,7 +226,7 @@ def check_custom_classes(config: dict, scan: Scan, builtin: frozenset[str]) -> N
         builtin: the class names that count as Keras's own for entries without a ``module``.
 
     Raises:
-        ModelLoadError: :func:`explain.trust.missing_classes_error`.
+        ModelLoadError: :func:`explain.models.trust.missing_classes_error`.
     """
     missing = {c: where for c, where in custom_classes(config, builtin).items() if not scan.allows(c)}
     if missing:

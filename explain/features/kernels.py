@@ -6,7 +6,7 @@ import numpy as np
 
 from explain._quiet import quiet_import
 from explain.errors import LayerError
-from explain.models import get_layer, resolve_layer
+from explain.models.layers import get_layer, resolve_layer
 
 quiet_import()
 import keras  # noqa: E402
@@ -51,14 +51,6 @@ def conv_filters(model: keras.Model, layer: int | str, input_channel: int | None
 
 def conv_layers(model: keras.Model) -> list[str]:
     """Names (nested paths included) of the layers that have a 2-D convolution kernel."""
-    from explain.models import layer_table
+    from explain.models.layers import layer_table
 
     return [row.name for row in layer_table(model) if _kernel(get_layer(model, row.name)) is not None]
-
-
-if __name__ == "__main__":  # python -m explain.filters: the CLI lives in explain.cli.filters
-    import sys
-
-    from explain.cli.filters import main
-
-    sys.exit(main())

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from explain._quiet import quiet_import
-from explain.errors import LayerError
-from explain.layouts import image_input_shape, to_grid
-from explain.models import layer_table, resolve_layer
-from explain.preprocessing import from_raw_pixels
+from explain.models.graph import own_node, single
+from explain.models.layers import layer_table, resolve_layer
+from explain.models.layouts import image_input_shape, to_grid
+from explain.models.preprocessing import from_raw_pixels
 
 quiet_import()
 import keras  # noqa: E402
@@ -27,26 +27,6 @@ _FEATURE_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _MAX_CACHED_PER_MODEL = 8
 #: The compiled forward pass of each feature model (a ``tf.function``), built on first use.
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _node(container: keras.Model, layer: keras.layers.Layer):
-    """The call of ``layer`` that belongs to ``container``'s own graph.
-
-    A layer's ``.output`` is not enough (docs/architecture.md, known traps): a nested ``Functional``
-    model's ``.output`` is its inner graph's output, not connected to the outer inputs.
-    """
-    graph = container._functional if isinstance(container, keras.Sequential) else container
-    in_graph = {id(n) for nodes in graph._nodes_by_depth.values() for n in nodes}
-    nodes = [n for n in layer._inbound_nodes if id(n) in in_graph]
-    if len(nodes) != 1:
-        how = "is not connected to" if not nodes else f"is called {len(nodes)} times in"
-        raise LayerError(f"Layer {layer.name!r} {how} the graph of {container.name!r}; its activations are ambiguous.")
-    return nodes[0]
-
-
-def _single(tensors):
-    tensors = list(tensors)
-    return tensors[0] if len(tensors) == 1 else tensors
 
 
 def _symbolic_outputs(container: keras.Model, names: list[str], x=None) -> dict[str, object]:
@@ -63,16 +43,16 @@ def _symbolic_outputs(container: keras.Model, names: list[str], x=None) -> dict[
         if rest:
             nested.setdefault(head, []).append(rest)
         else:
-            result[name] = _single(_node(container, container.get_layer(name)).output_tensors)
+            result[name] = single(own_node(container, container.get_layer(name)).output_tensors)
     for head, rest in nested.items():
         child = container.get_layer(head)
-        child_input = _single(_node(container, child).input_tensors)
+        child_input = single(own_node(container, child).input_tensors)
         inner = _symbolic_outputs(child, rest, x=child_input)
         result.update({f"{head}/{k}": v for k, v in inner.items()})
     if x is None:
         return result
     keys = list(result)
-    sub = keras.Model(_single(container.inputs), [result[k] for k in keys])
+    sub = keras.Model(single(container.inputs), [result[k] for k in keys])
     outs = sub(x)
     outs = outs if isinstance(outs, list | tuple) else [outs]
     return dict(zip(keys, outs, strict=True))
@@ -83,13 +63,13 @@ def feature_model(model: keras.Model, names: Sequence[str], preprocess: str = "r
 
     Built once per ``(model, names, preprocess)`` and cached (weakly keyed on the model).
     Outputs that read as feature maps come as grids ``(N, h, w, C)``
-    (:func:`explain.layouts.to_grid`): a channels-first layer transposed, a Vision
+    (:func:`explain.models.layouts.to_grid`): a channels-first layer transposed, a Vision
     Transformer's tokens reshaped (the class token dropped); others as the layer gives them.
 
     Args:
         model: the classifier.
         names: layer names or nested paths, as in :func:`explain.models.layer_table`.
-        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`), applied
+        preprocess: the model's preprocessing mode (:mod:`explain.models.preprocessing`), applied
             in front of it.
 
     Returns:
@@ -106,7 +86,7 @@ def feature_model(model: keras.Model, names: Sequence[str], preprocess: str = "r
     outputs = _symbolic_outputs(model, list(names))
     rows = {r.name: r for r in layer_table(model)}
     grids = [to_grid(outputs[n], rows[n].layout, rows[n].grid) for n in names]
-    fm = keras.Model(_single(model.inputs), grids, name=f"{model.name}_features")
+    fm = keras.Model(single(model.inputs), grids, name=f"{model.name}_features")
     fm = from_raw_pixels(fm, preprocess)
     if len(per_model) >= _MAX_CACHED_PER_MODEL:
         per_model.pop(next(iter(per_model)))
@@ -143,7 +123,7 @@ def compute_activations(
             whatever the model's own input layout.
         layers: indices, names or nested paths; None means every top-level layer.
         batch_size: images per forward pass.
-        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`), applied
+        preprocess: the model's preprocessing mode (:mod:`explain.models.preprocessing`), applied
             to the raw pixels in front of the model; ``"raw"`` feeds them unchanged.
 
     Returns:

@@ -1,7 +1,7 @@
 """The score head: where a classifier's logits are, decided once per model.
 
 Every part of explain that needs a class score or a class probability goes through one
-:class:`ScoreHead`: :func:`explain.predict`, :func:`explain.evaluate_model`, every attribution
+:class:`ScoreHead`: :func:`explain.models.predict`, :func:`explain.evaluate_model`, every attribution
 method (LIME included), deletion/insertion and the sanity check. So "is this output a logit or a
 probability?" has one answer per model, and a binary model with a linear output whose logit is
 0.3 is class 1 everywhere, whatever batch it comes in.
@@ -29,10 +29,10 @@ from collections.abc import Callable
 import numpy as np
 
 from explain._quiet import quiet_import
-from explain.activations import _node, _single
 from explain.errors import ExplainError
-from explain.layouts import image_input_shape
-from explain.preprocessing import check_mode, from_raw_pixels
+from explain.models.graph import own_node, single
+from explain.models.layouts import image_input_shape
+from explain.models.preprocessing import check_mode, from_raw_pixels
 
 quiet_import()
 import keras  # noqa: E402
@@ -71,7 +71,7 @@ def _from_last_layer(model: keras.Model) -> tuple[object, Callable, str | None, 
     if isinstance(layer, keras.layers.Softmax) or (
         name in ("softmax", "sigmoid") and isinstance(layer, keras.layers.Dense | keras.layers.Activation)
     ):
-        h = _single(_node(model, layer).input_tensors)
+        h = single(own_node(model, layer).input_tensors)
         to_scores = _dense_logits(layer) if isinstance(layer, keras.layers.Dense) else (lambda t: t)
         return h, to_scores, "logit", f"last layer {layer.name!r} ends in {name or 'softmax'}"
     if name == "linear":
@@ -106,7 +106,7 @@ class ScoreHead:
 
     Args:
         model: a Keras classifier with one output of shape ``(batch, classes)``.
-        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`), applied in
+        preprocess: the model's preprocessing mode (:mod:`explain.models.preprocessing`), applied in
             front of it; every method here takes raw pixels in [0, 255].
 
     Attributes:
@@ -145,7 +145,7 @@ class ScoreHead:
             kind, self.outputs_logits = ("probability", False) if probs else ("logit", True)
             self.decided_by = f"the values of the last layer {_output_layer(model).name!r} on random images"
         self.score_kind = kind
-        scores_model = keras.Model(_single(model.inputs), self.tensor)
+        scores_model = keras.Model(single(model.inputs), self.tensor)
         self._scores_model = from_raw_pixels(scores_model, self.preprocess)
         self._compiled = tf.function(self._scores_and_probabilities, reduce_retracing=True)
 
@@ -294,7 +294,7 @@ def score_head(model: keras.Model, preprocess: str = "raw") -> ScoreHead:
 
     Args:
         model: a Keras classifier with one output ``(batch, classes)``.
-        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`).
+        preprocess: the model's preprocessing mode (:mod:`explain.models.preprocessing`).
 
     Returns:
         The cached :class:`ScoreHead`.

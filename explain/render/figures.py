@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from explain.pictures import (  # noqa: F401  (NORMALIZATIONS is re-exported)
+from explain.render.pictures import (  # noqa: F401  (NORMALIZATIONS is re-exported)
     NORMALIZATIONS,
     grid_shape,
     lime_picture,
@@ -127,7 +127,7 @@ def pattern_grid(
     cols: int | None = None,
     ax: Axes | None = None,
 ) -> Figure:
-    """Draw feature-visualisation patterns (:mod:`explain.feature_visualization`) as a labelled
+    """Draw feature-visualisation patterns (:mod:`explain.features.patterns`) as a labelled
     grid of tiles, in the style of :func:`feature_map_grid`.
 
     Args:
@@ -764,14 +764,14 @@ def embedding_map(
     title: str | None = None,
     point_size: float | None = None,
 ) -> Figure:
-    """A data set's map in the model's feature space (:func:`explain.embedding.embed`).
+    """A data set's map in the model's feature space (:func:`explain.dataset.embedding.embed`).
 
     Each image is a dot coloured by its true class; a misclassified image is a cross in the
     colour of the class it was predicted as, drawn on top. The legend names the classes
     (up to 20).
 
     Args:
-        emb: an :class:`explain.embedding.Embedding`.
+        emb: an :class:`explain.dataset.embedding.Embedding`.
         ax: the axes to draw on; None makes a new 9 x 8 inch figure.
         thumbnails: ``{row of emb: uint8 image (H, W, C)}`` drawn at their points, framed in
             their true class's colour (a sample of points, say 30).

@@ -33,7 +33,9 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from explain._quiet import _stderr_silenced, quiet_import
-from explain.budget import (
+from explain.archives import check_zip_sizes
+from explain.errors import ModelLoadError
+from explain.models.budget import (
     allocation_guard,
     check_declared,
     checkpoint_weight_bytes,
@@ -42,10 +44,8 @@ from explain.budget import (
     default_max_model_mb,
     h5_weight_bytes,
 )
-from explain.config_scan import MODEL_CLASSES, _option_kind, affine, all_builtin, model_layers, scan_config
-from explain.errors import ModelLoadError
-from explain.models import check_zip_sizes
-from explain.trust import class_entries, custom_classes
+from explain.models.config_scan import MODEL_CLASSES, _option_kind, affine, all_builtin, model_layers, scan_config
+from explain.models.trust import class_entries, custom_classes
 
 quiet_import()
 import keras  # noqa: E402
@@ -133,11 +133,11 @@ def load_legacy_model(
 ) -> keras.Model:
     """Open a legacy model file safely and return it as an uncompiled Keras 3 model.
 
-    A Keras 2 file is scanned (:func:`explain.config_scan.scan_config`), built with ``tf_keras``
-    under the memory guard (:func:`explain.budget.allocation_guard`) and converted
+    A Keras 2 file is scanned (:func:`explain.models.config_scan.scan_config`), built with ``tf_keras``
+    under the memory guard (:func:`explain.models.budget.allocation_guard`) and converted
     (:func:`convert_to_keras3`). An HDF5 file written by Keras 3 (``model.save("x.h5")``, still
     HDF5 in Keras 3.0-3.14) is scanned against Keras 3's built-ins, its declared weights are
-    checked against the file (:func:`explain.budget.declared_weights`), and it is read by
+    checked against the file (:func:`explain.models.budget.declared_weights`), and it is read by
     Keras 3's own legacy HDF5 reader in safe mode. A Keras 2 HDF5 file with the user's trusted
     custom layers or ``Lambda`` layers goes the same way, as their code is Keras 3 code.
 
@@ -148,7 +148,7 @@ def load_legacy_model(
         safe_mode: False lets ``Lambda`` layers (code stored in the file) load: only when the
             user vouches for the file.
         max_model_mb: the memory budget for the weights, in MB; None for
-            :func:`explain.budget.default_max_model_mb`.
+            :func:`explain.models.budget.default_max_model_mb`.
 
     Returns:
         The Keras 3 ``keras.Model`` (``keras.Sequential`` when the file holds one).

@@ -4,7 +4,7 @@ The data come from the data layer (:mod:`explain.data`): a folder of class subfo
 built-in split (``fashion_mnist:test``, ``mnist:test``, ``cifar10:test``, and the ``:train``
 splits), read in order and in batches, so memory stays bounded by the batch size whatever the
 number of images. The data layer's names (``open_data``, ``FolderSource``, ``match_classes``,
-...) are re-exported here, so ``from explain.evaluation import FolderSource`` keeps working.
+...) are re-exported here, so ``from explain.dataset.evaluation import FolderSource`` keeps working.
 
 Typical use::
 
@@ -48,8 +48,8 @@ from explain.data import (
     read_idx,
 )
 from explain.errors import DataError
-from explain.models import load_model_card
-from explain.scores import ScoreHead, score_head
+from explain.models.card import load_model_card
+from explain.models.scores import ScoreHead, score_head
 
 quiet_import()
 import keras  # noqa: E402
@@ -105,7 +105,7 @@ class Evaluation:
         skipped: ``(image id, reason)`` for each file that could not be read.
         notes: what a user should know (empty classes, skipped files, how classes were matched).
         outputs_probabilities: False when the model's outputs are logits (decided once from its
-            last layer, :mod:`explain.scores`) and softmax or sigmoid was applied to them.
+            last layer, :mod:`explain.models.scores`) and softmax or sigmoid was applied to them.
     """
 
     y_true: np.ndarray
@@ -253,7 +253,7 @@ def evaluate_model(
 
     Images are read batch by batch (:meth:`DataSource.batches`), converted to the model's
     input (resized, bilinear; grayscale <-> RGB) and fed as float32 raw pixels in [0, 255]
-    through the model's :class:`~explain.scores.ScoreHead` (one compiled forward pass); only
+    through the model's :class:`~explain.models.scores.ScoreHead` (one compiled forward pass); only
     ``batch_size`` images are in memory at a time. Whether the outputs are logits (softmax,
     or sigmoid for one output column, applied here) or probabilities is decided once per
     model from its last layer, never per batch, so an image's prediction does not depend on
@@ -272,7 +272,7 @@ def evaluate_model(
             own size (built-in splits). Ignored when the model's input size is fixed.
         progress: True for a tqdm progress bar on stderr; a callable ``(images done, images in all)``
             called after each batch; False for none.
-        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`), applied
+        preprocess: the model's preprocessing mode (:mod:`explain.models.preprocessing`), applied
             to the raw pixels in front of the model.
 
     Returns:
@@ -292,7 +292,7 @@ def evaluate_model(
 
 @dataclass(frozen=True)
 class _Plan:
-    """How a data set is read and scored for one model (shared with :mod:`explain.embedding`)."""
+    """How a data set is read and scored for one model (shared with :mod:`explain.dataset.embedding`)."""
 
     names: tuple[str, ...]  # the model's classes
     mapping: np.ndarray  # int64 data label -> model output

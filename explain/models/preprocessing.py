@@ -26,7 +26,7 @@ import numpy as np
 
 from explain._quiet import quiet_import
 from explain.errors import ExplainError
-from explain.layouts import input_layout
+from explain.models.layouts import input_layout
 
 quiet_import()
 import keras  # noqa: E402
@@ -120,11 +120,11 @@ def from_raw_pixels(model: keras.Model, mode: str) -> keras.Model:
     layout -> model`` that shares ``model``'s weights, built once per ``(model, mode)`` and
     cached on ``model`` (freed with it). The layout step reshapes or transposes for a model
     that takes ``(H, W)``, channels-first or flattened pixels
-    (:class:`explain.layouts.InputLayout`), so ``model`` and its layers are unchanged.
+    (:class:`explain.models.layouts.InputLayout`), so ``model`` and its layers are unchanged.
 
     Args:
         model: a Keras model with one image input (any layout of
-            :func:`explain.layouts.input_layout`), expecting preprocessed pixels.
+            :func:`explain.models.layouts.input_layout`), expecting preprocessed pixels.
         mode: one of :data:`MODES`.
 
     Returns:
@@ -134,7 +134,7 @@ def from_raw_pixels(model: keras.Model, mode: str) -> keras.Model:
     Raises:
         ExplainError: an unknown mode, or ``caffe`` / ``torch`` for a model without 3
             input channels.
-        ModelLoadError: the model's input is no image layout (:func:`explain.layouts.input_layout`).
+        ModelLoadError: the model's input is no image layout (:func:`explain.models.layouts.input_layout`).
     """
     layout = input_layout(model)
     mode = check_mode(mode, channels=layout.channels)

@@ -41,12 +41,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from explain._quiet import quiet_import
-from explain.activations import _node, _single, feature_model
 from explain.errors import ExplainError, LayerError
-from explain.layouts import image_input_shape, to_grid
-from explain.models import resolve_layer
-from explain.preprocessing import check_mode, from_raw_pixels
-from explain.scores import score_head
+from explain.features.activations import feature_model
+from explain.models.graph import own_node, single
+from explain.models.layers import resolve_layer
+from explain.models.layouts import image_input_shape, to_grid
+from explain.models.preprocessing import check_mode, from_raw_pixels
+from explain.models.scores import score_head
 
 quiet_import()
 import keras  # noqa: E402
@@ -272,7 +273,7 @@ def _check_channels(channels: Sequence[int] | None, available: int, what: str) -
 
 def _gradient_breaker(model: keras.Model, target: str, preprocess: str) -> str:
     """The first layer on the way to ``target`` whose output has no gradient w.r.t. the input."""
-    from explain.models import layer_table
+    from explain.models.layers import layer_table
 
     shape = [1, *[d or DEFAULT_FREE_SIZE for d in image_input_shape(model)]]
     for row in layer_table(model):
@@ -319,11 +320,11 @@ def _pre_activation_model(model: keras.Model, name: str, preprocess: str) -> ker
         return None
     config = {**layer.get_config(), "activation": "linear", "name": f"{layer.name}_pre_activation"}
     linear = type(layer).from_config(config)
-    inp = _single(_node(model, layer).input_tensors)
+    inp = single(own_node(model, layer).input_tensors)
     info = resolve_layer(model, name)
     out = to_grid(linear(inp), info.layout, info.grid)
     linear.set_weights(layer.get_weights())
-    return from_raw_pixels(keras.Model(_single(model.inputs), out), preprocess)
+    return from_raw_pixels(keras.Model(single(model.inputs), out), preprocess)
 
 
 #: Weight of the pre-activation mean in the objective of a layer with a built-in activation.
@@ -467,7 +468,7 @@ def filter_patterns(
         size: ``(H, W)`` of the patterns for a model with a free input size (default 128x128);
             a fixed-size model only takes its own size.
         seed: seeds the initial images and every step's random transformations.
-        preprocess: the model's preprocessing mode (:mod:`explain.preprocessing`).
+        preprocess: the model's preprocessing mode (:mod:`explain.models.preprocessing`).
         progress: optional ``(steps done, steps in all) -> None``, called up to 20 times per
             batch of channels.
         batch_size: channels optimised together in one batch (memory: one image per channel).
@@ -505,7 +506,7 @@ def class_patterns(
     """Class models (Simonyan et al. 2013, https://arxiv.org/abs/1312.6034): the image that
     maximises each class's logit, regularised as :func:`filter_patterns`.
 
-    The score is the pre-softmax logit (:mod:`explain.scores`; a binary model's class 0 maximises
+    The score is the pre-softmax logit (:mod:`explain.models.scores`; a binary model's class 0 maximises
     the negative logit), so the pattern grows the class's own evidence instead of suppressing
     the others; a model without accessible logits maximises the probability.
 

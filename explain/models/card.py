@@ -1,0 +1,257 @@
+"""The model card ``<name>.json`` beside a model: class names, input size, preprocessing mode, notes."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+
+from explain._quiet import quiet_import
+from explain.errors import ExplainError
+from explain.models.layouts import image_input_shape
+from explain.models.preprocessing import check_mode, infer_preprocessing
+
+quiet_import()
+import keras  # noqa: E402
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What the model card ``<name>.json`` beside a model file says about the model, with
+    the caller's overrides and the fallbacks for a model without a card.
+
+    Attributes:
+        class_names: one name per output index (two for a single sigmoid output).
+        input_shape: ``(H, W, C)`` the model expects (pixels, channels).
+        color_mode: ``"grayscale"`` or ``"rgb"``.
+        dataset: the training data set's name, or None.
+        test_accuracy: accuracy on the test split in [0, 1], or None.
+        raw: the whole JSON document (empty when there is no card).
+        from_file: whether a card file was found.
+        preprocessing: the preprocessing mode, one of
+            :data:`explain.models.preprocessing.MODES` (``"raw"``: pixels 0-255 go in).
+        preprocessing_from: where the mode comes from: ``"given"`` (the caller),
+            ``"card"``, ``"model"`` (a scaling layer at the model's input, or a
+            recognised ``keras.applications`` network) or ``"assumed"`` (``raw``, nothing
+            says otherwise).
+        class_names_from: where the class names come from: ``"given"`` (the caller),
+            ``"card"``, ``"imagenet"`` (a 1000-way model without a card) or ``"indices"``
+            (``"class 0"``, ...: the classes are not named).
+        preprocessing_note, class_names_note: one line each saying what was assumed, or None.
+    """
+
+    class_names: tuple[str, ...]
+    input_shape: tuple[int | None, int | None, int]
+    color_mode: str
+    dataset: str | None = None
+    test_accuracy: float | None = None
+    raw: dict = field(default_factory=dict, compare=False)
+    from_file: bool = False
+    preprocessing: str = "raw"
+    preprocessing_from: str = "assumed"
+    class_names_from: str = "indices"
+    preprocessing_note: str | None = None
+    class_names_note: str | None = None
+
+    @property
+    def channels(self) -> int:
+        return int(self.input_shape[-1])
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """The lines to show the user about what was assumed (possibly none)."""
+        return tuple(n for n in (self.preprocessing_note, self.class_names_note) if n)
+
+    def with_overrides(
+        self,
+        preprocess: str | None = None,
+        classes: str | os.PathLike | list[str] | tuple[str, ...] | None = None,
+    ) -> ModelCard:
+        """This card with the user's preprocessing mode and / or class names.
+
+        Args:
+            preprocess: a mode of :data:`explain.models.preprocessing.MODES`, or None to keep.
+            classes: class names (see :func:`read_class_names`), or None to keep.
+
+        Returns:
+            A new :class:`ModelCard`.
+
+        Raises:
+            ExplainError: an unknown mode (or ``caffe`` / ``torch`` for a grayscale
+                model); a number of class names other than the model's classes.
+        """
+        card = self
+        if preprocess is not None:
+            mode = check_mode(preprocess, self.channels)
+            card = replace(card, preprocessing=mode, preprocessing_from="given", preprocessing_note=None)
+        if classes is not None:
+            names = read_class_names(classes)
+            n = len(self.class_names)
+            if len(names) != n:
+                raise ExplainError(
+                    f"{len(names)} class names given, but the model has {n} classes"
+                    + (" (a single sigmoid output has two: negative, then positive)" if n == 2 else "")
+                    + ". Give exactly one name per class."
+                )
+            card = replace(card, class_names=names, class_names_from="given", class_names_note=None)
+        return card
+
+
+def _model_image_shape(model: keras.Model) -> tuple[int | None, int | None, int]:
+    return image_input_shape(model)
+
+
+def _num_classes(model: keras.Model) -> int:
+    """Number of classes; a single sigmoid output counts as two (negative, positive)."""
+    shape = tuple(model.outputs[0].shape)
+    n = int(shape[-1]) if len(shape) == 2 and shape[-1] else 1
+    return 2 if n == 1 else n
+
+
+def imagenet_class_names() -> tuple[str, ...]:
+    """The 1000 ImageNet class names in Keras's class-index order (``keras.applications``
+    ``decode_predictions``), one short name per class, shipped with the package.
+
+    Taken from the ``timm`` wheel's ``data/_info`` tables (the sorted ILSVRC-2012 synsets
+    and the first lemma of each); the two duplicated lemmas are told apart as
+    ``"crane (bird)"`` / ``"crane (machine)"`` and ``"maillot"`` / ``"maillot (tank suit)"``.
+
+    Returns:
+        1000 strings.
+    """
+    text = resources.files("explain").joinpath("resources/imagenet_classes.txt").read_text(encoding="utf-8")
+    return tuple(line for line in text.splitlines() if line.strip())
+
+
+def read_class_names(spec: str | os.PathLike | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Class names from ``--classes``: a text file (one name per line) or ``"a,b,c"``.
+
+    Args:
+        spec: a path to an existing file, a comma-separated string, or a list of names.
+
+    Returns:
+        The names, stripped, in order; blank lines and blank items are skipped.
+
+    Raises:
+        ExplainError: no names, duplicated names, or an unreadable file.
+    """
+    if isinstance(spec, list | tuple):
+        names = [str(n).strip() for n in spec]
+    elif Path(spec).is_file():
+        try:
+            names = Path(spec).read_text(encoding="utf-8-sig").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ExplainError(f"Cannot read the class names file {spec}: {e}.") from None
+    elif str(spec).lower().endswith(".txt") or os.sep in str(spec):
+        raise ExplainError(f"No such class names file: {spec}. Give a text file with one name per line, or 'a,b,c'.")
+    else:
+        names = str(spec).split(",")
+    names = [n.strip() for n in names if n.strip()]
+    if not names:
+        raise ExplainError(f"No class names in {str(spec)!r}: give a file with one name per line, or 'a,b,c'.")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ExplainError(f"Class names must be unique; repeated: {', '.join(map(repr, dupes))}.")
+    return tuple(names)
+
+
+def _preprocessing(model: keras.Model, raw: dict, card_path: Path | None) -> tuple[str, str, str | None]:
+    """``(mode, where from, note)``: the card's mode, else what the model says, else raw."""
+    channels = _model_image_shape(model)[-1]
+    value = raw.get("preprocessing")
+    if isinstance(value, str) and value.startswith("Inside the model"):  # cards written before the mode names
+        return "raw", "card", None
+    if value is not None:
+        try:
+            return check_mode(str(value), channels), "card", None
+        except ExplainError as e:
+            raise ExplainError(f"The model card {card_path} says preprocessing {value!r}: {e}") from None
+    mode, note = infer_preprocessing(model)
+    return mode, "model" if mode != "raw" or note is None else "assumed", note
+
+
+def _class_names(model: keras.Model, raw: dict) -> tuple[tuple[str, ...], str, str | None]:
+    """``(names, where from, note)``: the card's names (if they fit the model), ImageNet's for
+    a 1000-way output, else ``"class i"``."""
+    n = _num_classes(model)
+    note = None
+    card_names = raw.get("class_names")
+    if isinstance(card_names, list) and all(isinstance(c, str | int) for c in card_names):
+        if len(card_names) == n:
+            return tuple(str(c) for c in card_names), "card", None
+        note = f"The model card lists {len(card_names)} class names for {n} classes; they are not used."
+    if n == 1000:
+        return imagenet_class_names(), "imagenet", note
+    return tuple(f"class {i}" for i in range(n)), "indices", note
+
+
+def _read_card(card_path: Path) -> dict:
+    if not card_path.is_file():
+        return {}
+    try:
+        raw = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def load_model_card(
+    model_path: str | os.PathLike | None,
+    model: keras.Model,
+    *,
+    preprocess: str | None = None,
+    classes: str | os.PathLike | list[str] | tuple[str, ...] | None = None,
+) -> ModelCard:
+    """Read ``<name>.json`` beside the model file; fall back to the model itself.
+
+    Class names: ``classes`` if given, else the card's, else the 1000 ImageNet names for a
+    1000-way output, else ``"class 0"``, ``"class 1"``, ... Preprocessing: ``preprocess``
+    if given, else the card's, else :func:`explain.models.preprocessing.infer_preprocessing`
+    (which adds a note when it assumes). The input shape and colour mode come from the
+    model's input.
+
+    Args:
+        model_path: the model file (``.keras``, ``.h5``, a SavedModel folder, ...), or None
+            (e.g. an upload without its card).
+        model: the loaded model.
+        preprocess: a preprocessing mode name overriding the card's.
+        classes: class names overriding the card's: a list, a text file with one name per
+            line, or ``"a,b,c"``.
+
+    Returns:
+        The :class:`ModelCard`.
+
+    Raises:
+        ModelLoadError: the model does not take one image input.
+        ExplainError: an unknown preprocessing mode (given or in the card); ``classes``
+            whose count does not match the model's classes.
+    """
+    shape = _model_image_shape(model)
+    card_path = Path(model_path).with_suffix(".json") if model_path is not None else None
+    raw = _read_card(card_path) if card_path is not None else {}
+    names, names_from, names_note = _class_names(model, raw)
+    if preprocess is None:
+        mode, mode_from, mode_note = _preprocessing(model, raw, card_path)
+    else:  # the user's choice wins, even over a card that names no valid mode
+        mode, mode_from, mode_note = check_mode(preprocess, shape[-1]), "given", None
+    metrics = raw.get("test_metrics")
+    acc = metrics.get("accuracy") if isinstance(metrics, dict) else None
+    card = ModelCard(
+        class_names=names,
+        input_shape=shape,
+        color_mode="grayscale" if shape[-1] == 1 else "rgb",
+        dataset=raw.get("dataset") if isinstance(raw.get("dataset"), str) else None,
+        test_accuracy=float(acc) if isinstance(acc, int | float) else None,
+        raw=raw,
+        from_file=bool(raw),
+        preprocessing=mode,
+        preprocessing_from=mode_from,
+        class_names_from=names_from,
+        preprocessing_note=mode_note,
+        class_names_note=names_note,
+    )
+    return card.with_overrides(classes=classes)
+
+
