@@ -53,6 +53,11 @@ def test_sigint_mid_epoch_then_resume(slow_idx_dir, tmp_path):
     folder = tmp_path / ".m.checkpoints"
     state_path = folder / "state.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # The child inherits an ignored SIGINT (an exec keeps SIG_IGN, and Python then installs no
+    # KeyboardInterrupt handler). Something in a long pytest process can leave the OS disposition at
+    # SIG_IGN while Python's table still says default_int_handler; reinstalling Python's handler
+    # gives the child what a terminal gives a user: SIGINT delivered.
+    signal.signal(signal.SIGINT, signal.getsignal(signal.SIGINT))
     proc = subprocess.Popen(
         _command(slow_idx_dir, out, 50),
         cwd=tmp_path,
