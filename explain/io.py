@@ -7,8 +7,10 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from matplotlib.figure import Figure
+if TYPE_CHECKING:  # a figure is only written here; matplotlib is imported by explain.render
+    from matplotlib.figure import Figure
 
 
 @contextlib.contextmanager
