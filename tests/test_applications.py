@@ -56,7 +56,7 @@ import tensorflow as tf
 from conftest import universal_methods
 
 import explain
-from explain.attribution import METHODS, default_target_layer
+from explain.attribution import METHODS, LayerAttribution, default_target_layer
 from explain.attribution.base import FLAT_RTOL
 from explain.dataset.evaluation import ArraySource
 from explain.models.layers import layer_table, resolve_layer
@@ -84,7 +84,7 @@ FAMILIES = {
     "VGG16": (A.VGG16, 32),
 }
 CLASSES = 4
-CAM_METHODS = [name for name, cls in METHODS.items() if cls.needs_layer]
+CAM_METHODS = [name for name, cls in METHODS.items() if issubclass(cls, LayerAttribution)]
 #: Few samples / steps: the contract, not the quality of the maps, is under test.
 SMALL = {
     "smoothgrad": {"samples": 4 if FULL else 1},

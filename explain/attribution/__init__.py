@@ -6,7 +6,13 @@ Every method is built as ``METHODS[name](model, layer=None, ...)`` and called on
 """
 
 from explain.attribution.attention_rollout import AttentionRollout
-from explain.attribution.base import Attribution, AttributionMethod, default_target_layer, normalize_maps
+from explain.attribution.base import (
+    Attribution,
+    AttributionMethod,
+    LayerAttribution,
+    default_target_layer,
+    normalize_maps,
+)
 from explain.attribution.gradcam import GradCAM
 from explain.attribution.gradcam_plus_plus import GradCAMPlusPlus
 from explain.attribution.integrated_gradients import IntegratedGradients
@@ -62,6 +68,7 @@ __all__ = [
     "GradCAM",
     "GradCAMPlusPlus",
     "IntegratedGradients",
+    "LayerAttribution",
     "LimeAttribution",
     "Saliency",
     "ScoreCAM",

@@ -276,31 +276,47 @@ def _with_target(container: keras.Model, parts: list[str], end) -> keras.Model:
     return keras.Model(x, [activations, y])
 
 
+class _NeedsLayer:
+    """``needs_layer``, derived: whether the class is a :class:`LayerAttribution`. Read-only; kept
+    until the dashboard reads ``issubclass(cls, LayerAttribution)`` instead."""
+
+    def __get__(self, obj, owner=None) -> bool:
+        return issubclass(owner if owner is not None else type(obj), LayerAttribution)
+
+    def __set__(self, obj, value):
+        raise AttributeError("needs_layer is derived: subclass LayerAttribution for a method with a target layer.")
+
+
 class AttributionMethod:
     """Base class: ``method(images, class_index=None) -> Attribution``.
 
-    Subclasses set ``name``, ``needs_layer`` and ``reference``, and override
-    :meth:`_raw_maps`, which gets float32 images ``(B, H, W, C)`` and int class indices
-    ``(B,)`` and returns raw maps ``(B, h, w)`` (any resolution; upsampled here).
+    Subclasses set ``name`` and ``reference``, and override :meth:`_raw_maps`, which gets
+    float32 images ``(B, H, W, C)`` and int class indices ``(B,)`` and returns raw maps
+    ``(B, h, w)`` (any resolution; upsampled here). A method explaining at a target layer
+    subclasses :class:`LayerAttribution` instead.
 
     Args:
         model: a Keras classifier taking raw pixels ``(N, H, W, C)`` in [0, 255].
-        layer: target layer (index, name or nested path) for CAM methods; None picks the last
-            layer with a spatial output. Ignored by input-gradient methods.
+        layer: ignored here (input-gradient and perturbation methods); see :class:`LayerAttribution`.
         batch_size: images per compiled call.
         preprocess: the model's preprocessing mode (:mod:`explain.models.preprocessing`), applied
             in front of the model: images stay raw pixels, and input gradients are taken
             with respect to them.
 
     Raises:
-        LayerError: bad or non-spatial target layer; no conv layer for a CAM method.
         ExplainError: the model has several outputs or a non-classifier output; an unknown
             preprocessing mode.
     """
 
     name = "base"
-    needs_layer = False
     reference = ""
+    #: Deprecated, read-only: ``issubclass(cls, LayerAttribution)``.
+    needs_layer = _NeedsLayer()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "needs_layer" in cls.__dict__:
+            raise TypeError(f"{cls.__name__} sets needs_layer; subclass LayerAttribution for a target layer instead.")
 
     @classmethod
     def applies_to(cls, model: keras.Model) -> bool:
@@ -315,20 +331,10 @@ class AttributionMethod:
         self.batch_size = int(batch_size)
         self.preprocess = check_mode(preprocess)
         self.head = score_head(model, self.preprocess)
-        h, self._to_scores = self.head.tensor, self.head.to_scores
+        self._to_scores = self.head.to_scores
         self.score_kind, self.binary, self.num_classes = self.head.score_kind, self.head.binary, self.head.num_classes
         self.input_shape = image_input_shape(model)
         self.layer: LayerInfo | None = None
-        if self.needs_layer:
-            info = default_target_layer(model) if layer is None else resolve_layer(model, layer)
-            if not info.is_spatial:
-                raise LayerError(
-                    f"Layer {info.name!r} ({info.type}) has output shape {info.output_shape}, without height "
-                    f"and width; {self.name} needs a layer with a spatial output, such as "
-                    f"{default_target_layer(model).name!r}."
-                )
-            self.layer = info
-            self._explainer = from_raw_pixels(_with_target(model, info.name.split("/"), h), self.preprocess)
         self._compiled: Callable | None = None
 
     # -- scores -------------------------------------------------------------
@@ -340,35 +346,6 @@ class AttributionMethod:
     def scores_from_input(self, x: tf.Tensor) -> tf.Tensor:
         """Scores ``(B, classes)`` (logits where available) for raw-pixel images."""
         return self.head.scores(x)
-
-    def activations_and_scores(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Target-layer activations as feature maps ``(B, h, w, K)`` and scores ``(B, classes)``
-        from one forward pass (gradient-free CAM methods). A channels-first layer comes
-        transposed, a Vision Transformer's tokens reshaped to their grid without the class token
-        (:func:`explain.models.layouts.to_grid`)."""
-        a, h = self._explainer(x, training=False)
-        return self._to_grid(a), self._to_scores(h)
-
-    def activations_and_gradients(
-        self, x: tf.Tensor, class_index: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Target-layer feature maps ``A`` ``(B, h, w, K)``, the gradient ``dS/dA`` of the
-        explained score (same shape), the class ``(B,)`` and the score ``(B,)``, from one forward
-        and one backward pass (gradient CAM methods).
-
-        The gradient is taken with respect to the layer's own output, then read as a grid like
-        the activations; a reshape or transpose moves each value without changing it, so this is
-        the gradient with respect to the grid (a dropped class token's gradient is dropped too).
-        """
-        with tf.GradientTape() as tape:
-            tape.watch(x)  # records every op, frozen (non-trainable) bases included
-            a, h = self._explainer(x, training=False)
-            cls, score = self.pick(self._to_scores(h), class_index)
-        grads = tape.gradient(score, a)
-        return self._to_grid(a), self._to_grid(grads), cls, score
-
-    def _to_grid(self, t: tf.Tensor) -> tf.Tensor:
-        return to_grid(t, self.layer.layout, self.layer.grid)
 
     # -- the call -------------------------------------------------------------
     def _raw_maps(self, x: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -425,3 +402,68 @@ class AttributionMethod:
             layer=self.layer.name if self.layer else None,
             score_kind=self.score_kind,
         )
+
+
+class LayerAttribution(AttributionMethod):
+    """Base of the methods that explain at a target layer: the class activation maps (Grad-CAM,
+    Grad-CAM++, Score-CAM).
+
+    The layer's activations, and their gradients, come as feature maps ``(B, h, w, K)``
+    (:meth:`activations_and_scores`, :meth:`activations_and_gradients`): a channels-first layer
+    transposed, a Vision Transformer's tokens on their grid. The result's ``layer`` is the target
+    layer's name. (Attention rollout is not one: it uses every attention layer and ignores ``layer``.)
+
+    Args:
+        model: a Keras classifier taking raw pixels ``(N, H, W, C)`` in [0, 255].
+        layer: target layer (index, name or nested path); None picks :func:`default_target_layer`.
+        batch_size: images per compiled call.
+        preprocess: the model's preprocessing mode (:mod:`explain.models.preprocessing`).
+
+    Raises:
+        LayerError: ``layer=None`` and the model has no spatial layer larger than 1x1; no such
+            layer; a layer without a spatial output.
+        ExplainError: as :class:`AttributionMethod`.
+    """
+
+    def __init__(
+        self, model: keras.Model, layer: int | str | None = None, batch_size: int = 32, preprocess: str = "raw"
+    ):
+        super().__init__(model, layer, batch_size, preprocess)
+        info = default_target_layer(model) if layer is None else resolve_layer(model, layer)
+        if not info.is_spatial:
+            raise LayerError(
+                f"Layer {info.name!r} ({info.type}) has output shape {info.output_shape}, without height "
+                f"and width; {self.name} needs a layer with a spatial output, such as "
+                f"{default_target_layer(model).name!r}."
+            )
+        self.layer: LayerInfo = info
+        self._explainer = from_raw_pixels(_with_target(model, info.name.split("/"), self.head.tensor), self.preprocess)
+
+    def activations_and_scores(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Target-layer activations as feature maps ``(B, h, w, K)`` and scores ``(B, classes)``
+        from one forward pass (gradient-free CAM methods). A channels-first layer comes
+        transposed, a Vision Transformer's tokens reshaped to their grid without the class token
+        (:func:`explain.models.layouts.to_grid`)."""
+        a, h = self._explainer(x, training=False)
+        return self._to_grid(a), self._to_scores(h)
+
+    def activations_and_gradients(
+        self, x: tf.Tensor, class_index: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Target-layer feature maps ``A`` ``(B, h, w, K)``, the gradient ``dS/dA`` of the
+        explained score (same shape), the class ``(B,)`` and the score ``(B,)``, from one forward
+        and one backward pass (gradient CAM methods).
+
+        The gradient is taken with respect to the layer's own output, then read as a grid like
+        the activations; a reshape or transpose moves each value without changing it, so this is
+        the gradient with respect to the grid (a dropped class token's gradient is dropped too).
+        """
+        with tf.GradientTape() as tape:
+            tape.watch(x)  # records every op, frozen (non-trainable) bases included
+            a, h = self._explainer(x, training=False)
+            cls, score = self.pick(self._to_scores(h), class_index)
+        grads = tape.gradient(score, a)
+        return self._to_grid(a), self._to_grid(grads), cls, score
+
+    def _to_grid(self, t: tf.Tensor) -> tf.Tensor:
+        return to_grid(t, self.layer.layout, self.layer.grid)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import tensorflow as tf
 
 from explain.attribution._params import whole_at_least
-from explain.attribution.base import AttributionMethod
+from explain.attribution.base import LayerAttribution
 
 
-class GradCAM(AttributionMethod):
+class GradCAM(LayerAttribution):
     """Grad-CAM (Selvaraju et al. 2017, https://arxiv.org/abs/1610.02391).
 
     With ``A`` the target layer's activations ``(h, w, K)`` and ``g = dS/dA`` the gradient of
@@ -36,7 +36,6 @@ class GradCAM(AttributionMethod):
     """
 
     name = "gradcam"
-    needs_layer = True
     reference = "Selvaraju et al. 2017, https://arxiv.org/abs/1610.02391"
 
     def __init__(self, model, layer=None, batch_size=32, preprocess: str = "raw"):

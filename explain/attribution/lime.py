@@ -126,7 +126,6 @@ class LIME(AttributionMethod):
     """
 
     name = "lime"
-    needs_layer = False
     reference = "Ribeiro et al. 2016, https://arxiv.org/abs/1602.04938"
 
     def __init__(

@@ -11,10 +11,10 @@ from __future__ import annotations
 import tensorflow as tf
 
 from explain.attribution._params import whole_at_least
-from explain.attribution.base import AttributionMethod
+from explain.attribution.base import LayerAttribution
 
 
-class ScoreCAM(AttributionMethod):
+class ScoreCAM(LayerAttribution):
     """Score-CAM (Wang et al. 2020, https://arxiv.org/abs/1910.01279).
 
     With ``A`` the target layer's activations ``(h, w, K)``, each channel is upsampled
@@ -41,7 +41,6 @@ class ScoreCAM(AttributionMethod):
     """
 
     name = "scorecam"
-    needs_layer = True
     reference = "Wang et al. 2020, https://arxiv.org/abs/1910.01279"
     mask_batch = 64
 

@@ -98,13 +98,13 @@ def _run(args: argparse.Namespace, model, card, image, class_index: int | None) 
     """Run the chosen method (or all that apply to the model; with ``all`` a method that needs a
     convolutional layer is skipped on a model without one), then the scores when ``--scores`` asks
     for them."""
-    from explain.attribution import METHODS, methods_for
+    from explain.attribution import METHODS, LayerAttribution, methods_for
     from explain.errors import ExplainError
 
     names = methods_for(model) if args.method == "all" else [args.method]
     results = []
     for name in names:
-        kwargs = {"layer": args.layer} if METHODS[name].needs_layer else {}
+        kwargs = {"layer": args.layer} if issubclass(METHODS[name], LayerAttribution) else {}
         try:
             results.append(METHODS[name](model, preprocess=card.preprocessing, **kwargs)(image, class_index))
         except ExplainError as e:
