@@ -24,6 +24,7 @@ from PIL import Image
 from test_images import _png_header
 
 import explain
+import explain.archives
 import explain.models
 from explain import METHODS, ExplainError, ImageLoadError, LayerError, ModelLoadError
 
@@ -271,7 +272,7 @@ def test_api_bad_model_files(models, key, message):
 def test_api_zip_bomb_total_size_and_ratio_guards(models, monkeypatch):
     with pytest.raises(ModelLoadError, match=r"compressed \d+:1"):
         explain.load_model(models["bomb"])  # 20 MB at over 1000:1: the ratio guard
-    monkeypatch.setattr(explain.models, "MAX_UNCOMPRESSED_BYTES", 10 * 2**20)
+    monkeypatch.setattr(explain.archives, "MAX_UNCOMPRESSED_BYTES", 10 * 2**20)
     with pytest.raises(ModelLoadError, match="would unpack to"):
         explain.load_model(models["bomb"])  # the total-size guard
 

@@ -24,16 +24,14 @@ import functools
 import inspect
 import json
 import os
-import re
 import shutil
-import stat
 import tempfile
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from explain._quiet import _stderr_silenced, quiet_import
-from explain.archives import check_zip_sizes
+from explain.archives import extract_members, member_path, open_zip
 from explain.errors import ModelLoadError
 from explain.models.budget import (
     allocation_guard,
@@ -459,24 +457,13 @@ def _load_tf_keras_savedmodel(folder: Path, source: str, trusted: dict | None, m
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_member(info: zipfile.ZipInfo, source: str) -> None:
-    name = info.filename
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name) or ".." in parts:
-        raise ModelLoadError(
-            f"{source}: member {name!r} points outside the zip file's folder; refusing the archive. "
-            "Zip the SavedModel folder itself (e.g. zip -r model.zip my_model)."
-        )
-    if stat.S_ISLNK(info.external_attr >> 16):
-        raise ModelLoadError(f"{source}: member {name!r} is a symbolic link; refusing the archive. Zip real files.")
+#: How to zip a SavedModel folder, for a refused member.
+_ZIP_HINT = "Zip the SavedModel folder itself (e.g. zip -r model.zip my_model)."
 
 
 def _savedmodel_member_folder(infos: list[zipfile.ZipInfo], source: str) -> PurePosixPath:
-    folders = [
-        PurePosixPath(i.filename).parent
-        for i in infos
-        if PurePosixPath(i.filename).name == "saved_model.pb" and len(PurePosixPath(i.filename).parts) <= 2
-    ]
+    paths = [member_path(i) for i in infos]
+    folders = [p.parent for p in paths if p.name == "saved_model.pb" and len(p.parts) <= 2]
     if not folders:
         raise ModelLoadError(
             f"{source} is a zip file but holds no SavedModel (saved_model.pb at its top or in one folder) and no "
@@ -489,27 +476,13 @@ def _savedmodel_member_folder(infos: list[zipfile.ZipInfo], source: str) -> Pure
 
 @contextmanager
 def _extracted_savedmodel(path: Path, source: str):
-    """Check a zip file like a ``.keras`` archive, unpack it into a temporary folder and yield
-    the SavedModel folder inside; the temporary folder is removed afterwards."""
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise ModelLoadError(f"{source} is a damaged zip file ({e}). Copy or download it again.") from None
-    with zf:
-        infos = zf.infolist()
-        check_zip_sizes(source, infos)
-        for info in infos:
-            _check_member(info, source)
+    """Check a zip file like a ``.keras`` archive (``explain.archives``), unpack it into a temporary
+    folder and yield the SavedModel folder inside; the temporary folder is removed afterwards."""
+    with open_zip(path, source, ModelLoadError, hint=_ZIP_HINT) as (zf, infos):
         folder = _savedmodel_member_folder(infos, source)
         root = Path(tempfile.mkdtemp(prefix="explain-savedmodel-")).resolve()
         try:
-            for info in infos:
-                if not (root / info.filename).resolve().is_relative_to(root):
-                    raise ModelLoadError(f"{source}: member {info.filename!r} points outside the zip file's folder.")
-                try:
-                    zf.extract(info, root)
-                except (zipfile.BadZipFile, OSError, EOFError) as e:
-                    raise ModelLoadError(f"{source} is a damaged zip file ({e}). Copy or download it again.") from None
+            extract_members(zf, infos, root, source, ModelLoadError)
             yield root / folder
         finally:
             shutil.rmtree(root, ignore_errors=True)
