@@ -39,7 +39,7 @@ MAX_MEMBERS = 200_000
 
 _CHUNK = 1024**2
 _DRIVE = re.compile(r"[A-Za-z]:")
-_UNZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError)
+_UNZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError)
 
 
 def _mib(n: int) -> str:
