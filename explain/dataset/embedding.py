@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from explain._quiet import quiet_import
-from explain.dataset.evaluation import DataSource, Evaluation, _evaluation, _plan, _predict_source
+from explain.dataset.evaluation import DataSource, Evaluation, _evaluation, _plan, _predict_source, load_rows
 from explain.errors import DataError, ExplainError, LayerError
 from explain.features.activations import _symbolic_outputs
 from explain.models.graph import own_node, single
@@ -421,3 +421,64 @@ def look_alikes(emb: Embedding, n: int = 10) -> tuple[LookAlike, ...]:
     rows = np.nonzero(share > 0.5)[0]
     order = sorted(rows, key=lambda i: (-share[i], -emb.confidence[i], i))[: max(0, int(n))]
     return tuple(LookAlike(int(i), int(other[i]), float(share[i])) for i in order)
+
+
+#: Points on an interactive map at most: every mistake, then a seeded sample of the rest.
+MAP_POINTS = 4000
+
+
+def _thumbnail_uri(image: np.ndarray) -> str:
+    """A ``data:image/png;base64,...`` URI of a uint8 image enlarged to at least 84 pixels."""
+    import base64
+
+    from explain.render.pictures import encode_png, enlarge
+
+    return "data:image/png;base64," + base64.b64encode(encode_png(enlarge(image, 84, rgb=False))).decode("ascii")
+
+
+def map_points(emb: Embedding, source: DataSource, size: tuple[int, int, int], max_points: int = MAP_POINTS) -> dict:
+    """The map's points as chart columns, for an interactive map: every misclassified image first,
+    then a seeded sample of the others, at most ``max_points`` (images that can no longer be read
+    are left out).
+
+    Args:
+        emb: the data set's :class:`Embedding`.
+        source: the data source it was computed on (the thumbnails are read from it again).
+        size: ``(H, W, C)`` to read the images at (the report's ``input_size``).
+        max_points: points kept at most (the mistakes first, all of them if they are more).
+
+    Returns:
+        A dict of equal-length lists, one item per point: ``x``, ``y`` (float map coordinates),
+        ``row`` (int, the row of ``emb``), ``index`` (int, the image's index in ``source``),
+        ``id`` (its label), ``true`` (its true class name), ``predicted`` (``"name (93%)"``),
+        ``colour`` (the true class, or the predicted one for a mistake), ``mark``
+        (``"correct"`` or ``"misclassified"``), ``image`` (a PNG ``data:`` URI thumbnail, at
+        least 84 pixels); plus ``names`` (every class name) and ``caption`` (one line saying
+        what the map shows).
+    """
+    wrong = np.nonzero(emb.misclassified)[0]
+    right = np.nonzero(~emb.misclassified)[0]
+    room = max(max_points - len(wrong), 0)
+    rows = np.sort(np.concatenate([wrong[:max_points], np.random.default_rng(0).permutation(right)[:room]]))
+    images, kept = load_rows(source, emb.source_indices, rows, size)
+    rows = np.array(kept, np.int64)
+    names = emb.class_names
+    shown = np.where(emb.misclassified[rows], emb.y_pred[rows], emb.y_true[rows])
+    return {
+        "x": emb.coordinates[rows, 0].tolist(),
+        "y": emb.coordinates[rows, 1].tolist(),
+        "row": rows.tolist(),
+        "index": emb.source_indices[rows].tolist(),
+        "id": [emb.image_ids[r] for r in rows],
+        "true": [names[t] for t in emb.y_true[rows]],
+        "predicted": [f"{names[p]} ({c:.0%})" for p, c in zip(emb.y_pred[rows], emb.confidence[rows], strict=True)],
+        "colour": [names[k] for k in shown],
+        "mark": np.where(emb.misclassified[rows], "misclassified", "correct").tolist(),
+        "image": [_thumbnail_uri(img) for img in images],  # a tooltip's picture
+        "names": list(names),
+        "caption": (
+            f"{emb.num_images:,} images in the features of layer {emb.layer!r} ({emb.method.upper()})"
+            + (f"; {len(rows):,} shown, every mistake among them" if len(rows) < emb.num_images else "")
+            + ". Dots: true class; crosses: misclassified, in the colour of the predicted class."
+        ),
+    }

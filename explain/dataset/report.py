@@ -991,3 +991,62 @@ def write_report(
     data = compute_report(model, source, card=card, model_path=model_path, **options)
     rendered = render_report(data, model_path=model_path, model_name=getattr(model, "name", "model"), command=command)
     return _saved(data, rendered, out_dir, save_report(rendered.files, out_dir))
+
+
+# -- in memory, for an interactive view ----------------------------------------------------
+@dataclass(frozen=True)
+class ReportView:
+    """A report computed and rendered in memory, with what an interactive view shows of it
+    (:func:`report_view`).
+
+    Attributes:
+        files: ``{file name: bytes}`` as :func:`render_report` gives them (``report.html`` last).
+        accuracy: overall accuracy in [0, 1].
+        num_images: the images evaluated.
+        confusions: ``((label, gallery file name), ...)``, most frequent first, only those with a gallery.
+        notes: what a user should know (the report's notes).
+        map: the feature-space map's points (:func:`explain.dataset.embedding.map_points`), or
+            None without an embedding.
+    """
+
+    files: dict
+    accuracy: float
+    num_images: int
+    confusions: tuple[tuple[str, str], ...]
+    notes: tuple[str, ...]
+    map: dict | None
+
+
+def report_view(model, source, *, card=None, progress=False, examples: int = 6, command: str = "") -> ReportView:
+    """Compute and render the report of ``model`` on ``source`` in memory, and the points of its map.
+
+    Args:
+        model: a Keras classifier taking raw pixels.
+        source: the data (:func:`explain.dataset.evaluation.open_data`); the map's thumbnails are
+            read from it again.
+        card: the :class:`~explain.models.ModelCard` (its preprocessing and class names).
+        progress: ``progress(stage, fraction)`` with fraction in [0, 1]; False for none, True for
+            bars on stderr.
+        examples: examples per confusion gallery.
+        command: what made the report, printed in the page's footer.
+
+    Returns:
+        A :class:`ReportView`.
+
+    Raises:
+        ExplainError: bad data or model (as :func:`compute_report`).
+        ValueError: model outputs that are not a classifier's.
+    """
+    from explain.dataset.embedding import map_points
+
+    data = compute_report(model, source, card=card, progress=progress, examples=examples)
+    rendered = render_report(data, model_name=getattr(model, "name", "model"), command=command)
+    galleries = zip(data.galleries, rendered.galleries, strict=True)
+    return ReportView(
+        files=rendered.files,
+        accuracy=float(data.evaluation.accuracy),
+        num_images=int(data.evaluation.num_images),
+        confusions=tuple((str(g.confusion), f) for g, f in galleries if f),
+        notes=tuple(rendered.notes),
+        map=map_points(data.embedding, source, data.input_size) if data.embedding else None,
+    )

@@ -1,0 +1,160 @@
+"""The Report tab: per-class accuracy and the confusion matrix on a data set, the most frequent
+confusions explained, and the feature-space map, whose points open their image in the other tabs.
+The report runs in the background (:mod:`dashboard.jobs`) and is kept per session."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import cache, jobs
+from dashboard.context import Ctx
+from dashboard.state import IMAGE_PENDING, MAP_PICK, TAB, session_store
+from dashboard.widgets import guarded, show_png
+from explain import ExplainError
+from explain.dataset.report import report_view
+
+FOLDER = "A folder of class subfolders…"
+BUILTIN_SETS = ("fashion_mnist", "mnist", "cifar10")
+#: This session's reports (session state), and how many it keeps.
+REPORT_RESULTS, REPORTS_KEPT = "report_results", 8
+#: The data the last "Evaluate" press asked for, and the map's last clicked row (session state).
+REPORT_SPEC, MAP_ROW = "report_spec", "map_row"
+# The tab's widget keys, and those it keeps while closed.
+REPORT_DATA, REPORT_FOLDER, CONFUSION_PICK = "report_data", "report_folder", "confusion_pick"
+EMBEDDING_MAP, RUN_REPORT, DL_REPORT = "embedding_map", "run_report", "dl_report"
+KEPT_WIDGETS = (REPORT_DATA, REPORT_FOLDER, CONFUSION_PICK)
+
+
+def _data_ui(ctx: Ctx) -> str | None:
+    """The data to evaluate on: the model's own built-in test split, or a folder. Returns the data
+    spec (:func:`explain.dataset.evaluation.open_data`), or None while none is given."""
+    card = ctx.card
+    builtin = [f"{card.dataset}:test"] if card.dataset in BUILTIN_SETS else []
+    choice = st.selectbox("Data", [*builtin, FOLDER], key=REPORT_DATA)
+    if builtin and choice == builtin[0]:
+        return choice
+    return st.text_input("Folder (one subfolder per class)", key=REPORT_FOLDER).strip() or None
+
+
+def _report_job(ctx: Ctx, source, spec: str):
+    """The job computing the report (in the background); its result is a :class:`~explain.dataset.report.ReportView`."""
+    model, card = ctx.model, ctx.card
+
+    def run(progress):
+        def stage(name: str, fraction: float) -> None:
+            progress(fraction, f"{name}…")
+
+        return report_view(model, source, card=card, progress=stage, examples=6, command=f"dashboard report on {spec}")
+
+    return run
+
+
+def _report(ctx: Ctx, spec: str):
+    """The report on ``spec``, once per model and data in this session; None while it waits for
+    another job. Raises ExplainError for bad data."""
+    key = (ctx.model_key, spec)
+    store = session_store(REPORT_RESULTS, REPORTS_KEPT)
+    if key not in store:
+        source = cache.data_source(spec)  # the one a map point is read from again
+        jobs.start("The report (Report tab)", key, store, _report_job(ctx, source, spec), text="")
+    jobs.follow(key)
+    return store.get(key)
+
+
+def _map_chart(points: dict):
+    import altair as alt
+    import pandas as pd
+    from matplotlib.colors import to_hex
+
+    from explain.render.figures import class_colors
+
+    names = points["names"]
+    table = pd.DataFrame({k: v for k, v in points.items() if k not in ("names", "caption")})
+    pick = alt.selection_point(name="pick", fields=["row"], on="click")
+    colours = alt.Scale(domain=names, range=[to_hex(c) for c in class_colors(len(names))])
+    return (
+        alt.Chart(table, height=560)
+        .mark_point(filled=True, size=36, opacity=0.8)
+        .encode(
+            x=alt.X("x:Q", axis=None),
+            y=alt.Y("y:Q", axis=None),
+            color=alt.Color("colour:N", scale=colours, title="class"),
+            shape=alt.Shape("mark:N", scale=alt.Scale(domain=["correct", "misclassified"], range=["circle", "cross"])),
+            tooltip=["image", "id", "true", "predicted"],
+        )
+        .add_params(pick)
+        .properties(usermeta={"embedOptions": {"renderer": "svg"}})  # marks are elements: clickable in tests
+    )
+
+
+def _embedding_ui(points: dict, spec: str) -> None:
+    """The interactive map: hover a point for its image, click it to explain that image."""
+    st.subheader("Feature-space map")
+    st.caption(points["caption"] + " Click a point to open that image in the Layers and Explain tabs.")
+    event = st.altair_chart(
+        _map_chart(points), on_select="rerun", selection_mode="pick", key=EMBEDDING_MAP, width="stretch"
+    )
+    chosen = (event.selection.get("pick") or [{}])[0].get("row") if event else None
+    if chosen is None or chosen == st.session_state.get(MAP_ROW):
+        return
+    i = points["row"].index(chosen)
+    label = f"{points['id'][i]} (from the map)"
+    st.session_state[MAP_ROW] = chosen
+    st.session_state[MAP_PICK] = {"spec": spec, "index": int(points["index"][i]), "label": label}
+    st.session_state[IMAGE_PENDING] = label
+    st.session_state[TAB] = "Explain"
+    st.rerun(scope="app")
+
+
+def _report_ui(rep, spec: str) -> None:
+    """What the report shows: accuracy, per-class accuracy, the confusions, the map, the page."""
+    st.markdown(f"**{spec}**: {rep.num_images:,} images, accuracy **{rep.accuracy:.2%}**")
+    for note in rep.notes:
+        st.caption(note)
+    files = rep.files
+    c1, c2 = st.columns(2)
+    with c1:
+        show_png(files["per_class_accuracy.png"], "per_class_accuracy.png", "dl_per_class")
+    with c2:
+        show_png(files["confusion_matrix.png"], "confusion_matrix.png", "dl_confusion")
+    if rep.confusions:
+        pick = st.selectbox("Most frequent confusions", [label for label, _ in rep.confusions], key=CONFUSION_PICK)
+        gallery = dict(rep.confusions)[pick]
+        show_png(files[gallery], gallery, "dl_gallery")
+    if rep.map is not None:
+        _embedding_ui(rep.map, spec)
+        show_png(files["embedding.png"], "embedding.png", "dl_embedding")
+        if "look_alikes.png" in files:
+            st.caption("The images that look most like another class to the model, explained:")
+            show_png(files["look_alikes.png"], "look_alikes.png", "dl_look_alikes")
+    st.download_button(
+        "Download the report (one HTML file, images embedded)",
+        files["report.html"],
+        file_name="report.html",
+        mime="text/html",
+        key=DL_REPORT,
+        on_click="ignore",
+    )
+
+
+@st.fragment
+@guarded
+def render(ctx: Ctx) -> None:
+    """The Report tab (a fragment: its controls rerun it alone)."""
+    spec = _data_ui(ctx)
+    if st.button("Evaluate and write the report", key=RUN_REPORT, disabled=not spec):
+        st.session_state[REPORT_SPEC] = spec
+    spec = st.session_state.get(REPORT_SPEC)
+    if not spec:
+        st.caption(
+            "Predicts every image of the data set (in batches, never shuffled) and explains the most frequent "
+            "confusions with Grad-CAM for the true and the predicted class."
+        )
+        return
+    try:
+        rep = _report(ctx, spec)
+    except ExplainError as e:
+        st.error(str(e))
+        return
+    if rep is not None:
+        _report_ui(rep, spec)
