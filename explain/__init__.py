@@ -17,6 +17,7 @@ from explain.attribution import (  # noqa: E402
     LayerAttribution,
     LimeAttribution,
     get_method,
+    method_label,
     methods_for,
 )
 from explain.dataset.embedding import Embedding, LookAlike, embed, look_alikes  # noqa: E402
@@ -36,7 +37,14 @@ from explain.dataset.evaluation import (  # noqa: E402
     open_data,
     top_confusions,
 )
-from explain.errors import DataError, ExplainError, ImageLoadError, LayerError, ModelLoadError  # noqa: E402
+from explain.errors import (  # noqa: E402
+    DataError,
+    ExplainError,
+    ImageLoadError,
+    LayerError,
+    ModelLoadError,
+    NoSpatialLayerError,
+)
 from explain.features.activations import compute_activations, feature_model  # noqa: E402
 from explain.features.patterns import FeaturePatterns, channel_responses, class_patterns, filter_patterns  # noqa: E402
 from explain.images import load_image  # noqa: E402
@@ -91,6 +99,7 @@ __all__ = [
     "LookAlike",
     "ModelCard",
     "ModelLoadError",
+    "NoSpatialLayerError",
     "Prediction",
     "Report",
     "ScoreHead",
@@ -128,6 +137,7 @@ __all__ = [
     "load_trusted_code",
     "look_alikes",
     "match_classes",
+    "method_label",
     "methods_for",
     "misclassified",
     "model_input_size",

@@ -3,9 +3,17 @@ import numpy as np
 import pytest
 from conftest import SAMPLES, tiny_functional, tiny_nested, tiny_sequential, tiny_sigmoid, universal_methods
 
-from explain import ExplainError, LayerError
+from explain import ExplainError, LayerError, NoSpatialLayerError
 from explain.attribute import main
-from explain.attribution import METHODS, GradCAM, LayerAttribution, Saliency, default_target_layer, normalize_maps
+from explain.attribution import (
+    METHODS,
+    GradCAM,
+    LayerAttribution,
+    Saliency,
+    default_target_layer,
+    method_label,
+    normalize_maps,
+)
 from explain.models.layers import layer_table
 
 L = keras.layers
@@ -88,8 +96,10 @@ def test_nested_target_layer_by_path_gets_real_gradients():
 
 def test_model_without_conv_layer():
     model = tiny_mlp()
-    with pytest.raises(LayerError, match="Grad-CAM needs a convolutional layer"):
+    with pytest.raises(NoSpatialLayerError, match="Grad-CAM needs a convolutional layer") as info:
         GradCAM(model)
+    assert isinstance(info.value, LayerError) and info.value.reason == NoSpatialLayerError.NO_SPATIAL
+    assert info.value.last_layer is None
     assert Saliency(model)(_images()).heatmap.shape == (2, 16, 16)
 
 
@@ -131,8 +141,11 @@ def test_default_target_layer_rules_on_tiny_models():
     assert [r.name for r in layer_table(branched) if r.is_spatial and r.output_shape[1:3] != (1, 1)][-1] == "branch"
     assert default_target_layer(branched).name == "trunk"  # every path goes through it, not through "branch"
     one_pixel = classifier((1, 1, 3), L.Conv2D(4, 1, name="conv"))
-    with pytest.raises(LayerError, match=r"Grad-CAM needs a convolutional layer.*every spatial layer.*1x1.*'conv'"):
+    with pytest.raises(
+        NoSpatialLayerError, match=r"Grad-CAM needs a convolutional layer.*every spatial layer.*1x1.*'conv'"
+    ) as info:
         GradCAM(one_pixel)
+    assert (info.value.reason, info.value.last_layer) == (NoSpatialLayerError.ONLY_1X1, "conv")
     assert GradCAM(one_pixel, layer="conv")(np.ones((1, 1, 1, 3), np.float32)).flat.all()
 
 
@@ -274,3 +287,36 @@ def test_lime_boundaries_tints_for_and_against():
     assert inner_left[1] > inner_left[0] and inner_right[0] > inner_right[1]
     with pytest.raises(ValueError, match="weights"):
         lime_boundaries(image, segments, np.array([1.0]))
+
+
+def test_layer_attribution_is_the_cam_family():
+    cams = {name for name, cls in METHODS.items() if issubclass(cls, LayerAttribution)}
+    assert cams == {"gradcam", "gradcam++", "scorecam"}  # attention rollout uses every attention layer
+    assert all(cls.needs_layer == (name in cams) for name, cls in METHODS.items())  # derived, for the dashboard
+    with pytest.raises(AttributeError):
+        GradCAM(tiny_sequential()).needs_layer = False
+    with pytest.raises(TypeError, match="LayerAttribution"):
+        type("Mine", (Saliency,), {"needs_layer": True})
+
+
+def test_no_spatial_layer_error_pickles():
+    import pickle
+
+    e = NoSpatialLayerError("none here", NoSpatialLayerError.ONLY_1X1, "conv")
+    back = pickle.loads(pickle.dumps(e))
+    assert (str(back), back.reason, back.last_layer) == ("none here", "only_1x1", "conv")
+    with pytest.raises(ValueError, match="Unknown reason"):
+        NoSpatialLayerError("x", "no conv")
+
+
+def test_method_label():
+    from explain.metrics.faithfulness import FaithfulnessScores
+
+    assert method_label("saliency") == "saliency"
+    assert method_label("gradcam", "conv2d_1") == "gradcam @ conv2d_1"
+    assert method_label("gradcam", "conv2d_1", (0.12, 0.81)) == "gradcam @ conv2d_1, deletion 0.120 / insertion 0.810"
+    assert method_label("lime", None, (float("nan"), float("nan")), sep="\n") == "lime\nflat heatmap"
+    two = np.array([0.25, np.nan])
+    scores = FaithfulnessScores(two, two, None, None, None, np.array([False, True]), np.array([0, 0]), "blur")
+    assert method_label("gradcam++", "c", scores) == "gradcam++ @ c, deletion 0.250 / insertion 0.250"
+    assert method_label("gradcam++", "c", scores, index=1) == "gradcam++ @ c, flat heatmap"

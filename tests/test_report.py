@@ -138,7 +138,7 @@ def test_cli_report_on_a_folder_has_real_content(carded_model, folder, tmp_path,
     assert page.count("data:image/png;base64,") >= 5  # per-class, confusion, a gallery, top-k, curves
     assert all(v.startswith(("data:", "#")) for v in re.findall(r'(?:src|href)="([^"]*)"', page))
     assert "<link" not in page and "<script" not in page and "@import" not in page
-    assert f"{np.mean(y_true == y_pred):.1%}" in page and "Grad-CAM" in page
+    assert f"{np.mean(y_true == y_pred):.1%}" in page and "gradcam @ " in page
     assert {"per_class_accuracy.png", "confusion_matrix.png", "training_curves.png", "top_k_predictions.png"} <= {
         f.name for f in out.iterdir()
     }

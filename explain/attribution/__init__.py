@@ -16,6 +16,7 @@ from explain.attribution.base import (
 from explain.attribution.gradcam import GradCAM
 from explain.attribution.gradcam_plus_plus import GradCAMPlusPlus
 from explain.attribution.integrated_gradients import IntegratedGradients
+from explain.attribution.labels import method_label
 from explain.attribution.lime import LIME, LimeAttribution
 from explain.attribution.saliency import Saliency
 from explain.attribution.scorecam import ScoreCAM
@@ -75,6 +76,7 @@ __all__ = [
     "SmoothGrad",
     "default_target_layer",
     "get_method",
+    "method_label",
     "methods_for",
     "normalize_maps",
 ]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from explain._quiet import quiet_import
-from explain.errors import LayerError
+from explain.errors import LayerError, NoSpatialLayerError
 from explain.models.graph import own_node, single
 from explain.models.layers import LayerInfo, layer_table, resolve_layer
 from explain.models.layouts import image_input_shape, to_grid
@@ -185,11 +185,12 @@ def default_target_layer(model: keras.Model) -> LayerInfo:
         The target layer's :class:`~explain.models.LayerInfo`.
 
     Raises:
-        LayerError: the model has no layer with a spatial output; or every spatial layer is 1x1
-            (images too small for the network), where the message names the last of them, which
-            can still be asked for explicitly (``layer=...``; its heatmap is then flat). Both
-            messages say "Grad-CAM needs a convolutional layer", which the report, the CLI and
-            the dashboard take as "fall back to a gradient method".
+        NoSpatialLayerError: (a :class:`~explain.errors.LayerError`) the model has no layer with a
+            spatial output (``reason == NO_SPATIAL``); or every spatial layer is 1x1 (images too
+            small for the network; ``reason == ONLY_1X1``), where the message and ``last_layer``
+            name the last of them, which can still be asked for explicitly (``layer=...``; its
+            heatmap is then flat). The report, the CLI and the dashboard catch this type to fall
+            back to a gradient method.
     """
     spatial = [row for row in layer_table(model) if row.is_spatial and row.type not in _NOT_DEFAULT_TARGETS]
     larger = [row for row in spatial if _larger_than_1x1(row)]
@@ -203,16 +204,19 @@ def default_target_layer(model: keras.Model) -> LayerInfo:
         return larger[-1]
     if spatial:
         last = spatial[-1]
-        raise LayerError(
+        raise NoSpatialLayerError(
             f"Grad-CAM needs a convolutional layer with feature maps larger than 1x1, and every spatial layer of "
             f"model {model.name!r} is 1x1 (the last: {last.name!r}, {last.output_shape}), so a class activation "
             "map would be flat. Use larger images, or a gradient method (saliency, smoothgrad, "
-            "integrated_gradients) or LIME instead."
+            "integrated_gradients) or LIME instead.",
+            NoSpatialLayerError.ONLY_1X1,
+            last.name,
         )
-    raise LayerError(
+    raise NoSpatialLayerError(
         f"Grad-CAM needs a convolutional layer, and model {model.name!r} has no layer with a spatial "
         "(height x width x channels) output. Use a gradient method (saliency, smoothgrad, "
-        "integrated_gradients) or LIME instead."
+        "integrated_gradients) or LIME instead.",
+        NoSpatialLayerError.NO_SPATIAL,
     )
 
 
@@ -420,8 +424,9 @@ class LayerAttribution(AttributionMethod):
         preprocess: the model's preprocessing mode (:mod:`explain.models.preprocessing`).
 
     Raises:
-        LayerError: ``layer=None`` and the model has no spatial layer larger than 1x1; no such
-            layer; a layer without a spatial output.
+        NoSpatialLayerError: ``layer=None`` and the model has no spatial layer larger than 1x1
+            (:func:`default_target_layer`).
+        LayerError: no such layer; a layer without a spatial output.
         ExplainError: as :class:`AttributionMethod`.
     """
 

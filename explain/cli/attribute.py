@@ -99,7 +99,7 @@ def _run(args: argparse.Namespace, model, card, image, class_index: int | None) 
     convolutional layer is skipped on a model without one), then the scores when ``--scores`` asks
     for them."""
     from explain.attribution import METHODS, LayerAttribution, methods_for
-    from explain.errors import ExplainError
+    from explain.errors import NoSpatialLayerError
 
     names = methods_for(model) if args.method == "all" else [args.method]
     results = []
@@ -107,8 +107,8 @@ def _run(args: argparse.Namespace, model, card, image, class_index: int | None) 
         kwargs = {"layer": args.layer} if issubclass(METHODS[name], LayerAttribution) else {}
         try:
             results.append(METHODS[name](model, preprocess=card.preprocessing, **kwargs)(image, class_index))
-        except ExplainError as e:
-            if args.method != "all" or "convolutional layer" not in str(e):
+        except NoSpatialLayerError as e:
+            if args.method != "all":
                 raise
             print(f"{name}: skipped ({e})", file=sys.stderr)
     scores = None
@@ -124,15 +124,12 @@ def _run(args: argparse.Namespace, model, card, image, class_index: int | None) 
 
 # -- write ---------------------------------------------------------------------------------
 def _labels(run: _Run) -> list[str]:
-    """One label per result: the method, its layer and (with ``--scores``) its AUCs, on lines."""
-    labels = []
-    for i, r in enumerate(run.results):
-        label = r.method + (f"\n@ {r.layer}" if r.layer else "")
-        if run.scores:
-            s = run.scores[i]
-            label += "\nflat" if s.flat[0] else f"\ndeletion {s.deletion_auc[0]:.3f} insertion {s.insertion_auc[0]:.3f}"
-        labels.append(label)
-    return labels
+    """One label per result (:func:`~explain.attribution.method_label`): the method and its layer, then
+    (with ``--scores``) its AUCs on a second line."""
+    from explain.attribution import method_label
+
+    scores = run.scores or [None] * len(run.results)
+    return [method_label(r.method, r.layer, s, sep="\n") for r, s in zip(run.results, scores, strict=True)]
 
 
 def _figure(args: argparse.Namespace, image, run: _Run, labels: list[str], title: str):
@@ -191,7 +188,7 @@ def _print_summary(args: argparse.Namespace, card, run: _Run, labels: list[str],
     if hint and card.preprocessing_from == "assumed":
         print(hint)
     for lab, r in zip(labels, run.results, strict=True):
-        flat = " (flat heatmap: no information)" if r.flat[0] else ""
+        flat = " (flat heatmap: no information)" if r.flat[0] and not run.scores else ""
         print(f"{lab.replace(chr(10), ': ')}{flat}")
     print(
         f"Explained {what} ({first.score_kind} {first.score[0]:.3f}). Wrote {out}"

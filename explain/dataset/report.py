@@ -111,15 +111,15 @@ def _heatmap_method(model, layer, preprocess: str):
     """Grad-CAM at ``layer``; saliency when the model has no conv layer, or only 1x1 feature maps (and no
     layer was asked for)."""
     from explain.attribution import METHODS
-    from explain.errors import ExplainError, LayerError
+    from explain.errors import ExplainError, NoSpatialLayerError
 
     try:
         return METHODS["gradcam"](model, layer=layer, preprocess=preprocess), None
-    except LayerError as e:
-        if layer is not None or "convolutional layer" not in str(e):
+    except NoSpatialLayerError as e:
+        if layer is not None:
             raise
-        # default_target_layer's two messages: no spatial layer at all, or only 1x1 ones.
-        why = "only 1x1 feature maps at this image size" if "larger than 1x1" in str(e) else "no convolutional layer"
+        only_1x1 = e.reason == NoSpatialLayerError.ONLY_1X1
+        why = "only 1x1 feature maps at this image size" if only_1x1 else "no convolutional layer"
         note = (
             f"The model has {why}, so Grad-CAM cannot be computed: the galleries show "
             f"saliency maps instead ({METHODS['saliency'].reference})."
@@ -583,12 +583,13 @@ def _top_k(model, source, result, chosen, size, k: int, preprocess: str) -> TopK
 
 
 def _method_label(explainer) -> str | None:
-    """The heatmaps' method for people: ``"Grad-CAM (layer conv2d_1)"``, ``"saliency"`` or None."""
-    method = explainer.name if explainer is not None else None
-    label = {"gradcam": "Grad-CAM", "saliency": "saliency"}.get(method) if method else None
-    if method == "gradcam" and explainer.layer is not None:
-        label += f" (layer {explainer.layer.name})"
-    return label
+    """The heatmaps' method for people (:func:`~explain.attribution.method_label`): ``"gradcam @ conv2d_1"``,
+    ``"saliency"`` or None."""
+    from explain.attribution import method_label
+
+    if explainer is None:
+        return None
+    return method_label(explainer.name, explainer.layer.name if explainer.layer is not None else None)
 
 
 def compute_report(model, source, *, card=None, model_path: str | os.PathLike | None = None, **options) -> ReportData:
