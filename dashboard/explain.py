@@ -21,11 +21,13 @@ GRADIENT_METHODS = [m for m in METHODS if m != "lime"]  # LIME runs behind its o
 COLORMAPS = ["jet", "inferno", "viridis", "magma", "turbo"]
 #: The window event of the opacity slider (dashboard/controls.js).
 ALPHA_EVENT = "explain:alpha"
-#: This session's LIME results (session state), and how many it keeps.
-LIME_RESULTS, LIME_KEPT = "lime_results", 8
+#: This session's LIME results (session state), and how many (and bytes) it keeps.
+LIME_RESULTS, LIME_KEPT, LIME_BYTES = "lime_results", 8, 64 * 1024**2
 # The tab's widget keys, and those it keeps while closed.
 METHODS_KEY, EXPLAIN_CLASS, TARGET_LAYER, CMAP, ALPHA = "methods", "explain_class", "target_layer", "cmap", "alpha"
 RUN_LIME, RUN_SANITY, DL_EXPLAIN, DL_LIME, DL_SANITY = "run_lime", "run_sanity", "dl_explain", "dl_lime", "dl_sanity"
+#: The keys of the viewers (methods side by side, LIME).
+EXPLAIN_VIEW, LIME_VIEW = "explain_view", "lime_view"
 KEPT_WIDGETS = (METHODS_KEY, EXPLAIN_CLASS, TARGET_LAYER, CMAP, ALPHA)
 
 
@@ -104,7 +106,7 @@ def _explain_view(ctx: Ctx, done, class_index: int, cmap: str, alpha: float) -> 
             out.append(_heat_tile(image_uri, "heat", part, result.heatmap[0], bool(result.flat[0]), cmap, label))
         return out
 
-    show_view("explain_view", key, tiles, alpha=(ALPHA_EVENT, alpha))
+    show_view(EXPLAIN_VIEW, key, tiles, alpha=(ALPHA_EVENT, alpha))
 
 
 def _faithfulness_line(ctx: Ctx, done, class_index: int) -> dict:
@@ -159,7 +161,7 @@ def _lime_job(ctx: Ctx, class_index: int):
 def _lime_block(ctx: Ctx, class_index: int, cmap: str, alpha: float, run: bool) -> None:
     """LIME's heatmap and superpixels for this model, image and class: only ever this image's."""
     key = (ctx.model_key, ctx.image_key, class_index, ctx.preprocess)
-    store = session_store(LIME_RESULTS, LIME_KEPT)
+    store = session_store(LIME_RESULTS, LIME_KEPT, LIME_BYTES)
     if run:
         jobs.start("LIME (Explain tab)", key, store, _lime_job(ctx, class_index), "LIME: sampling perturbed images…")
     jobs.follow(key)
@@ -177,7 +179,7 @@ def _lime_block(ctx: Ctx, class_index: int, cmap: str, alpha: float, run: bool) 
         )
         return [heat, Tile(src=bounds, caption="LIME superpixels: green for, red against", alt="LIME superpixels")]
 
-    show_view("lime_view", view_key(lime_key, cmap), tiles, alpha=(ALPHA_EVENT, alpha))
+    show_view(LIME_VIEW, view_key(lime_key, cmap), tiles, alpha=(ALPHA_EVENT, alpha))
     download(
         lambda: lime_boundaries(pixels, segments, weights, num_features=k),
         "lime_superpixels.png",

@@ -21,8 +21,8 @@ from explain.render.figures import pattern_grid
 CLASS_PATTERNS = "Output: class patterns"
 PATTERN_STEPS = {32: "32 (quick sketch)", 128: "128 (default)", 256: "256 (finer)"}
 FIRST_CHANNELS = 16
-#: This session's pattern grids (session state), and how many it keeps.
-PATTERN_RESULTS, PATTERNS_KEPT = "pattern_results", 16
+#: This session's pattern grids (session state), and how many (and bytes) it keeps.
+PATTERN_RESULTS, PATTERNS_KEPT, PATTERNS_BYTES = "pattern_results", 16, 64 * 1024**2
 # The tab's widget keys, and those it keeps while closed.
 FILTER_LAYER, PATTERN_STEPS_KEY, PATTERN_CHANNELS, PATTERN_SEED = (
     "filter_layer", "pattern_steps", "pattern_channels", "pattern_seed"
@@ -129,7 +129,7 @@ def render(ctx: Ctx) -> None:
     layer, channels, steps, seed = _pattern_controls(ctx, rows)
     key = (ctx.model_key, layer, tuple(channels), steps, seed, ctx.preprocess)
     what = "classes" if layer is None else "channels"
-    store = session_store(PATTERN_RESULTS, PATTERNS_KEPT)
+    store = session_store(PATTERN_RESULTS, PATTERNS_KEPT, PATTERNS_BYTES)
     try:
         run = st.button("Find patterns", key=RUN_PATTERNS, type="primary")
         kept = store.get(key)

@@ -29,6 +29,8 @@ PREFETCH_SECONDS = 0.25
 LAYER, MAX_MAPS, NORMALIZE, SORT_CHANNELS, CHANNEL = "layer", "max_maps", "normalize", "sort_channels", "channel"
 KEPT_WIDGETS = (LAYER, MAX_MAPS, NORMALIZE, SORT_CHANNELS, CHANNEL)
 DL_BARS, DL_GRID, DL_CHANNEL = "dl_bars", "dl_grid", "dl_channel"
+#: The keys of the layer's viewer and of the elements that send other layers' pictures ahead.
+LAYER_VIEW, LAYER_PREFETCH = "layer_view", "layer_prefetch"
 #: Each layer's own "Feature maps shown", by layer name (session state).
 MAX_MAPS_BY_LAYER = "max_maps_by_layer"
 
@@ -171,10 +173,10 @@ def render(ctx: Ctx) -> None:
     if row.is_spatial:
         _grid_controls(views, row)
     keys = {r.label: views.key(r) for r in views.rows}
-    show_view("layer_view", keys[label], lambda: views.tiles(row), pick=(LAYER_EVENT, keys))
+    show_view(LAYER_VIEW, keys[label], lambda: views.tiles(row), pick=(LAYER_EVENT, keys))
     _layer_download(views, row, a)
     if row.is_spatial:
         _channel_block(ctx, row, a)
     order = sorted((j for j in range(len(views.rows)) if j != i), key=lambda j: (abs(j - i), j))
     ahead = ((views.key(views.rows[j]), functools.partial(views.tiles, views.rows[j])) for j in order)
-    prefetch_views("layer_prefetch", ahead, first=2 * NEIGHBOURS, budget_s=PREFETCH_SECONDS)
+    prefetch_views(LAYER_PREFETCH, ahead, first=2 * NEIGHBOURS, budget_s=PREFETCH_SECONDS)

@@ -15,13 +15,21 @@ from explain.dataset.report import report_view
 
 FOLDER = "A folder of class subfolders…"
 BUILTIN_SETS = ("fashion_mnist", "mnist", "cifar10")
-#: This session's reports (session state), and how many it keeps.
-REPORT_RESULTS, REPORTS_KEPT = "report_results", 8
+#: This session's reports (session state), and how many (and bytes: pictures, the page, the map's thumbnails) it keeps.
+REPORT_RESULTS, REPORTS_KEPT, REPORTS_BYTES = "report_results", 8, 128 * 1024**2
 #: The data the last "Evaluate" press asked for, and the map's last clicked row (session state).
 REPORT_SPEC, MAP_ROW = "report_spec", "map_row"
 # The tab's widget keys, and those it keeps while closed.
 REPORT_DATA, REPORT_FOLDER, CONFUSION_PICK = "report_data", "report_folder", "confusion_pick"
 EMBEDDING_MAP, RUN_REPORT, DL_REPORT = "embedding_map", "run_report", "dl_report"
+#: The download keys of the report's pictures, by file name.
+DOWNLOADS = {
+    "per_class_accuracy.png": "dl_per_class",
+    "confusion_matrix.png": "dl_confusion",
+    "embedding.png": "dl_embedding",
+    "look_alikes.png": "dl_look_alikes",
+}
+DL_GALLERY = "dl_gallery"
 KEPT_WIDGETS = (REPORT_DATA, REPORT_FOLDER, CONFUSION_PICK)
 
 
@@ -53,7 +61,7 @@ def _report(ctx: Ctx, spec: str):
     """The report on ``spec``, once per model and data in this session; None while it waits for
     another job. Raises ExplainError for bad data."""
     key = (ctx.model_key, spec)
-    store = session_store(REPORT_RESULTS, REPORTS_KEPT)
+    store = session_store(REPORT_RESULTS, REPORTS_KEPT, REPORTS_BYTES)
     if key not in store:
         source = cache.data_source(spec)  # the one a map point is read from again
         jobs.start("The report (Report tab)", key, store, _report_job(ctx, source, spec), text="")
@@ -106,6 +114,10 @@ def _embedding_ui(points: dict, spec: str) -> None:
     st.rerun(scope="app")
 
 
+def _show_file(files: dict, name: str) -> None:
+    show_png(files[name], name, DOWNLOADS[name])
+
+
 def _report_ui(rep, spec: str) -> None:
     """What the report shows: accuracy, per-class accuracy, the confusions, the map, the page."""
     st.markdown(f"**{spec}**: {rep.num_images:,} images, accuracy **{rep.accuracy:.2%}**")
@@ -114,19 +126,19 @@ def _report_ui(rep, spec: str) -> None:
     files = rep.files
     c1, c2 = st.columns(2)
     with c1:
-        show_png(files["per_class_accuracy.png"], "per_class_accuracy.png", "dl_per_class")
+        _show_file(files, "per_class_accuracy.png")
     with c2:
-        show_png(files["confusion_matrix.png"], "confusion_matrix.png", "dl_confusion")
+        _show_file(files, "confusion_matrix.png")
     if rep.confusions:
         pick = st.selectbox("Most frequent confusions", [label for label, _ in rep.confusions], key=CONFUSION_PICK)
         gallery = dict(rep.confusions)[pick]
-        show_png(files[gallery], gallery, "dl_gallery")
+        show_png(files[gallery], gallery, DL_GALLERY)
     if rep.map is not None:
         _embedding_ui(rep.map, spec)
-        show_png(files["embedding.png"], "embedding.png", "dl_embedding")
+        _show_file(files, "embedding.png")
         if "look_alikes.png" in files:
             st.caption("The images that look most like another class to the model, explained:")
-            show_png(files["look_alikes.png"], "look_alikes.png", "dl_look_alikes")
+            _show_file(files, "look_alikes.png")
     st.download_button(
         "Download the report (one HTML file, images embedded)",
         files["report.html"],

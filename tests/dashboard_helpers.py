@@ -68,7 +68,7 @@ def view_tiles(at: AppTest, key: str) -> list[dict]:
 
 
 def wait_for_warm_up(timeout: float = 120.0) -> None:
-    """Wait for the dashboard's background warm-up of the Explain tab (app._warm_explain_tab)."""
+    """Wait for the dashboard's background warm-up of the Explain tab (dashboard.cache.warm_explain_tab)."""
     import threading
 
     for thread in threading.enumerate():
