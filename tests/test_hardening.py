@@ -479,7 +479,7 @@ def class_folder(tmp_path_factory) -> Path:
 
 
 def test_report_cli_bad_inputs(models, lambda_model, class_folder, tmp_path, capsys):
-    from explain.dataset.report import main
+    from explain.cli.report import main
 
     empty = tmp_path / "empty_data"
     (empty / "class 0").mkdir(parents=True)

@@ -10,6 +10,7 @@ from explain.render.pictures import (
     MAX_WIDTH,
     activation_chart,
     apply_colormap,
+    attribution_picture,
     colormap_lut,
     encode_png,
     enlarge,
@@ -135,13 +136,27 @@ def test_top_k_chart_bar_lengths():
         top_k_chart(np.ones(3) / 3, ["a"])
 
 
-def test_activation_chart_colours_by_sign():
+def test_activation_chart_colours_by_sign_with_a_value_scale():
     chart = activation_chart(np.array([1.0, -1.0]), labels=["up", "down"], width=200)
     left, right = chart[:, 10:100], chart[:, 100:190]
     assert ((left[..., 2] > 150) & (left[..., 0] < 90)).any() and not (
         (left[..., 0] > 170) & (left[..., 2] < 100)
     ).any()
     assert ((right[..., 0] > 170) & (right[..., 2] < 100)).any()
+    scale = chart[:210, : 10 + 6]  # the value labels (1, 0, -1) left of the bars, in grey
+    assert ((scale[..., 0] < 200) & (np.ptp(scale, axis=-1) < 10)).any()
+    assert not (activation_chart(np.array([np.nan, np.inf, 2.0])) == 0).all()  # non-finite values count as 0
+
+
+def test_attribution_picture_is_the_image_then_the_overlays():
+    image = np.full((8, 8, 1), 90, np.uint8)
+    heat = np.tile(np.linspace(0, 1, 8, dtype=np.float32), (8, 1))
+    row = attribution_picture(image, [("gradcam @ conv", heat, False), ("saliency", heat, True)], cmap="jet")
+    big = enlarge(image)
+    w = big.shape[1]
+    np.testing.assert_array_equal(row[: big.shape[0], :w], big)
+    np.testing.assert_array_equal(row[: big.shape[0], w + 12 : 2 * w + 12], overlay(image, heat, cmap="jet"))
+    np.testing.assert_array_equal(row[: big.shape[0], 2 * w + 24 :], overlay(image, heat, flat=True))
 
 
 def test_lime_picture_is_what_the_figure_shows():
@@ -165,5 +180,8 @@ def test_side_by_side_and_png():
     assert (row[10:20, 0:20] == 0).all()  # the short picture is centred vertically
     with pytest.raises(ValueError):
         side_by_side([a], [])
+    one_line = side_by_side([np.zeros((40, 60, 3), np.uint8)], ["x"])
+    wrapped = side_by_side([np.zeros((40, 60, 3), np.uint8)], ["integrated_gradients deletion 0.123 / insertion 0.456"])
+    assert wrapped.shape[0] >= one_line.shape[0] + 3 * 17  # a caption wider than its picture wraps at spaces
     png = encode_png(a)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"

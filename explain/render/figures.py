@@ -1,8 +1,16 @@
 """Pure figure builders: ``(data, ax=None) -> matplotlib.figure.Figure``.
 
-The only module that imports matplotlib. Figures are made with
-``matplotlib.figure.Figure`` directly, never through pyplot's global state, so they are
-safe in threads (Streamlit) and never pop up windows.
+With :mod:`explain.render.pictures` (for its colormaps only), the only module that imports
+matplotlib. Figures are made with ``matplotlib.figure.Figure`` directly, never through pyplot's
+global state, so they are safe in threads (Streamlit) and never pop up windows.
+
+One layout per picture: a picture the dashboard shows (a feature-map mosaic, a heatmap over its
+image, the top-k chart, a layer's activation bars, methods side by side) is composed once, in
+NumPy, by :mod:`explain.render.pictures`; its download here is a titled figure around the very
+same pixels (:func:`picture_figure`). So the download cannot drift from the screen, and each
+picture is drawn by one piece of code. The figures with no screen picture of their own (the
+confusion matrix, per-class accuracy, training curves, the embedding map, pattern grids) are
+drawn with matplotlib; the galleries put the same heatmap overlays in their panels.
 """
 
 from __future__ import annotations
@@ -15,12 +23,20 @@ from matplotlib.figure import Figure
 
 from explain.render.pictures import (  # noqa: F401  (NORMALIZATIONS is re-exported)
     NORMALIZATIONS,
+    activation_chart,
+    attribution_picture,
+    enlarge,
+    feature_map_mosaic,
     grid_shape,
     lime_picture,
-    scale_maps,
-    select_channels,
+    overlay,
     tile_gap,
+    top_k_chart,
 )
+
+#: Picture pixels per inch of a figure made around a picture (:func:`picture_figure`); saved at
+#: :func:`explain.io.save_figure`'s 120 dpi, a picture is enlarged a little, never shrunk.
+PICTURE_DPI = 100
 
 
 def _figure_and_ax(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -37,14 +53,38 @@ def _with_title(fig: Figure, title: str, fontsize: float) -> Figure:
     return fig
 
 
-def _mosaic(tiles: np.ndarray, rows: int, cols: int, gap: int) -> np.ndarray:
-    """``(H, W, n)`` tiles laid out row by row in a ``rows x cols`` grid, ``gap`` NaN pixels apart."""
-    h, w, n = tiles.shape
-    mosaic = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), np.nan, np.float32)
-    for k in range(n):
-        r, c = divmod(k, cols)
-        mosaic[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tiles[..., k]
-    return mosaic
+def picture_figure(
+    picture: np.ndarray,
+    *,
+    title: str = "",
+    fontsize: float = 10,
+    min_size: tuple[float, float] = (0.0, 0.0),
+    ax: Axes | None = None,
+) -> Figure:
+    """A figure around a picture of :mod:`explain.render.pictures`: its pixels (``imshow``, axes
+    off) under a title. The download of every screen picture is made here.
+
+    Args:
+        picture: uint8 ``(H, W, 3)``, e.g. :func:`~explain.render.pictures.overlay`'s.
+        title: the axes' title (``"\\n"`` starts a line); none when empty.
+        fontsize: the title's font size in points.
+        min_size: the new figure's smallest ``(width, height)`` in inches, so that a small
+            picture still has room for its title; else ``PICTURE_DPI`` pixels per inch.
+        ax: axes to draw into; None makes a new figure.
+
+    Returns:
+        The ``Figure``; ``fig.axes[0].images[0].get_array()`` (or the given ``ax``'s last image)
+        is ``picture`` itself.
+    """
+    h, w = np.shape(picture)[:2]
+    lines = title.count("\n") + 1 if title else 0
+    size = (w / PICTURE_DPI + 0.3, h / PICTURE_DPI + 0.2 + 0.2 * lines * fontsize / 10)
+    fig, ax = _figure_and_ax(ax, (max(size[0], min_size[0]), max(size[1], min_size[1])))
+    ax.imshow(picture)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=fontsize, wrap=True)  # a long file name wraps instead of running off
+    return fig
 
 
 def _tile_label(ax: Axes, x: float, y: float, text: str, fontsize: float) -> None:
@@ -72,11 +112,13 @@ def feature_map_grid(
     cmap: str = "viridis",
     ax: Axes | None = None,
 ) -> Figure:
-    """Draw one image's feature maps as a labelled grid of tiles.
+    """One image's feature maps as a labelled grid of tiles: the screen's
+    :func:`~explain.render.pictures.feature_map_mosaic`, under a title.
 
     Args:
         activations: float array ``(H, W, C)``: one image's activations of one layer.
-        title: figure title, e.g. ``"Layer 1: conv2d (Conv2D), output (None, 28, 28, 32)"``.
+        title: figure title, e.g. ``"Layer 1: conv2d (Conv2D), output (None, 28, 28, 32)"``; a
+            second line says the scaling and how many channels are shown.
         channels: which channels to draw, in order; default the first ``max_maps``.
         max_maps: most tiles drawn (>= 1); the title says when channels were left out.
         cols: tiles per row; default ``ceil(sqrt(n))``.
@@ -87,36 +129,22 @@ def feature_map_grid(
         ax: axes to draw into; None makes a new figure.
 
     Returns:
-        The ``Figure``.
+        The ``Figure``: the mosaic's uint8 pixels (tile label = channel index, drawn in them).
 
     Raises:
-        ValueError: activations not 3-D, ``max_maps < 1``, ``cols < 1``, a channel out of range
-            or bad ``normalize``.
+        ValueError: activations not 3-D, ``max_maps < 1``, ``cols < 1``, a channel out of range,
+            a bad ``normalize`` or an unknown colormap.
     """
     acts = np.asarray(activations)
     if acts.ndim != 3:
         raise ValueError(f"feature_map_grid needs one image's (H, W, C) activations, got shape {acts.shape}.")
+    picture = feature_map_mosaic(acts, channels=channels, max_maps=max_maps, cols=cols, normalize=normalize, cmap=cmap)
     total = acts.shape[-1]
-    shown = select_channels(total, channels, max_maps)
-    n = len(shown)
-    rows, cols = grid_shape(n, cols)
-    h, w = acts.shape[:2]
-    scaled, flat = scale_maps(acts[..., shown], normalize)  # the same scaling as the dashboard's mosaic
-    gap = tile_gap(h, w)
-    tile_in = min(1.3, max(0.55, 11.0 / max(cols, rows)))
-    fig, ax = _figure_and_ax(ax, (cols * tile_in + 0.4, rows * tile_in + 0.9))
-    ax.set_facecolor("white")
-    ax.imshow(_mosaic(scaled, rows, cols, gap), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-    fontsize = max(5.0, min(9.0, tile_in * 7))
-    for k, ch in enumerate(shown):
-        r, c = divmod(k, cols)
-        _tile_label(ax, c * (w + gap) + 0.5, r * (h + gap) + 0.5, f"{ch}" + (" flat" if flat[k] else ""), fontsize)
-    ax.set_axis_off()
+    n = min(max_maps, total if channels is None else len(channels))
     note = "each map scaled to its own min-max" if normalize == "per_map" else "one scale for the whole layer"
     note += "; tile label = channel index"
     more = f"; showing {n} of {total} channels" if n < total else f"; {total} channels"
-    ax.set_title(f"{title}\n{note}{more}" if title else f"{note}{more}", fontsize=10)
-    return fig
+    return picture_figure(picture, title=f"{title}\n{note}{more}" if title else f"{note}{more}", min_size=(5, 0), ax=ax)
 
 
 def pattern_grid(
@@ -179,65 +207,56 @@ def activation_bars(
     max_units: int = 64,
     ax: Axes | None = None,
 ) -> Figure:
-    """Bar chart of a non-spatial layer's activations (e.g. a Dense layer) for one image.
+    """Bars of a non-spatial layer's activations (e.g. a Dense layer) for one image: the screen's
+    :func:`~explain.render.pictures.activation_chart`, under a title.
 
     Args:
         values: float array ``(D,)``.
-        title: figure title.
+        title: figure title; the number of units shown is added when some are left out.
         labels: one name per unit (e.g. class names for the output layer); default indices.
-        max_units: the strongest ``max_units`` units (by absolute value) are drawn.
+        max_units: the strongest ``max_units`` units (by absolute value) are drawn, in unit order.
         ax: axes to draw into; None makes a new figure.
 
     Returns:
         The ``Figure``.
     """
-    v = np.nan_to_num(np.asarray(values, dtype=np.float32).reshape(-1))
-    order = np.argsort(-np.abs(v), kind="stable")[:max_units]
-    order = np.sort(order)
-    names = [labels[i] if labels is not None else str(i) for i in order]
-    fig, ax = _figure_and_ax(ax, (max(5.0, 0.22 * len(order) + 1.5), 3.2))
-    ax.bar(range(len(order)), v[order], color=np.where(v[order] >= 0, "#3b75af", "#c0504d"))
-    ax.set_xticks(range(len(order)), names, rotation=90 if len(order) > 12 or labels else 0, fontsize=7)
-    ax.axhline(0, color="black", linewidth=0.6)
-    ax.set_ylabel("activation")
-    shown = f" (strongest {len(order)} of {v.size} units)" if len(order) < v.size else ""
-    ax.set_title(f"{title}{shown}", fontsize=10)
-    return fig
+    size = np.asarray(values).size
+    shown = f" (strongest {min(max_units, size)} of {size} units)" if max_units < size else ""
+    picture = activation_chart(values, labels=labels, max_units=max_units)
+    return picture_figure(picture, title=f"{title}{shown}", ax=ax)
 
 
 def top_k_bars(
-    probabilities: np.ndarray, class_names: list[str] | tuple[str, ...], k: int = 5, ax: Axes | None = None
+    probabilities: np.ndarray,
+    class_names: list[str] | tuple[str, ...],
+    k: int = 5,
+    ax: Axes | None = None,
+    *,
+    title: str = "",
 ) -> Figure:
-    """Horizontal bars of the ``k`` most probable classes for one image.
+    """Horizontal bars of the ``k`` most probable classes for one image, names on the left,
+    percentages on the bars: the screen's :func:`~explain.render.pictures.top_k_chart`.
 
     Args:
         probabilities: float array ``(num_classes,)`` in [0, 1].
         class_names: one name per class.
         k: how many classes (clipped to the number of classes).
         ax: axes to draw into; None makes a new figure.
+        title: the axes' title; none by default.
 
     Returns:
         The ``Figure``.
+
+    Raises:
+        ValueError: fewer class names than probabilities.
     """
-    p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
-    top = np.argsort(-p, kind="stable")[: min(k, p.size)]
-    fig, ax = _figure_and_ax(ax, (5.0, 0.45 * len(top) + 0.8))
-    ax.barh(range(len(top)), p[top], color="#3b75af")
-    ax.set_yticks(range(len(top)), [class_names[i] for i in top])
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("probability")
-    for y, i in enumerate(top):
-        ax.text(min(p[i] + 0.01, 0.86), y, f"{p[i]:.1%}", va="center", fontsize=9)
-    return fig
+    return picture_figure(top_k_chart(probabilities, class_names, k), title=title, ax=ax)
 
 
-def _show_image(ax: Axes, image: np.ndarray) -> None:
-    img = np.asarray(image)
-    if img.ndim == 3 and img.shape[-1] == 1:
-        ax.imshow(img[..., 0], cmap="gray", vmin=0, vmax=255)
-    else:
-        ax.imshow(img.astype(np.uint8) if img.dtype != np.uint8 else img)
+def _image_panel(ax: Axes, image: np.ndarray, title: str = "", fontsize: float = 8) -> None:
+    """The image in ``ax`` as the screen shows it (:func:`~explain.render.pictures.enlarge`: at
+    least 224 pixels, sharp), beside the overlays of the same image."""
+    picture_figure(enlarge(image), title=title, fontsize=fontsize, ax=ax)
 
 
 def heatmap_overlay(
@@ -251,7 +270,8 @@ def heatmap_overlay(
     colorbar: bool = False,
     ax: Axes | None = None,
 ) -> Figure:
-    """A heatmap drawn over its image.
+    """A heatmap drawn over its image: the screen's :func:`~explain.render.pictures.overlay`
+    (image enlarged nearest-neighbour to at least 224 pixels, heatmap bilinearly), under a title.
 
     Args:
         image: uint8 ``(H, W, C)`` (C = 1 or 3), raw pixels.
@@ -260,41 +280,25 @@ def heatmap_overlay(
         cmap: matplotlib colormap for the heatmap.
         alpha: heatmap opacity in [0, 1].
         flat: the map is flat (no information): the image is drawn alone with a note.
-        colorbar: add a colour bar (0 = least, 1 = most relevant).
+        colorbar: add a colour bar (0 = least, 1 = most relevant); none for a flat map.
         ax: axes to draw into; None makes a new figure.
 
     Returns:
         The ``Figure``.
 
     Raises:
-        ValueError: shapes that do not match, or alpha outside [0, 1].
+        ValueError: shapes that do not match, alpha outside [0, 1], an unknown colormap.
     """
-    h = np.asarray(heatmap, dtype=np.float32)
-    if h.shape != tuple(np.asarray(image).shape[:2]):
-        raise ValueError(f"heatmap shape {h.shape} does not match the image's {np.asarray(image).shape[:2]}.")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
-    fig, ax = _figure_and_ax(ax, (4.0, 4.2))
-    _show_image(ax, image)
-    if flat or not np.isfinite(h).all():
-        ax.text(
-            0.5,
-            0.5,
-            "flat heatmap\n(no information)",
-            transform=ax.transAxes,
-            ha="center",
-            va="center",
-            color="white",
-            fontsize=10,
-            bbox={"facecolor": "black", "alpha": 0.6, "linewidth": 0},
-        )
-    else:
-        im = ax.imshow(h, cmap=cmap, alpha=alpha, vmin=0.0, vmax=1.0, interpolation="bilinear")
-        if colorbar:
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="relevance")
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title, fontsize=9, wrap=True)  # a long file name wraps instead of running off the figure
+    flat = flat or not np.isfinite(np.asarray(heatmap, dtype=np.float32)).all()
+    picture = overlay(image, heatmap, cmap=cmap, alpha=alpha, flat=flat)
+    fig = picture_figure(picture, title=title, fontsize=9, min_size=(4.0, 4.2), ax=ax)
+    if colorbar and not flat:
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        mappable = ScalarMappable(Normalize(0.0, 1.0), cmap)
+        target = ax if ax is not None else fig.axes[0]
+        fig.colorbar(mappable, ax=target, fraction=0.046, pad=0.04, label="relevance")
     return fig
 
 
@@ -306,27 +310,25 @@ def attribution_panel(
     cmap: str = "jet",
     alpha: float = 0.5,
 ) -> Figure:
-    """Side by side: the image, then one overlay per method for the same image and class.
+    """Side by side: the image, then one overlay per method for the same image and class, each
+    captioned: :func:`~explain.render.pictures.attribution_picture` (the screen's overlays side by
+    side), under a title.
 
     Args:
         image: uint8 ``(H, W, C)``.
         maps: ``(label, heatmap (H, W) in [0, 1], flat)`` per method, e.g.
-            ``("Grad-CAM\\ndeletion 0.12", heat, False)``.
+            ``("gradcam @ conv2d_1\\ndeletion 0.120 / insertion 0.810", heat, False)``
+            (:func:`~explain.attribution.method_label`).
         title: the figure's title (e.g. the class explained).
         cmap, alpha: as :func:`heatmap_overlay`.
 
     Returns:
         The ``Figure``.
+
+    Raises:
+        ValueError: as :func:`heatmap_overlay`.
     """
-    n = len(maps) + 1
-    fig = Figure(figsize=(2.6 * n, 3.2), layout="constrained")
-    axes = fig.subplots(1, n, squeeze=False)[0]
-    _show_image(axes[0], image)
-    axes[0].set_title("image", fontsize=9)
-    axes[0].set_axis_off()
-    for ax, (label, heat, flat) in zip(axes[1:], maps, strict=True):
-        heatmap_overlay(image, heat, title=label, cmap=cmap, alpha=alpha, flat=flat, ax=ax)
-    return _with_title(fig, title, 10)
+    return picture_figure(attribution_picture(image, maps, cmap=cmap, alpha=alpha), title=title, min_size=(4.0, 0))
 
 
 def lime_boundaries(
@@ -565,9 +567,7 @@ def _gallery_example(sub, image: np.ndarray, maps, titles, label: str | None, *,
     sub.set_edgecolor("#cccccc")
     sub.set_linewidth(1.0)
     a_img, *a_maps = sub.subplots(1, 3)
-    _show_image(a_img, image)
-    a_img.set_axis_off()
-    a_img.set_title("image", fontsize=8)
+    _image_panel(a_img, image, "image")
     for ax, (heat, flat), title in zip(a_maps, maps, titles, strict=True):
         heatmap_overlay(image, heat, title=title, cmap=cmap, alpha=alpha, flat=flat, ax=ax)
     if label is not None:
@@ -671,8 +671,7 @@ def top_k_grid(
     fig, groups = _subfigure_grid(fig, n, rows, cols, (cols * 6.2, rows * (0.32 * kk + 1.3)), space=0.05)
     for i, sub in enumerate(groups):
         a_img, a_bar = sub.subplots(1, 2, width_ratios=[1, 2.6])
-        _show_image(a_img, imgs[i])
-        a_img.set_axis_off()
+        _image_panel(a_img, imgs[i])
         top_k_bars(p[i], class_names, k=kk, ax=a_bar)
         a_bar.tick_params(axis="y", labelsize=8)
         a_bar.set_xlabel("")

@@ -1,10 +1,11 @@
-"""Pictures composed in NumPy and encoded once by Pillow: what the dashboard shows on screen.
+"""Pictures composed in NumPy and encoded once by Pillow: what the dashboard shows on screen, and
+the pixels of their downloads.
 
 A matplotlib figure with one subplot per feature map takes 0.3-0.8 s to draw and save; the same
 grid composed here as one array (tiles, a colormap look-up table, labels drawn by Pillow) takes a
-few milliseconds. :mod:`explain.render.figures` keeps the titled matplotlib figures for downloads and the
-report; both take their scaling and layout from here (:func:`scale_maps`, :func:`grid_shape`), so a
-feature map looks the same in both.
+few milliseconds. Each picture has one layout, made here: :mod:`explain.render.figures` turns a
+picture into a download by showing these very pixels in a titled figure
+(:func:`explain.render.figures.picture_figure`), so the screen and the download cannot differ.
 
 With :mod:`explain.render.figures`, the only module that imports matplotlib (for its colormaps only).
 """
@@ -260,9 +261,9 @@ def feature_map_mosaic(
 ) -> np.ndarray:
     """One image's feature maps as one labelled mosaic, ready for the screen.
 
-    The same tiles, order, scaling and labels as :func:`explain.render.figures.feature_map_grid` (tile label
-    = channel index, "flat" for a constant map), enlarged by an integer factor (nearest neighbour)
-    so a row is about :data:`MAX_WIDTH` pixels wide, with white gaps. The colormap has 240 levels.
+    Tile label = channel index ("flat" for a constant map); maps enlarged by an integer factor
+    (nearest neighbour) so a row is about :data:`MAX_WIDTH` pixels wide, with white gaps. The
+    colormap has 240 levels. Also the picture of :func:`explain.render.figures.feature_map_grid`.
 
     Args:
         activations: float ``(H, W, C)``: one image's activations of one layer.
@@ -348,8 +349,8 @@ def overlay(
 ) -> np.ndarray:
     """A heatmap blended over its image in NumPy: ``(1 - alpha) * image + alpha * colour``.
 
-    The screen version of :func:`explain.render.figures.heatmap_overlay` (image enlarged nearest-neighbour,
-    heatmap bilinearly). A flat or non-finite heatmap gives the image alone with the note
+    The image is enlarged nearest-neighbour, the heatmap bilinearly. Also the picture of
+    :func:`explain.render.figures.heatmap_overlay`. A flat or non-finite heatmap gives the image alone with the note
     "flat heatmap".
 
     Args:
@@ -378,12 +379,29 @@ def overlay(
     return np.rint((1.0 - alpha) * base + alpha * colours).astype(np.uint8)
 
 
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: float) -> list[str]:
+    """``text``'s lines (``"\\n"``), each cut at spaces into lines at most ``width`` pixels wide
+    where it can be (a single word wider than that stays whole)."""
+    out = []
+    for line in text.split("\n"):
+        words, current = line.split(" "), ""
+        for word in words:
+            candidate = f"{current} {word}" if current else word
+            if current and draw.textlength(candidate, font=font) > width:
+                out.append(current)
+                candidate = word
+            current = candidate
+        out.append(current)
+    return out
+
+
 def side_by_side(pictures: list[np.ndarray], captions: list[str], *, gap: int = 12) -> np.ndarray:
     """Pictures in one row on white, each with its caption (one or more lines) underneath.
 
     Args:
         pictures: uint8 ``(H_i, W_i, 3)``; shorter ones are centred vertically.
-        captions: one per picture; ``"\\n"`` starts a new line.
+        captions: one per picture; ``"\\n"`` starts a new line, and a line wider than its
+            picture is wrapped at spaces.
         gap: pixels between pictures.
 
     Returns:
@@ -395,27 +413,51 @@ def side_by_side(pictures: list[np.ndarray], captions: list[str], *, gap: int = 
     if not pictures or len(pictures) != len(captions):
         raise ValueError(f"side_by_side needs one caption per picture, got {len(pictures)} and {len(captions)}.")
     font = _font(13)
-    lines = max(c.count("\n") + 1 for c in captions)
-    text_h = lines * 17 + 6
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    wrapped = [_wrap(measure, c, font, p.shape[1] + gap) for p, c in zip(pictures, captions, strict=True)]
+    text_h = max(len(lines) for lines in wrapped) * 17 + 6
     height = max(p.shape[0] for p in pictures)
     width = sum(p.shape[1] for p in pictures) + gap * (len(pictures) - 1)
     canvas = Image.new("RGB", (width, height + text_h), _WHITE)
     draw = ImageDraw.Draw(canvas)
     x = 0
-    for pic, caption in zip(pictures, captions, strict=True):
+    for pic, lines in zip(pictures, wrapped, strict=True):
         canvas.paste(Image.fromarray(as_rgb(pic)), (x, (height - pic.shape[0]) // 2))
-        for i, line in enumerate(caption.split("\n")):
+        for i, line in enumerate(lines):
             tw = draw.textlength(line, font=font)
             draw.text((x + max(0, (pic.shape[1] - tw) / 2), height + 4 + 17 * i), line, fill=(30, 30, 30), font=font)
         x += pic.shape[1] + gap
     return np.asarray(canvas)
 
 
+def attribution_picture(
+    image: np.ndarray, maps: list[tuple[str, np.ndarray, bool]], *, cmap: str = "jet", alpha: float = 0.5
+) -> np.ndarray:
+    """The image, then one heatmap overlay per method, side by side and captioned: the picture of
+    :func:`explain.render.figures.attribution_panel`.
+
+    Args:
+        image: uint8 ``(H, W, C)``, C = 1 or 3.
+        maps: ``(caption, heatmap float (H, W) in [0, 1], flat)`` per method; ``"\\n"`` in a
+            caption starts a line.
+        cmap, alpha: as :func:`overlay`.
+
+    Returns:
+        uint8 ``(H', W', 3)``: :func:`side_by_side` of :func:`enlarge` (captioned "image") and
+        each :func:`overlay`.
+
+    Raises:
+        ValueError: as :func:`overlay`.
+    """
+    pictures = [enlarge(image)] + [overlay(image, heat, cmap=cmap, alpha=alpha, flat=flat) for _, heat, flat in maps]
+    return side_by_side(pictures, ["image", *(caption for caption, _, _ in maps)])
+
+
 def top_k_chart(
     probabilities: np.ndarray, class_names: list[str] | tuple[str, ...], k: int = 5, *, width: int = 560
 ) -> np.ndarray:
     """Horizontal bars of the ``k`` most probable classes, names on the left, percentages on the
-    bars: the screen version of :func:`explain.render.figures.top_k_bars`.
+    bars; also the picture of :func:`explain.render.figures.top_k_bars`.
 
     Args:
         probabilities: float ``(num_classes,)`` in [0, 1].
@@ -498,20 +540,21 @@ def lime_picture(image: np.ndarray, segments: np.ndarray, weights: np.ndarray, *
 def activation_chart(
     values: np.ndarray, *, labels: list[str] | None = None, max_units: int = 64, width: int = 900
 ) -> np.ndarray:
-    """Bars of a non-spatial layer's activations for one image (blue positive, red negative),
-    unit names underneath: the screen version of :func:`explain.render.figures.activation_bars`, with the
-    same choice of units (the ``max_units`` strongest by absolute value, in unit order).
+    """Bars of a non-spatial layer's activations for one image (blue positive, red negative), unit
+    names underneath, the value scale (largest, 0, smallest) on the left: also the picture of
+    :func:`explain.render.figures.activation_bars`. The units shown are the ``max_units``
+    strongest by absolute value, in unit order.
 
     Args:
-        values: float ``(D,)``.
+        values: float ``(D,)``; NaN and inf count as 0.
         labels: one name per unit (e.g. class names for the output layer); default indices.
         max_units: how many units at most.
         width: picture width in pixels.
 
     Returns:
-        uint8 ``(320, width, 3)``.
+        uint8 ``(210 + label height, width, 3)``; the label height is at most 110 pixels.
     """
-    v = np.nan_to_num(np.asarray(values, dtype=np.float32).reshape(-1))
+    v = np.nan_to_num(np.asarray(values, dtype=np.float32).reshape(-1), nan=0.0, posinf=0.0, neginf=0.0)
     order = np.sort(np.argsort(-np.abs(v), kind="stable")[:max_units])
     names = [labels[i] if labels is not None else str(i) for i in order]
     font = _font(11)
@@ -522,9 +565,16 @@ def activation_chart(
     lo, hi = min(0.0, float(v[order].min())), max(0.0, float(v[order].max()))
     span = hi - lo if hi > lo else 1.0
     zero = top + round(plot_h * hi / span)
-    step = (width - 20) / len(order)
+    scale = {top: hi, top + plot_h: lo, zero: 0.0}  # by height: 0 wins where it is the top or the bottom
+    ticks = [(y, f"{value:.3g}") for y, value in scale.items()]
+    left = 10 + max(round(draw.textlength(text, font=font)) for _, text in ticks) + 6
+    for y, text in ticks:
+        draw.text((left - 6 - draw.textlength(text, font=font), y - 6), text, fill=(80, 80, 80), font=font)
+        draw.line((left - 4, y, left - 1, y), fill=(80, 80, 80))
+    draw.line((left - 1, top, left - 1, top + plot_h), fill=(160, 160, 160))
+    step = (width - 10 - left) / len(order)
     for k, (i, name) in enumerate(zip(order, names, strict=True)):
-        x0 = 10 + k * step
+        x0 = left + k * step
         y = top + round(plot_h * (hi - float(v[i])) / span)
         draw.rectangle(
             (x0 + step * 0.1, min(y, zero), x0 + step * 0.9, max(y, zero)),
@@ -533,5 +583,5 @@ def activation_chart(
         label = Image.new("L", (text_h, 14), 255)
         ImageDraw.Draw(label).text((text_h - 4 - font.getbbox(name)[2], 0), name, fill=30, font=font)
         canvas.paste(label.rotate(90, expand=True), (round(x0 + step / 2 - 7), top + plot_h + 2))
-    draw.line((10, zero, width - 10, zero), fill=(0, 0, 0), width=1)
+    draw.line((left, zero, width - 10, zero), fill=(0, 0, 0), width=1)
     return np.asarray(canvas)
