@@ -65,9 +65,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if args.method == "all" and args.npy:
         parser.error("--npy saves one heatmap: choose one --method")
 
-    import matplotlib
+    from explain.render.pictures import colormap_lut
 
-    if args.cmap not in matplotlib.colormaps:
+    try:
+        colormap_lut(args.cmap)
+    except ValueError:
         parser.error(f"unknown colormap {args.cmap!r}; try jet, viridis, inferno or magma")
     return args
 
@@ -134,19 +136,19 @@ def _labels(run: _Run) -> list[str]:
 
 def _figure(args: argparse.Namespace, image, run: _Run, labels: list[str], title: str):
     """One method: its overlay (LIME: beside its superpixels); several: side by side."""
-    from explain.render.figures import attribution_panel, heatmap_overlay, lime_boundaries
+    from explain.render.figures import attribution_panel, heatmap_overlay, picture_figure
+    from explain.render.pictures import lime_picture, overlay, side_by_side
 
     first = run.results[0]
     style = {"cmap": args.cmap, "alpha": args.alpha, "flat": bool(first.flat[0])}
     if len(run.results) == 1 and first.method == "lime":
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(8.4, 4.4), layout="constrained")
-        left, right = fig.subplots(1, 2)
-        heatmap_overlay(image, first.heatmap[0], title=labels[0], ax=left, **style)
-        lime_boundaries(image, first.segments[0], first.weights[0], num_features=first.num_features, ax=right)
-        fig.suptitle(title, fontsize=10)
-        return fig
+        shown = min(first.num_features, first.weights[0].size)
+        pictures = [
+            overlay(image, first.heatmap[0], **style),
+            lime_picture(image, first.segments[0], first.weights[0], num_features=first.num_features),
+        ]
+        captions = [labels[0], f"LIME superpixels: green for, red against (top {shown})"]
+        return picture_figure(side_by_side(pictures, captions), title=title)
     if len(run.results) == 1:
         return heatmap_overlay(image, first.heatmap[0], title=f"{title}\n{labels[0]}", colorbar=True, **style)
     maps = [(lab, r.heatmap[0], bool(r.flat[0])) for lab, r in zip(labels, run.results, strict=True)]

@@ -68,8 +68,8 @@ def picture_figure(
         picture: uint8 ``(H, W, 3)``, e.g. :func:`~explain.render.pictures.overlay`'s.
         title: the axes' title (``"\\n"`` starts a line); none when empty.
         fontsize: the title's font size in points.
-        min_size: the new figure's smallest ``(width, height)`` in inches, so that a small
-            picture still has room for its title; else ``PICTURE_DPI`` pixels per inch.
+        min_size: the new figure's smallest ``(width, height)`` in inches; else ``PICTURE_DPI``
+            pixels per inch, and wide enough for the title's longest line.
         ax: axes to draw into; None makes a new figure.
 
     Returns:
@@ -77,8 +77,9 @@ def picture_figure(
         is ``picture`` itself.
     """
     h, w = np.shape(picture)[:2]
-    lines = title.count("\n") + 1 if title else 0
-    size = (w / PICTURE_DPI + 0.3, h / PICTURE_DPI + 0.2 + 0.2 * lines * fontsize / 10)
+    lines = title.split("\n") if title else []
+    text_w = max((len(line) for line in lines), default=0) * fontsize * 0.55 / 72  # inches, about
+    size = (max(w / PICTURE_DPI, text_w) + 0.3, h / PICTURE_DPI + 0.2 + 0.2 * len(lines) * fontsize / 10)
     fig, ax = _figure_and_ax(ax, (max(size[0], min_size[0]), max(size[1], min_size[1])))
     ax.imshow(picture)
     ax.set_axis_off()

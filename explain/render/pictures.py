@@ -414,7 +414,7 @@ def side_by_side(pictures: list[np.ndarray], captions: list[str], *, gap: int = 
         raise ValueError(f"side_by_side needs one caption per picture, got {len(pictures)} and {len(captions)}.")
     font = _font(13)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    wrapped = [_wrap(measure, c, font, p.shape[1] + gap) for p, c in zip(pictures, captions, strict=True)]
+    wrapped = [_wrap(measure, c, font, p.shape[1]) for p, c in zip(pictures, captions, strict=True)]
     text_h = max(len(lines) for lines in wrapped) * 17 + 6
     height = max(p.shape[0] for p in pictures)
     width = sum(p.shape[1] for p in pictures) + gap * (len(pictures) - 1)
