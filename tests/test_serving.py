@@ -251,6 +251,14 @@ def test_bytes_are_counted_while_unpacking(tmp_path, monkeypatch):
         unpack_zip(data, tmp_path / "up", "x.zip", DataError, max_bytes=2**20)
 
 
+def test_unpacking_checks_each_target_again(tmp_path, monkeypatch):
+    """Defence in depth: were a name to slip past the checks, unpacking still never writes outside."""
+    monkeypatch.setattr(explain.archives, "check_members", lambda *a, **k: None)
+    with pytest.raises(DataError, match=r"member '\.\./evil' points outside the zip file's folder"):
+        unpack_zip(_zip({"../evil": b"x"}), tmp_path / "up", "x.zip", DataError)
+    assert not (tmp_path / "evil").exists()
+
+
 def _flag_encrypted(data: bytes, name: bytes) -> bytes:
     """Set the "encrypted" flag (as zip -e does) on a member's entry in the zip directory."""
     out = bytearray(data)
