@@ -61,3 +61,21 @@ def test_a_second_heavy_job_waits_for_the_first():
     _ok(at)
     assert not [i for i in at.info if "still running" in i.value]
     assert "dl_patterns" in _downloads(at) and len(at.session_state["pattern_results"]) == 1
+
+
+def test_session_store_keeps_the_most_recent_within_its_caps():
+    import numpy as np
+
+    from dashboard.state import SessionStore
+
+    store = SessionStore(max_entries=3, max_bytes=10_000)
+    for k in range(4):
+        store.put(("lime", k), np.zeros(100, np.float32))  # 400 bytes each
+    assert len(store) == 3 and ("lime", 0) not in store  # the oldest went first
+    assert store.get(("lime", 1)) is not None  # now the most recently used
+    store.put(("lime", 4), np.zeros(100, np.float32))
+    assert ("lime", 1) in store and ("lime", 2) not in store
+    store.put(("report", 0), {"files": {"a.png": b"x" * 9_000}})  # bytes count too: 10,200 > 10,000
+    assert len(store) == 3 and ("lime", 3) not in store and ("report", 0) in store
+    store.put(("report", 1), b"y" * 20_000)  # larger than the cap alone: kept, alone
+    assert len(store) == 1 and store.get(("report", 1)) is not None
