@@ -60,11 +60,12 @@ def running() -> Job | None:
 
 def start(label: str, key: tuple, store: SessionStore, run, text: str) -> Job | None:
     """Start ``run(progress)`` as this session's job, unless one is running: then say (``st.info``)
-    that this one must wait for it, and return None. A job already running under ``key`` is
-    returned as it is (a second click)."""
+    that this one must wait for it, and return None. A job already running under ``key`` (a
+    second click) is not started again: it is returned, to be followed."""
     current = running()
     if current is not None:
         if current.key == key:
+            st.info(f"{label} is already running in this session; waiting for it to finish.")
             return current
         st.info(
             f"{current.label} is still running in this session; {label} must wait for it to finish. "
