@@ -12,6 +12,12 @@ its IDX reader (:func:`read_idx`) and its safe CIFAR-10 reader (:func:`read_cifa
 the ones training uses. It imports neither Keras nor TensorFlow up front (only
 :func:`load_builtin_split` does, to download).
 
+A served dashboard reads folders only under its data root (:func:`resolve_data_folder`, which
+refuses ``..``, other absolute paths and symbolic links leading out; :func:`data_folders` lists
+the choices) and unpacks an uploaded zip of class folders with :func:`unpack_class_folders`
+(through :mod:`explain.archives`, capped by :data:`MAX_DATA_ZIP_BYTES` and
+:data:`MAX_DATA_UNPACKED_BYTES`).
+
 Every problem with the data is raised as :class:`~explain.errors.DataError` with one line that
 says what was wrong and how to fix it.
 """
