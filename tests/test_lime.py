@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import left_half_model, tiny_functional, tiny_sequential, tiny_sigmoid
 
-from explain.attribution import METHODS
+from explain.attribution import METHODS, LayerAttribution
 from explain.attribution.lime import LIME, LimeAttribution
 from explain.errors import ExplainError
 
@@ -24,7 +24,7 @@ def rgb_model():
 
 def test_registered():
     assert METHODS["lime"] is LIME
-    assert LIME.name == "lime" and not LIME.needs_layer and "1602.04938" in LIME.reference
+    assert LIME.name == "lime" and not issubclass(LIME, LayerAttribution) and "1602.04938" in LIME.reference
 
 
 def test_same_seed_same_map_other_seed_other_map(rgb_model):

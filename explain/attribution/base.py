@@ -280,17 +280,6 @@ def _with_target(container: keras.Model, parts: list[str], end) -> keras.Model:
     return keras.Model(x, [activations, y])
 
 
-class _NeedsLayer:
-    """``needs_layer``, derived: whether the class is a :class:`LayerAttribution`. Read-only; kept
-    until the dashboard reads ``issubclass(cls, LayerAttribution)`` instead."""
-
-    def __get__(self, obj, owner=None) -> bool:
-        return issubclass(owner if owner is not None else type(obj), LayerAttribution)
-
-    def __set__(self, obj, value):
-        raise AttributeError("needs_layer is derived: subclass LayerAttribution for a method with a target layer.")
-
-
 class AttributionMethod:
     """Base class: ``method(images, class_index=None) -> Attribution``.
 
@@ -314,14 +303,6 @@ class AttributionMethod:
 
     name = "base"
     reference = ""
-    #: Deprecated, read-only: ``issubclass(cls, LayerAttribution)``.
-    needs_layer = _NeedsLayer()
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if "needs_layer" in cls.__dict__:
-            raise TypeError(f"{cls.__name__} sets needs_layer; subclass LayerAttribution for a target layer instead.")
-
     @classmethod
     def applies_to(cls, model: keras.Model) -> bool:
         """Whether the method can explain ``model`` at all (most can; attention rollout needs
