@@ -591,11 +591,13 @@ def unpack_class_folders(data: bytes | os.PathLike, dest: str | os.PathLike, nam
         :class:`FolderSource`.
 
     Raises:
-        DataError: more than :data:`MAX_DATA_ZIP_BYTES`; a damaged zip or not a zip; it would
+        DataError: no such file; more than :data:`MAX_DATA_ZIP_BYTES`; a damaged zip or not a zip; it would
             unpack to more than :data:`MAX_DATA_UNPACKED_BYTES` or looks like a zip bomb; members
             outside the folder, links or encrypted; split folders instead of class folders; fewer
             than 2 class folders with images.
     """
+    if not isinstance(data, bytes | bytearray) and not Path(data).is_file():
+        raise DataError(f"No such zip file: {name}. Upload a .zip of class folders.")
     size = len(data) if isinstance(data, bytes | bytearray) else Path(data).stat().st_size
     if size > MAX_DATA_ZIP_BYTES:
         raise DataError(

@@ -177,6 +177,8 @@ def test_zip_with_class_folders_at_its_top(tmp_path):
     top = unpack_class_folders(archive, tmp_path / "up", "birds.zip")  # a path works as well as bytes
     assert top == tmp_path / "up"
     assert FolderSource(top).class_names == ("cats", "dogs")
+    with pytest.raises(DataError, match=r"No such zip file: gone\.zip"):
+        unpack_class_folders(tmp_path / "gone.zip", tmp_path / "up2", "gone.zip")
 
 
 @pytest.mark.parametrize(
