@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from explain.io import atomic_write, save_figure
+from explain.render.figures import ranked_bars
 from training.train import PreparedData, TrainingResult, build_model, compile_model, train
 
 GRID_COLUMNS = ("learning_rate", "dropout", "n_dense", "val_accuracy")
@@ -47,25 +48,11 @@ def plot_grid(rows: list[dict], title: str = ""):
     """Horizontal bars of validation accuracy per combination, best on top and highlighted.
 
     Returns:
-        A ``matplotlib.figure.Figure``.
+        A ``matplotlib.figure.Figure`` (:func:`explain.render.figures.ranked_bars`).
     """
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 0.35 * len(rows) + 1.3), layout="constrained")
-    ax = fig.add_subplot()
     labels = [f"lr={r['learning_rate']:g}  dropout={r['dropout']:g}  dense={r['n_dense']}" for r in rows]
     values = [r["val_accuracy"] for r in rows]
-    colors = ["#d9822b" if i == 0 else "#3b75af" for i in range(len(rows))]
-    ax.barh(range(len(rows)), values, color=colors)
-    ax.set_yticks(range(len(rows)), labels, fontsize=8)
-    ax.invert_yaxis()
-    lo = min(values)
-    ax.set_xlim(max(0.0, lo - (1 - lo) * 0.5 - 0.01), 1.0)
-    for y, v in enumerate(values):
-        ax.text(v, y, f" {v:.2%}", va="center", fontsize=8)
-    ax.set_xlabel("best validation accuracy")
-    ax.set_title(title or "Hyperparameter grid", fontsize=10)
-    return fig
+    return ranked_bars(labels, values, title=title or "Hyperparameter grid", xlabel="best validation accuracy")
 
 
 def grid_search(

@@ -681,6 +681,40 @@ def top_k_grid(
     return fig
 
 
+def ranked_bars(
+    labels: list[str], values: list[float], *, title: str = "", xlabel: str = "", ax: Axes | None = None
+) -> Figure:
+    """Horizontal bars in the given order, the first on top and highlighted, each with its value as a
+    percentage: a ranking such as a hyperparameter grid's validation accuracies.
+
+    Args:
+        labels: one label per bar, best first.
+        values: float per bar in [0, 1], the same length.
+        title: the figure's title; xlabel: the axis label.
+        ax: draw into this Axes; default a new figure.
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+
+    Raises:
+        ValueError: no bars, or labels and values of different lengths.
+    """
+    if not labels or len(labels) != len(values):
+        raise ValueError(f"ranked_bars needs one value per label, at least one ({len(labels)}, {len(values)} given).")
+    fig, ax = _figure_and_ax(ax, (7, 0.35 * len(labels) + 1.3))
+    colors = ["#d9822b" if i == 0 else "#3b75af" for i in range(len(labels))]
+    ax.barh(range(len(labels)), values, color=colors)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.invert_yaxis()
+    lo = min(values)
+    ax.set_xlim(max(0.0, lo - (1 - lo) * 0.5 - 0.01), 1.0)
+    for y, v in enumerate(values):
+        ax.text(v, y, f" {v:.2%}", va="center", fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
 def training_curves(
     history: dict[str, list[float]],
     *,
