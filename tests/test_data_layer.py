@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from explain.errors import DataError
+
 SIZE = (24, 20)  # (height, width) the model takes; smaller than every file, so each is resized
 
 
@@ -116,7 +118,7 @@ def test_one_idx_reader_and_one_cifar_unpickler(tmp_path):
     assert np.array_equal(data.read_idx(tmp_path / "a.gz"), arr)
     assert np.array_equal(datasets.read_idx(tmp_path / "a.gz"), arr)
     (tmp_path / "bad").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05ab")
-    with pytest.raises(data.DataError, match="truncated"):
+    with pytest.raises(DataError, match="truncated"):
         data.read_idx(tmp_path / "bad")
     with pytest.raises(datasets.DatasetError, match="truncated"):
         datasets.read_idx(tmp_path / "bad")
@@ -126,7 +128,7 @@ def test_one_idx_reader_and_one_cifar_unpickler(tmp_path):
             return (os.system, ("echo pwned",))
 
     (tmp_path / "evil").write_bytes(pickle.dumps({b"data": Evil(), b"labels": [0]}))
-    with pytest.raises(data.DataError, match="refusing"):
+    with pytest.raises(DataError, match="refusing"):
         data.read_cifar_batch(tmp_path / "evil")
     planes = np.repeat(np.array([10, 20, 30], np.uint8), 1024)  # CIFAR rows: all red, then green, then blue
     good = {b"data": np.stack([planes, planes + 1]), b"labels": [3, 7]}

@@ -17,7 +17,8 @@ from conftest import ROOT
 from matplotlib.figure import Figure
 from PIL import Image
 
-import explain.data as data
+import explain.data.builtin
+import explain.data.spec
 import explain.dataset.evaluation as ev
 from explain import (
     ArraySource,
@@ -155,7 +156,7 @@ def test_fake_builtin_split_through_the_cli_with_chosen_images(carded_model, tmp
         calls.append((name, split))
         return ArraySource(f"{name}:{split}", images, labels, CLASSES)
 
-    monkeypatch.setattr(data, "load_builtin_split", fake)
+    monkeypatch.setattr(explain.data.spec, "load_builtin_split", fake)
     chosen = tmp_path / "chosen.png"
     Image.fromarray(images[0]).save(chosen)
     out = tmp_path / "r"
@@ -293,7 +294,7 @@ def test_builtin_fashion_mnist_from_the_local_idx_files():
 
 def test_offline_builtin_message_names_what_to_place_where(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "k"))
-    monkeypatch.setattr(data, "FASHION_MNIST_DIRS", ())
+    monkeypatch.setattr(explain.data.builtin, "FASHION_MNIST_DIRS", ())
 
     def offline():
         raise Exception("URL fetch failure: no network")

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import explain.data
+import explain.data.served
 from explain.archives import unpack_zip
 from explain.data import FolderSource, data_folders, resolve_data_folder, unpack_class_folders
 from explain.errors import DataError, ModelLoadError
@@ -237,10 +237,10 @@ def test_zip_bomb_many_small_members(tmp_path):
 def test_zip_size_caps(tmp_path, monkeypatch):
     noise = {"dogs/noise.bin": np.random.default_rng(0).bytes(2**20)}  # incompressible: no ratio guard
     data = _zip({**_classes(), **noise})
-    monkeypatch.setattr(explain.data, "MAX_DATA_UNPACKED_BYTES", 2**20)
+    monkeypatch.setattr(explain.data.served, "MAX_DATA_UNPACKED_BYTES", 2**20)
     with pytest.raises(DataError, match=r"birds\.zip would unpack to 1 MB, more than the 1 MB allowed"):
         unpack_class_folders(data, tmp_path / "up", "birds.zip")
-    monkeypatch.setattr(explain.data, "MAX_DATA_ZIP_BYTES", 2**19)
+    monkeypatch.setattr(explain.data.served, "MAX_DATA_ZIP_BYTES", 2**19)
     with pytest.raises(DataError, match=r"birds\.zip is 1 MB; zips of class folders up to 0 MB are accepted"):
         unpack_class_folders(data, tmp_path / "up", "birds.zip")
 

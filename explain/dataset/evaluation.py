@@ -39,7 +39,6 @@ from explain.data import (
     DataSource,
     FolderListing,
     FolderSource,
-    _quoted,
     list_class_folders,
     load_builtin_split,
     match_classes,
@@ -47,6 +46,7 @@ from explain.data import (
     read_cifar_batch,
     read_idx,
 )
+from explain.data.sources import quoted_names
 from explain.errors import DataError
 from explain.models.card import load_model_card
 from explain.models.scores import ScoreHead, score_head
@@ -346,7 +346,7 @@ def _match_to_model(
             )
         names = tuple(source.class_names)
         notes.append(
-            f"No class names from a model card: data class i ({_quoted(names, 3)}) is taken to be model output i."
+            f"No class names from a model card: data class i ({quoted_names(names, 3)}) is taken to be model output i."
         )
         return names, np.arange(n_out, dtype=np.int64), notes
     names = tuple(str(c) for c in class_names)
@@ -357,7 +357,7 @@ def _match_to_model(
         notes.append("Class folders matched by a looser name: " + ", ".join(f"{a!r} as {b!r}" for a, b in loose) + ".")
     if missing:
         notes.append(
-            f"The data have no class {_quoted(missing)}: no images of "
+            f"The data have no class {quoted_names(missing)}: no images of "
             f"{'these classes' if len(missing) > 1 else 'this class'} were evaluated."
         )
     return names, mapping, notes
