@@ -30,7 +30,9 @@ and the full matrix below takes about 40 minutes there. So in CI:
   and the dashboard do. The explainers called here run their own Python code uncompiled
   (:func:`uncompiled`): the same code and the same model plumbing (target layers inside nested
   models, logit heads), without tracing; every method compiled is covered on small models in
-  ``tests/test_attribution.py`` (Grad-CAM against a hand-written tape there too). Not with
+  ``tests/test_attribution.py`` (Grad-CAM against a hand-written tape there too). So does
+  ``compute_activations`` in :func:`test_layer_table_and_activations` (the same feature model,
+  called untraced; compiled in ``tests/test_activations.py``, and here by the report). Not with
   ``tf.config.run_functions_eagerly``: that also runs Keras's own XLA-compiled ops eagerly, and
   grouped convolutions (ConvNeXt's depthwise ones) have no CPU gradient outside XLA;
 * Score-CAM costs one forward pass per channel of the target layer (256 to 2048 at the default
@@ -42,6 +44,7 @@ explainer compiled, Score-CAM on the default layer too, 4 noise samples / path s
 
 from __future__ import annotations
 
+import html
 import json
 import os
 
@@ -56,9 +59,10 @@ import tensorflow as tf
 from conftest import universal_methods
 
 import explain
-from explain.attribution import METHODS, LayerAttribution, default_target_layer
+from explain.attribution import METHODS, LayerAttribution, default_target_layer, method_label
 from explain.attribution.base import FLAT_RTOL
 from explain.dataset.evaluation import ArraySource
+from explain.features import activations as feature_activations
 from explain.models.layers import layer_table, resolve_layer
 
 A = keras.applications
@@ -231,7 +235,9 @@ def test_the_input_size_is_the_smallest_each_family_accepts(family):
 # ---------------------------------------------------------------- layers and activations
 
 
-def test_layer_table_and_activations(case):
+def test_layer_table_and_activations(case, monkeypatch):
+    if not FULL:  # the same feature model and call, untraced (1-10 s a family); compiled: tests/test_activations.py
+        monkeypatch.setattr(feature_activations, "_compiled", lambda fm: lambda x: fm(x, training=False))
     rows = layer_table(case.model)
     names = [r.name for r in rows]
     assert len(names) == len(set(names))
@@ -481,4 +487,4 @@ def test_report(case, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["heatmap_method"] == "gradcam" and metrics["accuracy"] == 0.0
     page = (out / "report.html").read_text()
-    assert f"layer {default_target_layer(case.model).name}" in page
+    assert html.escape(method_label("gradcam", default_target_layer(case.model).name)) in page
