@@ -21,7 +21,15 @@ import streamlit as st
 
 from dashboard.components import data_uri
 from dashboard.context import Ctx
-from explain import ExplainError, compute_activations, deletion_insertion, layer_table, load_model, load_model_card
+from explain import (
+    ExplainError,
+    NoSpatialLayerError,
+    compute_activations,
+    deletion_insertion,
+    layer_table,
+    load_model,
+    load_model_card,
+)
 from explain import predict as predict_image
 from explain.attribution import METHODS, LayerAttribution, default_target_layer
 from explain.cli import add_loading_arguments
@@ -51,9 +59,18 @@ def keep_keras_state() -> None:
 
 # --------------------------------------------------------------------------- start-up flags
 def startup_args() -> argparse.Namespace:
-    """The server's start-up flags: ``streamlit run app.py -- --model PATH --trust-code FILE.py --max-model-mb MB``."""
+    """The server's start-up flags: ``streamlit run app.py -- --model PATH --data-root DIR --trust-code FILE.py
+    --max-model-mb MB``."""
     parser = argparse.ArgumentParser(prog="streamlit run app.py --", add_help=False)
-    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--model", type=Path, default=None, help="a model to offer beside the bundled demo model")
+    parser.add_argument(
+        "--data-root",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="the only folder the Report tab reads data folders from (a visitor picks or types a folder under "
+        "it); without it, folders are served only when the server listens on localhost",
+    )
     add_loading_arguments(parser)
     args, _ = parser.parse_known_args(sys.argv[1:])
     return args
@@ -272,7 +289,7 @@ def warm_explain_tab(ctx: Ctx) -> None:
         _WARMED.add((ctx.model_key, ctx.image_key))
     try:
         method, layer = "gradcam", default_target_layer(ctx.model).name
-    except ExplainError:  # no spatial layer: the tab opens on saliency
+    except NoSpatialLayerError:  # no spatial layer: the tab opens on saliency
         method, layer = "saliency", None
 
     def warm() -> None:

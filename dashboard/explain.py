@@ -4,6 +4,8 @@ opacity itself."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import streamlit as st
 
@@ -12,8 +14,8 @@ from dashboard.components import Tile, range_control, show_view, view_key
 from dashboard.context import Ctx
 from dashboard.state import reset_on_change, session_store
 from dashboard.widgets import download, guarded, png, show_png
-from explain import ExplainError, attribution_panel, layer_table, sanity_check
-from explain.attribution import METHODS, default_target_layer, methods_for
+from explain import ExplainError, NoSpatialLayerError, attribution_panel, layer_table, sanity_check
+from explain.attribution import METHODS, default_target_layer, method_label, methods_for
 from explain.render import pictures
 from explain.render.figures import lime_boundaries
 
@@ -37,7 +39,7 @@ def _explain_controls(ctx: Ctx):
     spatial = [r.name for r in layer_table(model) if r.is_spatial and r.type not in ("Rescaling", "InputLayer")]
     try:
         default_layer, no_cam = default_target_layer(model).name, None
-    except ExplainError as e:  # no spatial layer, or only 1x1 ones: the message says which
+    except NoSpatialLayerError as e:  # no spatial layer, or only 1x1 ones: the message says which
         default_layer, no_cam = None, str(e)
     offered = [m for m in methods_for(model) if m in GRADIENT_METHODS]  # attention rollout: transformers only
     if METHODS_KEY in st.session_state:  # a choice kept from another model keeps what this one offers
@@ -102,7 +104,7 @@ def _explain_view(ctx: Ctx, done, class_index: int, cmap: str, alpha: float) -> 
         out = [Tile(src=image_uri, caption="image", alt="the image")]
         for method, target, result in done:
             part = view_key(ctx.model_key, ctx.image_key, method, target, class_index)
-            label = method + (f" @ {result.layer}" if result.layer else "")
+            label = method_label(method, result.layer)
             out.append(_heat_tile(image_uri, "heat", part, result.heatmap[0], bool(result.flat[0]), cmap, label))
         return out
 
@@ -114,10 +116,10 @@ def _faithfulness_line(ctx: Ctx, done, class_index: int) -> dict:
     scores, parts = {}, []
     for method, target, result in done:
         if result.flat[0]:
-            parts.append(f"{method}: flat heatmap")
+            parts.append(method_label(method, scores=(math.nan, math.nan)))
             continue
         s = scores[method] = cache.faithfulness(ctx, method, class_index, target)
-        parts.append(f"{method}: deletion {s.deletion_auc[0]:.3f}, insertion {s.insertion_auc[0]:.3f}")
+        parts.append(method_label(method, scores=s))
     st.caption(
         " · ".join(parts) + ". Deletion / insertion AUC (Petsiuk et al. 2018): lower deletion and higher insertion "
         "mean the map points at pixels the model really uses."
@@ -129,13 +131,8 @@ def _panel_download(ctx: Ctx, done, scores: dict, class_index: int, cmap: str, a
     def figure():
         panels = []
         for method, _, result in done:
-            label = method + (f"\n@ {result.layer}" if result.layer else "")
-            s = scores.get(method)
-            label += (
-                "\nflat heatmap"
-                if s is None
-                else f"\ndeletion {s.deletion_auc[0]:.3f} insertion {s.insertion_auc[0]:.3f}"
-            )
+            s = scores.get(method, (math.nan, math.nan))  # none: a flat heatmap
+            label = method_label(method, result.layer, s, sep="\n")
             panels.append((label, result.heatmap[0], bool(result.flat[0])))
         title = f"class {class_index} {ctx.class_names[class_index]!r}"
         return attribution_panel(ctx.pixels, panels, title=title, cmap=cmap, alpha=alpha)
