@@ -72,14 +72,12 @@ def _report(ctx: Ctx, spec: str):
 def _map_chart(points: dict):
     import altair as alt
     import pandas as pd
-    from matplotlib.colors import to_hex
-
-    from explain.render.figures import class_colors
+    from explain.render.figures import class_hex_colors
 
     names = points["names"]
     table = pd.DataFrame({k: v for k, v in points.items() if k not in ("names", "caption")})
     pick = alt.selection_point(name="pick", fields=["row"], on="click")
-    colours = alt.Scale(domain=names, range=[to_hex(c) for c in class_colors(len(names))])
+    colours = alt.Scale(domain=names, range=class_hex_colors(len(names)))
     return (
         alt.Chart(table, height=560)
         .mark_point(filled=True, size=36, opacity=0.8)

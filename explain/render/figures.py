@@ -781,6 +781,14 @@ def class_colors(n: int) -> np.ndarray:
     return colormaps["turbo"](np.linspace(0.05, 0.95, n))
 
 
+def class_hex_colors(n: int) -> list[str]:
+    """The colours of :func:`class_colors` as ``"#rrggbb"`` strings, for charts drawn outside matplotlib
+    (the dashboard's map)."""
+    from matplotlib.colors import to_hex
+
+    return [to_hex(c) for c in class_colors(n)]
+
+
 def _thumbnail(ax: Axes, image: np.ndarray, xy, color, zoom: float) -> None:
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
