@@ -72,6 +72,7 @@ def _report(ctx: Ctx, spec: str):
 def _map_chart(points: dict):
     import altair as alt
     import pandas as pd
+
     from explain.render.figures import class_hex_colors
 
     names = points["names"]
