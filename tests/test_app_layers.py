@@ -2,12 +2,15 @@
 ``streamlit run app.py -- --model PATH``), through the Layers, Filters and Explain controls,
 1-channel and 1x1 layers included. Each step raises nothing and shows a picture or a clear message."""
 
+import io
 import sys
 
 import keras
+import numpy as np
 import pytest
-from conftest import DEMO_MODEL, ROOT
+from conftest import DEMO_MODEL, ROOT, SAMPLES
 from dashboard_helpers import layer_options, layer_value, open_tab, picture, set_layer, view_tiles
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 pytestmark = pytest.mark.skipif(not DEMO_MODEL.exists(), reason="the bundled demo model is missing")
@@ -110,10 +113,55 @@ def test_every_layer_of_the_demo_model(monkeypatch):
     _walk_explain(at)
 
 
+def _draw_every_layer_outside_apptest(monkeypatch, path, labels: list[str], explained: set[str]) -> None:
+    """Every layer of the Layers tab (``labels``) drawn as the tab draws it (``dashboard.layers.LayerViews.tiles``:
+    the same rows, activations from one pass, ``mosaic_picture`` / ``activation_chart``), and Grad-CAM (the
+    Explain tab's default method, built as ``dashboard.cache`` builds it) at each layer of ``explained``:
+    the same code as in AppTest, called directly and untraced (AppTest costs a rerun and a trace per layer)."""
+    from explain import load_image, load_model, load_model_card
+    from explain.attribution import METHODS
+    from explain.features import activations as feature_activations
+    from explain.models.layers import layer_table
+    from explain.render import pictures
+
+    model = load_model(path)
+    card = load_model_card(path, model)
+    rows = [r for r in layer_table(model) if r.index is not None or r.is_spatial]  # dashboard.cache.browsable
+    assert [r.label for r in rows] == labels  # the very layers the dashboard lists
+    pixels = load_image(sorted(SAMPLES.glob("*.png"))[0], target_size=(32, 32))
+    with monkeypatch.context() as m:  # the feature model's call untraced (AppTest below compiles its own)
+        m.setattr(feature_activations, "_compiled", lambda fm: lambda x: fm(x, training=False))
+        acts = feature_activations.compute_activations(
+            model, pixels, [r.name for r in rows], preprocess=card.preprocessing
+        )
+    for row in rows:
+        a = acts[row.name][0]
+        if row.is_spatial:
+            shown = int(min(row.channels or 1, 64))
+            png = pictures.mosaic_picture(a, max_maps=shown, normalize="per_map").png()
+            assert min(Image.open(io.BytesIO(png)).size) > 0, row.label
+        else:
+            flat = a.reshape(-1)
+            names = list(card.class_names) if flat.size == len(card.class_names) else None
+            chart = pictures.activation_chart(flat, labels=names)
+            assert chart.ndim == 3 and min(chart.shape[:2]) > 0, row.label
+    targets = {r.name for r in rows if r.is_spatial and r.type not in ("Rescaling", "InputLayer")}  # the Explain tab's
+    assert len(explained & targets) >= 5
+    for name in sorted(explained & targets):
+        explainer = METHODS["gradcam"](model, layer=name, preprocess=card.preprocessing)
+        explainer._compiled = explainer._maps_at_input_size  # untraced, as in tests/test_applications.py
+        result = explainer(pixels[None])
+        heat = result.heatmap
+        assert result.layer == name and heat.shape == (1, 32, 32), (name, heat.shape)
+        assert np.isfinite(heat).all() and heat.min() >= 0 and heat.max() <= 1, name
+
+
 def test_every_layer_of_a_nested_mobilenetv2(monkeypatch, mobilenet_path):
-    """One layer of each kind in the Layers tab (type, nesting, rank, 1x1 maps, one channel: the
-    pictures' code paths; walking all 155 took 70 s); one layer of each type (and the last, 1x1
-    maps) in the Filters and Explain tabs, where each layer costs seconds of tracing."""
+    """Every layer's picture (all 155) and Grad-CAM at one layer of each type (and the last, 1x1 maps), drawn
+    by the dashboard's own functions outside AppTest (:func:`_draw_every_layer_outside_apptest`); in AppTest,
+    one layer of each kind in the Layers tab (type, nesting, rank, 1x1 maps, one channel: the pictures' code
+    paths), one layer of each type (and the last) in the Filters tab, and in the Explain tab a layer with
+    maps and the last (1x1 maps: a message), where each layer costs seconds of tracing."""
     at = _app(monkeypatch, mobilenet_path)
     assert at.selectbox(key="model_choice").value == "nested_mobilenet.keras"
     labels = layer_options(at)
@@ -125,7 +173,15 @@ def test_every_layer_of_a_nested_mobilenetv2(monkeypatch, mobilenet_path):
         for lab in _one_per_type([lab for lab in labels if lab.rsplit("(None", 1)[-1].count(",") == 3])
     }
     assert any("(None, 1, 1," in lab for lab in labels if lab.split(" · ")[1].split(" (")[0] in kinds)  # 1x1 maps
-    _walk_explain(at, lambda targets: [t for t in targets if t in kinds])
+    one_by_one = {lab.split(" · ")[1].split(" (")[0]: "(None, 1, 1," in lab for lab in labels}
+
+    def a_layer_with_maps_and_the_last(targets):
+        picked = [t for t in targets if t in kinds]
+        assert one_by_one[picked[-1]]  # the last: 1x1 maps
+        return [next(t for t in picked if not one_by_one[t]), picked[-1]]
+
+    _walk_explain(at, a_layer_with_maps_and_the_last)
+    _draw_every_layer_outside_apptest(monkeypatch, mobilenet_path, labels, kinds)
 
 
 def test_a_missing_startup_model_is_one_clear_message(monkeypatch, tmp_path):
