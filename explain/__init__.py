@@ -1,7 +1,9 @@
 """explain: see what a Keras image classifier sees, and why it decides.
 
-The public API; see docs/architecture.md for the data flow
-``image file -> images -> models -> activations -> plots -> app.py / CLIs``.
+The public API. The folders are the capabilities (docs/architecture.md): ``models`` (every model file,
+the card, the layer table), ``features`` (activations, kernels, patterns), ``attribution`` (one file per
+method), ``metrics``, ``dataset`` (evaluation, embedding, report), ``render`` (pictures and figures) and
+``cli`` (``python -m explain`` lists the commands).
 """
 
 from explain._quiet import quiet_import
