@@ -412,7 +412,14 @@ def _class_folder(root, samples: dict[str, str], copies: int) -> None:
             shutil.copy(SAMPLES / f"fashion_mnist_{sample}.png", root / cls / f"{i}.png")
 
 
-def test_report_tab_on_a_folder(tmp_path):
+@pytest.fixture
+def data_root(tmp_path, monkeypatch):
+    """The dashboard started with ``-- --data-root tmp_path``: folders under it are served (docs/deploy.md)."""
+    monkeypatch.setattr("sys.argv", ["app.py", "--data-root", str(tmp_path)])
+    return tmp_path
+
+
+def test_report_tab_on_a_folder(tmp_path, data_root):
     _class_folder(tmp_path, {"Trouser": "1_trouser", "Bag": "8_bag", "Shirt": "0_t_shirt_top"}, 3)
     at = open_tab(_new(), "Report")
     at.selectbox(key="report_data").set_value("A folder of class subfolders…").run()
@@ -425,7 +432,7 @@ def test_report_tab_on_a_folder(tmp_path):
     assert at.selectbox(key="confusion_pick").value.startswith("Shirt predicted as T-shirt/top")
 
 
-def test_report_map_and_a_picked_point_becomes_the_image(tmp_path):
+def test_report_map_and_a_picked_point_becomes_the_image(tmp_path, data_root):
     """The Report tab draws the map for 10+ images; a point picked on it (what a click on the chart
     stores) becomes the sidebar's image, read from the data set, and the Explain tab opens."""
     _class_folder(tmp_path, {"Trouser": "1_trouser", "Bag": "8_bag"}, 6)
@@ -448,7 +455,7 @@ def test_report_map_and_a_picked_point_becomes_the_image(tmp_path):
     assert box.options[box.value] == "8: Bag (top prediction)"
 
 
-def test_report_tab_bad_folder_gives_an_error(tmp_path):
+def test_report_tab_bad_folder_gives_an_error(tmp_path, data_root):
     at = open_tab(_new(), "Report")
     at.selectbox(key="report_data").set_value("A folder of class subfolders…").run()
     at.text_input(key="report_folder").input(str(tmp_path / "nope")).run()

@@ -1,6 +1,7 @@
 """The dashboard in a real browser: Playwright drives Debian's Chromium (headless) against
 ``streamlit run app.py``. Screenshots go to ``$EXPLAIN_SCREENSHOTS`` (default: tmp_path)."""
 
+import contextlib
 import os
 import shutil
 import socket
@@ -28,8 +29,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server():
+@contextlib.contextmanager
+def streamlit_server(*dashboard_args: str):
+    """``streamlit run app.py`` on a free port of 127.0.0.1, with the dashboard's own flags
+    (``-- --data-root DIR``...); yields its URL once it answers, and stops it after."""
     port = _free_port()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen(
@@ -47,6 +50,7 @@ def server():
             "127.0.0.1",
             "--browser.gatherUsageStats",
             "false",
+            *(["--", *dashboard_args] if dashboard_args else []),
         ],
         cwd=ROOT,
         env=env,
@@ -64,12 +68,20 @@ def server():
     else:
         proc.kill()
         pytest.fail("streamlit did not start within 90 s: " + proc.stderr.read().decode()[-2000:])
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server():
+    with streamlit_server() as url:
+        yield url
 
 
 @pytest.fixture
