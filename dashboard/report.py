@@ -71,6 +71,8 @@ def _folder_ui() -> Chosen | None:
         if served.data_root() is not None:
             label = "Folder (one subfolder per class), relative to the data root"
             folders = served.listed_folders()
+            if st.session_state.get(REPORT_FOLDER_PICK) not in folders:  # the root's folders changed
+                st.session_state[REPORT_FOLDER_PICK] = None
             st.selectbox(
                 f"Data folders under the data root ({len(folders)})",
                 folders,
@@ -217,6 +219,7 @@ def _report_ui(rep, chosen: Chosen) -> None:
 @guarded
 def render(ctx: Ctx) -> None:
     """The Report tab (a fragment: its controls rerun it alone)."""
+    served.sweep()  # other sessions' unpacked zips, once they are gone
     chosen = _data_ui(ctx)
     if st.button("Evaluate and write the report", key=RUN_REPORT, disabled=chosen is None):
         chosen = _confirmed(chosen)

@@ -16,6 +16,8 @@ import copy
 import os
 import shutil
 import tempfile
+import threading
+import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,12 @@ FOLDERS_OFF = (
 )
 # Session-state keys: the last folder typed and what it resolved to; this session's unpacked zip.
 _TYPED, _ZIP = "_report_folder_resolved", "_report_zip"
+#: Seconds a session may be gone before :func:`sweep` removes its unpacked zip (Streamlit keeps a
+#: disconnected session 2 minutes for a reconnect, then drops it without telling anyone).
+GONE_S = 300
+#: Every session's unpacked zip on this server: temporary folder -> [session id, when last seen active].
+_HELD: dict[str, list] = {}
+_HELD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,7 @@ def uploaded_zip(name: str, data: bytes) -> Chosen:
             _forget(held)
         held = SessionZip(key, name, tempfile.mkdtemp(prefix="explain-data-zip-"))
         st.session_state[_ZIP] = held
+        _register(held.tmp)
         try:
             held.folder = unpack_class_folders(data, held.tmp, name)
         except BaseException as e:
@@ -153,6 +162,35 @@ def _forget(held: SessionZip) -> None:
     if held.folder is not None and isinstance(picked, dict) and picked.get("spec") == str(held.folder):
         del st.session_state[MAP_PICK]
     held.remove()
+
+
+def _register(tmp: str) -> None:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is not None:
+        with _HELD_LOCK:
+            _HELD[tmp] = [ctx.session_id, time.monotonic()]
+
+
+def sweep() -> None:
+    """Remove the unpacked zips of sessions that have been gone for :data:`GONE_S` seconds.
+
+    A session's :class:`SessionZip` removes its folder when it is collected, but Streamlit drops a
+    closed session only by forgetting it, so that waits for a full garbage collection, which an idle
+    server may not run for hours: this sweep (run with every Report tab) does not wait."""
+    from streamlit.runtime import Runtime
+
+    if not Runtime.exists():
+        return
+    runtime, now = Runtime.instance(), time.monotonic()
+    with _HELD_LOCK:
+        for tmp, seen in list(_HELD.items()):
+            if os.path.isdir(tmp) and runtime.is_active_session(seen[0]):
+                seen[1] = now
+            elif not os.path.isdir(tmp) or now - seen[1] > GONE_S:  # removed already (replaced), or long gone
+                shutil.rmtree(tmp, ignore_errors=True)
+                del _HELD[tmp]
 
 
 def current_zip() -> str | None:

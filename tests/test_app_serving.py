@@ -112,6 +112,14 @@ def test_data_root_lists_its_folders_and_refuses_the_way_out(root):
         assert _errors(at) == [error] and not any("images, accuracy" in m.value for m in at.markdown)
 
 
+def test_a_missing_data_root_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["app.py", "--data-root", str(tmp_path / "gone")])
+    at = _report_tab(FOLDER)
+    (error,) = _errors(at)
+    assert "is not an existing folder" in error and "--data-root DIR" in error
+    assert ZIP in at.selectbox(key="report_data").options
+
+
 def test_a_folder_under_the_data_root_is_reported(root):
     at = _report_tab(FOLDER)
     at.text_input(key="report_folder").input("clothes/test").run()
@@ -154,3 +162,34 @@ def test_an_uploaded_zip_is_reported_and_removed_with_the_session(served, tmp_pa
     del at, held
     gc.collect()
     assert not third.exists()  # the session is gone: so is its folder
+
+
+def test_sweep_removes_the_zips_of_sessions_long_gone(served, tmp_path, monkeypatch):
+    """Streamlit forgets a closed session without shutting it down: the sweep removes its zip once
+    the session has been inactive for GONE_S seconds, and keeps those of active sessions."""
+    from streamlit.runtime import Runtime
+
+    from dashboard import served as serving
+
+    at = _report_tab(ZIP)
+    at.file_uploader(key="report_zip").set_value(("clothes.zip", _zip(_data_set(tmp_path / "c")), "application/zip"))
+    at.run()
+    tmp = at.session_state["_report_zip"].tmp
+    assert tmp in serving._HELD  # registered with this session's id
+    active = {serving._HELD[tmp][0]}
+
+    class FakeRuntime:
+        def is_active_session(self, session_id):
+            return session_id in active
+
+    monkeypatch.setattr(Runtime, "exists", staticmethod(lambda: True))
+    monkeypatch.setattr(Runtime, "instance", staticmethod(lambda: FakeRuntime()))
+    serving._HELD[tmp][1] -= 2 * serving.GONE_S
+    serving.sweep()
+    assert Path(tmp).is_dir()  # still connected: kept, and seen now
+    active.clear()
+    serving.sweep()
+    assert Path(tmp).is_dir()  # gone for less than GONE_S: a reconnect may still come
+    serving._HELD[tmp][1] -= serving.GONE_S + 1
+    serving.sweep()
+    assert not Path(tmp).exists() and tmp not in serving._HELD
