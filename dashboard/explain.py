@@ -52,8 +52,7 @@ def _explain_controls(ctx: Ctx):
     class_index = c1.selectbox(
         "Class to explain",
         range(len(names)),
-        index=top,
-        key=EXPLAIN_CLASS,
+        key=EXPLAIN_CLASS,  # its value comes from reset_on_change: an index too would make Streamlit warn
         format_func=lambda k: f"{k}: {names[k]}" + (" (top prediction)" if k == top else ""),
     )
     layer = (
