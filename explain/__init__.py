@@ -39,6 +39,7 @@ from explain.dataset.evaluation import (  # noqa: E402
     open_data,
     top_confusions,
 )
+from explain.dataset.explanations import attribute_dataset  # noqa: E402
 from explain.errors import (  # noqa: E402
     DataError,
     ExplainError,
@@ -106,6 +107,7 @@ __all__ = [
     "Report",
     "ScoreHead",
     "activation_bars",
+    "attribute_dataset",
     "attribution_panel",
     "channel_responses",
     "class_patterns",

@@ -321,6 +321,7 @@ class AttributionMethod:
         self.input_shape = image_input_shape(model)
         self.layer: LayerInfo | None = None
         self._compiled: Callable | None = None
+        self._compiled_raw: Callable | None = None
 
     # -- scores -------------------------------------------------------------
     def pick(self, scores: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -349,6 +350,50 @@ class AttributionMethod:
     def _check(self, images, class_index) -> tuple[np.ndarray, np.ndarray]:
         return self.head.check_batch(images, class_index)
 
+    def _raw_float32(self, x, class_index):
+        """Compiled: :meth:`_raw_maps` as float32, the maps left as they are."""
+        raw, cls, score = self._raw_maps(x, class_index)
+        return tf.cast(raw, tf.float32), cls, score
+
+    def _batched(self, name: str, fn: Callable, x: np.ndarray, idx: np.ndarray) -> list[np.ndarray]:
+        """``fn`` compiled once (kept as ``self.<name>``), run ``batch_size`` images at a time; its
+        outputs concatenated along the batch axis."""
+        if getattr(self, name, None) is None:
+            setattr(self, name, tf.function(fn, reduce_retracing=True))
+        compiled = getattr(self, name)
+        parts = []
+        for start in range(0, len(x), self.batch_size):
+            stop = start + self.batch_size
+            out = compiled(tf.convert_to_tensor(x[start:stop]), tf.convert_to_tensor(idx[start:stop]))
+            parts.append([t.numpy() for t in out])
+        return [np.concatenate(column) for column in zip(*parts, strict=True)]
+
+    def raw_maps(
+        self, images: np.ndarray, class_index: int | np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The method's raw maps, before upsampling and normalisation: data rather than pictures.
+
+        The same compiled, batched pass as :meth:`__call__`, stopped before the maps are upsampled
+        to the input and scaled to [0, 1]: a class activation map comes at its target layer's
+        resolution ``(h, w)`` (Grad-CAM: ``ReLU(sum_k w_k A_k)``), an input-gradient map at the
+        input's ``(H, W)``, attention rollout at its token grid, LIME as its superpixel weights
+        painted on the superpixels.
+
+        Args:
+            images: ``(N, H, W, C)`` or ``(H, W, C)``, raw pixels in [0, 255].
+            class_index: as for :meth:`__call__` (None: each image's top prediction).
+
+        Returns:
+            ``(maps float32 (N, h, w), class_index int64 (N,), score float32 (N,))``; the maps are
+            in the method's own units (unbounded; non-finite values are left as they are).
+
+        Raises:
+            ValueError, ExplainError: as :meth:`__call__`.
+        """
+        x, idx = self._check(images, class_index)
+        raw, cls, score = self._batched("_compiled_raw", self._raw_float32, x, idx)
+        return raw, cls.astype(np.int64), score.astype(np.float32)
+
     def __call__(self, images: np.ndarray, class_index: int | np.ndarray | None = None) -> Attribution:
         """Explain a batch.
 
@@ -366,23 +411,12 @@ class AttributionMethod:
             ExplainError: class index out of range.
         """
         x, idx = self._check(images, class_index)
-        if self._compiled is None:
-            self._compiled = tf.function(self._maps_at_input_size, reduce_retracing=True)
-        maps, flats, classes, scores = [], [], [], []
-        for start in range(0, len(x), self.batch_size):
-            stop = start + self.batch_size
-            heat, flat, cls, score = self._compiled(
-                tf.convert_to_tensor(x[start:stop]), tf.convert_to_tensor(idx[start:stop])
-            )
-            maps.append(heat.numpy())
-            flats.append(flat.numpy())
-            classes.append(cls.numpy())
-            scores.append(score.numpy())
+        heat, flat, cls, score = self._batched("_compiled", self._maps_at_input_size, x, idx)
         return Attribution(
-            heatmap=np.concatenate(maps),
-            flat=np.concatenate(flats),
-            class_index=np.concatenate(classes).astype(np.int64),
-            score=np.concatenate(scores).astype(np.float32),
+            heatmap=heat,
+            flat=flat,
+            class_index=cls.astype(np.int64),
+            score=score.astype(np.float32),
             method=self.name,
             layer=self.layer.name if self.layer else None,
             score_kind=self.score_kind,

@@ -45,8 +45,12 @@ class GradCAM(LayerAttribution):
     def _channel_weights(self, a, grads):
         return tf.reduce_mean(grads, axis=(1, 2))
 
+    def cam(self, a: tf.Tensor, grads: tf.Tensor) -> tf.Tensor:
+        """The raw map ``ReLU(sum_k w_k A_k)`` ``(B, h, w)`` from feature maps ``A`` and their gradients
+        ``dS/dA``, both ``(B, h, w, K)`` (as :meth:`activations_and_gradients` gives them)."""
+        weights = self._channel_weights(a, grads)
+        return tf.nn.relu(tf.einsum("bhwk,bk->bhw", a, weights))
+
     def _raw_maps(self, x, class_index):
         a, grads, cls, score = self.activations_and_gradients(x, class_index)
-        weights = self._channel_weights(a, grads)
-        cam = tf.nn.relu(tf.einsum("bhwk,bk->bhw", a, weights))
-        return cam, cls, score
+        return self.cam(a, grads), cls, score

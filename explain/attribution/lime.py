@@ -234,14 +234,8 @@ class LIME(AttributionMethod):
 
         return classifier_fn
 
-    def __call__(self, images: np.ndarray, class_index: int | np.ndarray | None = None) -> LimeAttribution:
-        """Explain a batch, one image at a time: arguments and errors as
-        :meth:`AttributionMethod.__call__ <explain.attribution.base.AttributionMethod.__call__>`.
-
-        Returns:
-            A :class:`LimeAttribution` (heatmap float32 ``(N, H, W)`` in [0, 1], with each
-            image's superpixels and weights).
-        """
+    def _explain_all(self, images, class_index) -> tuple[np.ndarray, np.ndarray, list, list]:
+        """``(classes int64 (N,), scores float32 (N,), segments [(H, W) int64], weights [(S,) float32])``."""
         x, idx = self._check(images, class_index)  # also refuses an empty batch
         classes, scores = self._classes_and_scores(x, idx)
         classifier_fn = self._counting_classifier(self.num_samples * len(x))
@@ -251,6 +245,30 @@ class LIME(AttributionMethod):
             seg, wts = self._explain_one(rgb, int(cls), classifier_fn)
             segments.append(seg)
             weights.append(wts)
+        return classes, scores, segments, weights
+
+    def raw_maps(
+        self, images: np.ndarray, class_index: int | np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each image's superpixel weights painted on its superpixels, not normalised.
+
+        Returns:
+            ``(maps float32 (N, H, W) at input resolution, class_index int64 (N,), score float32 (N,))``;
+            as :meth:`AttributionMethod.raw_maps <explain.attribution.base.AttributionMethod.raw_maps>`.
+        """
+        classes, scores, segments, weights = self._explain_all(images, class_index)
+        maps = np.stack([w[seg] for seg, w in zip(segments, weights, strict=True)]).astype(np.float32)
+        return maps, classes, scores
+
+    def __call__(self, images: np.ndarray, class_index: int | np.ndarray | None = None) -> LimeAttribution:
+        """Explain a batch, one image at a time: arguments and errors as
+        :meth:`AttributionMethod.__call__ <explain.attribution.base.AttributionMethod.__call__>`.
+
+        Returns:
+            A :class:`LimeAttribution` (heatmap float32 ``(N, H, W)`` in [0, 1], with each
+            image's superpixels and weights).
+        """
+        classes, scores, segments, weights = self._explain_all(images, class_index)
         heat, flat = normalize_maps(np.stack([w[seg] for seg, w in zip(segments, weights, strict=True)]))
         return LimeAttribution(
             heatmap=heat,
