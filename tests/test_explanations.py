@@ -17,7 +17,7 @@ import explain
 from explain.attribution import METHODS
 from explain.data import ArraySource
 from explain.dataset.embedding import feature_layer
-from explain.dataset.explanations import read_metadata, table_schema
+from explain.dataset.explanations import check_model, read_metadata, table_schema
 from explain.errors import ExplainError, LayerError
 from explain.models.fingerprint import model_hash
 
@@ -109,10 +109,16 @@ def test_the_metadata_say_what_made_the_table(table, model):
     assert meta["explain.version"] == "1" and meta["explain.images"] == str(N)
 
 
-def test_another_model_has_another_hash(model):
+def test_another_model_has_another_hash_and_its_table_is_refused(table, model, tmp_path):
     other = tiny_sequential()
     other.get_layer("conv_a").kernel.assign(other.get_layer("conv_a").kernel + 1e-3)
     assert model_hash(other) != model_hash(model)
+    assert check_model(table[0], model)["explain.method"] == "gradcam"
+    with pytest.raises(ExplainError, match=r"rows\.parquet holds the explanations of another model"):
+        check_model(table[0], other)
+    pq.write_table(pq.read_table(table[0]).replace_schema_metadata(None), tmp_path / "plain.parquet")
+    with pytest.raises(ExplainError, match=r"not written by explain\.attribute_dataset"):
+        read_metadata(tmp_path / "plain.parquet")
 
 
 @pytest.mark.parametrize("method", universal_methods())

@@ -78,7 +78,7 @@ from explain.models.preprocessing import from_raw_pixels
 quiet_import()
 import tensorflow as tf  # noqa: E402
 
-__all__ = ["VERSION", "attribute_dataset", "read_metadata", "table_schema"]
+__all__ = ["VERSION", "attribute_dataset", "check_model", "read_metadata", "table_schema"]
 
 #: The table's format version, stored as ``explain.version``.
 VERSION = "1"
@@ -387,4 +387,27 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     meta = {k.decode(): v.decode() for k, v in raw.items() if k.startswith(b"explain.")}
     if "explain.version" not in meta:
         raise ExplainError(f"{path} was not written by explain.attribute_dataset: it has no explain.* metadata.")
+    return meta
+
+
+def check_model(path: str | os.PathLike, model) -> dict[str, str]:
+    """The table's metadata (:func:`read_metadata`), after checking that it was written for ``model``.
+
+    Args:
+        path: a Parquet file written by :func:`attribute_dataset`.
+        model: the Keras model the table should belong to.
+
+    Returns:
+        The ``explain.*`` metadata.
+
+    Raises:
+        ExplainError: the file's ``explain.model_hash`` is not ``model``'s (another model, or other weights);
+            the file was not written by :func:`attribute_dataset`.
+    """
+    meta = read_metadata(path)
+    if meta.get("explain.model_hash") != model_hash(model):
+        raise ExplainError(
+            f"{path} holds the explanations of another model (model hash {meta.get('explain.model_hash', '?')[:12]}, "
+            f"not {model_hash(model)[:12]}): write them for this model with explain.attribute_dataset."
+        )
     return meta
