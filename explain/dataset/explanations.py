@@ -19,7 +19,8 @@ column         type                what
                                    classes matched by name, as evaluation does); -1: unknown
 ``pred``       int32               the model's top prediction
 ``confidence`` float32 in [0, 1]   the probability of ``pred``
-``explained``  int32               the class the heatmap explains: always ``pred``
+``explained``  int32               the class the heatmap explains: ``pred``, or with
+                                   ``target="true"`` the true class where it is known
 ``heatmap``    list<float32>       the RAW map, row-major, ``h * w`` values: before upsampling
                                    to the input and before scaling to [0, 1] (see below)
 ``h``, ``w``   int32               the map's height and width
@@ -36,7 +37,7 @@ are left as the method gives them (unbounded, not normalised), so an analysis ch
 normalisation. Unreadable files are skipped: they have no row.
 
 The file's schema metadata (bytes) says what made it: ``explain.model_hash``
-(:func:`explain.models.fingerprint.model_hash`), ``explain.method``, ``explain.layer`` (empty for
+(:func:`explain.models.fingerprint.model_hash`), ``explain.method``, ``explain.target``, ``explain.layer`` (empty for
 methods without one), ``explain.method_params`` (JSON), ``explain.feature_layer``,
 ``explain.class_names`` (JSON), ``explain.data`` (the data spec or the source's name),
 ``explain.preprocess``, ``explain.version`` (:data:`VERSION`), and ``explain.images`` (the images in
@@ -82,6 +83,8 @@ __all__ = ["VERSION", "attribute_dataset", "check_model", "read_metadata", "tabl
 
 #: The table's format version, stored as ``explain.version``.
 VERSION = "1"
+#: What a heatmap can explain: the predicted class, or the true class.
+TARGETS = ("pred", "true")
 _PART = "part-{start:010d}-{stop:010d}.parquet"
 _META = "meta.json"
 
@@ -120,6 +123,7 @@ def attribute_dataset(
     progress: bool | Callable[[int, int], None] = True,
     overwrite: bool = False,
     image_size: tuple[int, int] | None = None,
+    target: str = "pred",
     **method_kwargs,
 ) -> Path:
     """Explain every image of a data set and write the explanations to Parquet (module docstring).
@@ -140,6 +144,9 @@ def attribute_dataset(
             images in all)`` called after each batch is written.
         overwrite: replace an existing ``out`` (the old file stays until the new one is complete).
         image_size: ``(height, width)`` for a model that takes any size (as for ``evaluate_model``).
+        target: the class each heatmap explains: ``"pred"``, the model's top prediction, or ``"true"``, the
+            image's true class where the data gives it (the prediction otherwise), as Spectral Relevance
+            Analysis asks: what in the images of a class makes the model say that class.
         **method_kwargs: passed to the method (``steps=`` for Integrated Gradients, ``num_samples=``
             for LIME, ...).
 
@@ -154,8 +161,10 @@ def attribute_dataset(
             model has none.
         DataError: as :func:`~explain.dataset.evaluation.evaluate_model` (no image readable, classes
             the model does not know).
-        ValueError: ``batch_size < 1``.
+        ValueError: ``batch_size < 1``; ``target`` not ``"pred"`` or ``"true"``.
     """
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}.")
     out = Path(out)
     if out.exists() and not overwrite:
         raise ExplainError(f"{out} exists already: pass overwrite=True to replace it, or choose another file.")
@@ -166,6 +175,7 @@ def attribute_dataset(
     meta = {
         "explain.model_hash": model_hash(model),
         "explain.method": explainer.name,
+        "explain.target": target,
         "explain.layer": explainer.layer.name if explainer.layer is not None else "",
         "explain.method_params": json.dumps(method_kwargs, sort_keys=True, default=str),
         "explain.feature_layer": info.name,
@@ -179,7 +189,7 @@ def attribute_dataset(
     step = _fused_gradcam(model, explainer, plan, info, preprocess) or _two_passes(
         model, explainer, plan.head, info, preprocess
     )
-    _stream(partial, source, plan, step, batch_size, progress)
+    _stream(partial, source, plan, step, batch_size, progress, target)
     _assemble(partial, out, meta, batch_size)
     shutil.rmtree(partial, ignore_errors=True)
     return out
@@ -195,14 +205,15 @@ def _method(model, name: str, layer, batch_size: int, preprocess: str, kwargs: d
 
 
 def _two_passes(model, explainer: AttributionMethod, head, info: LayerInfo, preprocess: str) -> Callable:
-    """``float32 images (B, H, W, C) -> (float32 features (B, D), float32 probabilities (B, C), float32 raw maps
-    (B, h, w), int64 classes explained (B,))``: the embedding's compiled forward pass, then the method's raw maps
-    (:meth:`~explain.attribution.base.AttributionMethod.raw_maps`) for the predicted classes. Any method."""
+    """``(float32 images (B, H, W, C), int64 classes (B,)) -> (float32 features (B, D), float32 probabilities
+    (B, C), float32 raw maps (B, h, w), int64 classes explained (B,))``: the embedding's compiled forward pass, then
+    the method's raw maps (:meth:`~explain.attribution.base.AttributionMethod.raw_maps`) for the given classes
+    (-1: the predicted class). Any method."""
     forward = _joint_forward(model, head, info, preprocess)
 
-    def step(images: np.ndarray):
+    def step(images: np.ndarray, classes: np.ndarray):
         features, probs = forward(images)
-        maps, explained, _ = explainer.raw_maps(images, np.argmax(probs, axis=1))
+        maps, explained, _ = explainer.raw_maps(images, np.where(classes >= 0, classes, np.argmax(probs, axis=1)))
         return features, probs, maps, explained
 
     return step
@@ -229,15 +240,17 @@ def _fused_gradcam(
     except (ValueError, LayerError):
         return None
 
-    @tf.function(input_signature=[tf.TensorSpec((None, *plan.size, plan.channels), tf.float32)])
-    def run(x):
+    @tf.function(
+        input_signature=[tf.TensorSpec((None, *plan.size, plan.channels), tf.float32), tf.TensorSpec((None,), tf.int64)]
+    )
+    def run(x, classes):
         with tf.GradientTape() as tape:
             tape.watch(x)  # records every op, frozen bases included (as activations_and_gradients)
             a, ends = joint(x, training=False)
             h, f = (ends, ends) if shared else ends
             scores = head.to_scores(h)
             probs = tf.cast(head.to_probabilities(scores), tf.float32)
-            cls, score = head.pick(scores, tf.argmax(probs, axis=1))
+            cls, score = head.pick(scores, classes)  # -1: the top prediction
         grads = tape.gradient(score, a)
         maps = explainer.cam(explainer._to_grid(a), explainer._to_grid(grads))
         f = tf.cast(f, tf.float32)
@@ -245,7 +258,9 @@ def _fused_gradcam(
             f = tf.reduce_mean(f, axis=list(range(1, len(f.shape) - 1)))
         return f, probs, tf.cast(maps, tf.float32), cls
 
-    return lambda images: tuple(np.asarray(o) for o in run(tf.constant(images, tf.float32)))
+    return lambda images, classes: tuple(
+        np.asarray(o) for o in run(tf.constant(images, tf.float32), tf.constant(classes, tf.int64))
+    )
 
 
 def _partial_folder(out: Path, meta: dict) -> Path:
@@ -283,7 +298,9 @@ def _parts(partial: Path) -> list[tuple[int, int, Path]]:
     return sorted(parts)
 
 
-def _stream(partial: Path, source: DataSource, plan: _Plan, step: Callable, batch_size: int, progress) -> None:
+def _stream(
+    partial: Path, source: DataSource, plan: _Plan, step: Callable, batch_size: int, progress, target: str
+) -> None:
     """Explain the images after the last part written, one part file per batch."""
     from tqdm.auto import tqdm
 
@@ -296,7 +313,7 @@ def _stream(partial: Path, source: DataSource, plan: _Plan, step: Callable, batc
         while start < total:
             stop = min(start + batch_size, total)
             images, idx, _failures = source.load(range(start, stop), plan.size, plan.channels)
-            table = _rows(source, plan, step, images, idx)
+            table = _rows(source, plan, step, images, idx, target)
             with atomic_path(partial / _PART.format(start=start, stop=stop)) as tmp:
                 _write(table, tmp)
             bar.update(stop - start)
@@ -307,7 +324,7 @@ def _stream(partial: Path, source: DataSource, plan: _Plan, step: Callable, batc
         bar.close()
 
 
-def _rows(source: DataSource, plan: _Plan, step: Callable, images: np.ndarray, idx: np.ndarray):
+def _rows(source: DataSource, plan: _Plan, step: Callable, images: np.ndarray, idx: np.ndarray, target: str):
     """One batch's rows as a pyarrow Table of :func:`table_schema` (no rows when no image was readable).
 
     ``images`` are uint8 ``(B, H, W, C)``, ``idx`` int64 ``(B,)`` their indices in ``source``; ``step`` is
@@ -318,11 +335,12 @@ def _rows(source: DataSource, plan: _Plan, step: Callable, images: np.ndarray, i
     schema = table_schema()
     if not len(idx):
         return schema.empty_table()
-    features, probs, maps, explained = step(images.astype(np.float32))
+    labels = np.asarray(source.labels)[idx]
+    true = np.where(labels >= 0, plan.mapping[np.maximum(labels, 0)], -1).astype(np.int64)
+    wanted = true if target == "true" else np.full(len(idx), -1, np.int64)
+    features, probs, maps, explained = step(images.astype(np.float32), wanted)
     pred = np.argmax(probs, axis=1).astype(np.int64)
     b, h, w = maps.shape
-    labels = np.asarray(source.labels)[idx]
-    true = np.where(labels >= 0, plan.mapping[np.maximum(labels, 0)], -1)
     paths = [source.image_id(int(i)) for i in idx] if isinstance(source, FolderSource) else [None] * b
     columns = {
         "id": pa.array(idx, pa.int64()),

@@ -903,3 +903,90 @@ def look_alike_gallery(
         pair = ((a[k], bool(fa[k])), (b[k], bool(fb[k])))
         _gallery_example(sub, imgs[k], pair, titles[k], labels[k], cmap=cmap, alpha=alpha)
     return _with_title(fig, title, 11)
+
+
+def _heat_panel(ax: Axes, heat: np.ndarray, title: str, cmap: str) -> None:
+    """A heatmap alone (no image), 0 to 1, in ``ax``."""
+    ax.imshow(np.asarray(heat, np.float32), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="bilinear")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=7)
+
+
+def spray_clusters(
+    audit,
+    images: dict[int, np.ndarray] | None = None,
+    maps: dict[int, np.ndarray] | None = None,
+    *,
+    captions: dict[int, str] | None = None,
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    method: str = "",
+) -> Figure:
+    """One class's strategies (:class:`explain.dataset.spray.ClassAudit`), one row per cluster: its mean
+    heatmap with its size, accuracy and relevance share, then its prototypes (the images nearest its
+    centre), each with its own heatmap over it.
+
+    Args:
+        audit: a ``ClassAudit``.
+        images: ``{id: uint8 (H, W, C)}`` of the prototypes; None or missing ids: the heatmap alone.
+        maps: ``{id: float (H, W) in [0, 1]}``, each prototype's heatmap at its image's size (or any
+            size when its image is missing).
+        captions: ``{id: short text}`` under each prototype (e.g. its file name).
+        cmap, alpha: as :func:`heatmap_overlay`.
+        method: the heatmaps' method, for the title.
+
+    Returns:
+        The ``Figure``.
+
+    Raises:
+        ValueError: an audit without clusters.
+    """
+    clusters = audit.clusters
+    if not clusters:
+        raise ValueError("spray_clusters needs an audit with at least one cluster.")
+    images, maps, captions = images or {}, maps or {}, captions or {}
+    cols = 1 + max(len(k.prototypes) for k in clusters)
+    fig = Figure(figsize=(1.25 * cols + 0.4, 1.5 * len(clusters) + 0.7), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(clusters), cols, squeeze=False))
+    for row, k in zip(axes, clusters, strict=True):
+        acc = "" if k.accuracy is None else f", {k.accuracy:.0%} right"
+        _heat_panel(row[0], k.mean_heatmap, f"cluster {k.index}\n{k.size} img{acc}\nshare {k.share:.0%}", cmap)
+        for ax, i in zip(row[1:], k.prototypes, strict=False):
+            heat = maps.get(i)
+            if i in images and heat is not None:
+                caption = _short(captions.get(i, f"#{i}"), 18)
+                heatmap_overlay(images[i], heat, title=caption, cmap=cmap, alpha=alpha, ax=ax)
+                ax.title.set_fontsize(7)
+            elif heat is not None:
+                _heat_panel(ax, heat, _short(captions.get(i, f"#{i}"), 18), cmap)
+        for ax in row[1 + len(k.prototypes) :]:
+            ax.set_axis_off()
+    gap = "" if audit.eigengap is None else f", eigengap {audit.eigengap:.3f}"
+    by = f" ({method})" if method else ""
+    fig.suptitle(f"{audit.name}: {len(audit.ids):,} heatmaps{by} in {len(clusters)} clusters{gap}", fontsize=10)
+    return fig
+
+
+def spray_map(audit, ax: Axes | None = None, *, title: str | None = None) -> Figure:
+    """One class's heatmaps in 2-D (:class:`explain.dataset.spray.ClassAudit` ``coords``), coloured by cluster.
+
+    Raises:
+        ValueError: the audit has no 2-D map (``coords`` None).
+    """
+    if audit.coords is None:
+        raise ValueError(f"The audit of {audit.name!r} has no 2-D map: run spray with a projection.")
+    fig, ax = _figure_and_ax(ax, (6.5, 5.5))
+    colors = class_colors(max(len(audit.clusters), 1))
+    xy = np.asarray(audit.coords, np.float64)
+    size = float(np.clip(20000 / max(len(xy), 1), 4, 30))
+    for k in audit.clusters:
+        at = audit.labels == k.index
+        label = f"cluster {k.index} ({k.size})"
+        ax.scatter(*xy[at].T, s=size, color=colors[k.index], linewidths=0, alpha=0.8, label=label)
+    ax.legend(fontsize=8, loc="best", frameon=False)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_title(title or f"{audit.name}: its heatmaps in 2-D, coloured by cluster", fontsize=10)
+    return fig
