@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--projection", choices=("umap", "tsne", "pca", "none"), default="umap", help="2-D map per class (umap)"
     )
-    p.add_argument("--class", dest="audit_classes", action="append", metavar="C", help="audit only this class (repeatable)")
+    p.add_argument("--class", dest="audit_classes", action="append", metavar="C", help="audit only this class (repeat)")
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="where the rows are computed")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="for a model taking any image size")

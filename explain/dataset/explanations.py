@@ -172,7 +172,18 @@ def attribute_dataset(
     explainer = _method(model, method, layer, batch_size, preprocess, method_kwargs)
     info, _ = feature_layer(model)
     plan = _plan(model, source, class_names, image_size, preprocess, batch_size)
-    meta = {
+    meta = metadata(model, explainer, plan, info, method_kwargs, data, source, preprocess, target)
+    partial = _partial_folder(out, meta)
+    step = batch_step(model, explainer, plan, info, preprocess)
+    _stream(partial, source, plan, step, batch_size, progress, target)
+    _assemble(partial, out, meta, batch_size)
+    shutil.rmtree(partial, ignore_errors=True)
+    return out
+
+
+def metadata(model, explainer, plan: _Plan, info: LayerInfo, method_kwargs: dict, data, source, preprocess, target):
+    """The file's ``explain.*`` metadata (the module docstring lists the keys), as strings."""
+    return {
         "explain.model_hash": model_hash(model),
         "explain.method": explainer.name,
         "explain.target": target,
@@ -185,14 +196,14 @@ def attribute_dataset(
         "explain.version": VERSION,
         "explain.images": str(len(source)),
     }
-    partial = _partial_folder(out, meta)
-    step = _fused_gradcam(model, explainer, plan, info, preprocess) or _two_passes(
+
+
+def batch_step(model, explainer: AttributionMethod, plan: _Plan, info: LayerInfo, preprocess: str) -> Callable:
+    """The function that explains one batch: :func:`_fused_gradcam` where it applies, else :func:`_two_passes`.
+    Shared by the local engine and the Ray engine's actors (:mod:`explain.dataset.ray_engine`)."""
+    return _fused_gradcam(model, explainer, plan, info, preprocess) or _two_passes(
         model, explainer, plan.head, info, preprocess
     )
-    _stream(partial, source, plan, step, batch_size, progress, target)
-    _assemble(partial, out, meta, batch_size)
-    shutil.rmtree(partial, ignore_errors=True)
-    return out
 
 
 def _method(model, name: str, layer, batch_size: int, preprocess: str, kwargs: dict) -> AttributionMethod:
@@ -328,23 +339,39 @@ def _rows(source: DataSource, plan: _Plan, step: Callable, images: np.ndarray, i
     """One batch's rows as a pyarrow Table of :func:`table_schema` (no rows when no image was readable).
 
     ``images`` are uint8 ``(B, H, W, C)``, ``idx`` int64 ``(B,)`` their indices in ``source``; ``step`` is
-    :func:`_two_passes`' or :func:`_fused_gradcam`'s.
+    :func:`batch_step`'s.
+    """
+    labels = np.asarray(source.labels)[idx]
+    true = np.where(labels >= 0, plan.mapping[np.maximum(labels, 0)], -1).astype(np.int64)
+    paths = [source.image_id(int(i)) for i in idx] if isinstance(source, FolderSource) else [None] * len(idx)
+    return batch_rows(step, images, idx, paths, true, target)
+
+
+def batch_rows(step: Callable, images: np.ndarray, ids, paths: list, true: np.ndarray, target: str):
+    """Rows of :func:`table_schema` for one batch.
+
+    Args:
+        step: :func:`batch_step`'s function.
+        images: uint8 ``(B, H, W, C)`` at the model's input size.
+        ids: int64 ``(B,)``, the images' indices in the data; paths: B strings or None.
+        true: int64 ``(B,)``, true classes as model indices (-1: unknown).
+        target: ``"pred"`` or ``"true"`` (:data:`TARGETS`).
+
+    Returns:
+        A ``pyarrow.Table`` (empty when B is 0).
     """
     import pyarrow as pa
 
     schema = table_schema()
-    if not len(idx):
+    if not len(ids):
         return schema.empty_table()
-    labels = np.asarray(source.labels)[idx]
-    true = np.where(labels >= 0, plan.mapping[np.maximum(labels, 0)], -1).astype(np.int64)
-    wanted = true if target == "true" else np.full(len(idx), -1, np.int64)
+    wanted = np.asarray(true, np.int64) if target == "true" else np.full(len(ids), -1, np.int64)
     features, probs, maps, explained = step(images.astype(np.float32), wanted)
     pred = np.argmax(probs, axis=1).astype(np.int64)
     b, h, w = maps.shape
-    paths = [source.image_id(int(i)) for i in idx] if isinstance(source, FolderSource) else [None] * b
     columns = {
-        "id": pa.array(idx, pa.int64()),
-        "path": pa.array(paths, pa.string()),
+        "id": pa.array(np.asarray(ids, np.int64), pa.int64()),
+        "path": pa.array(list(paths), pa.string()),
         "true": pa.array(true, pa.int32()),
         "pred": pa.array(pred, pa.int32()),
         "confidence": pa.array(probs[np.arange(b), pred], pa.float32()),
