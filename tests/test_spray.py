@@ -256,3 +256,19 @@ def test_the_cli_finds_it_and_refuses_bad_input(planted, tmp_path, capsys):
                      "none", "--no-progress", *args])  # fmt: skip
         err = capsys.readouterr().err
         assert code == 2 and match in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_report_has_an_audit_section(planted, tmp_path):
+    from explain.dataset.report import AUDIT_LOOKS_PNG, write_report
+
+    model = explain.load_model(planted.model_path)
+    report = write_report(model, explain.open_data(str(planted.test_dir)), tmp_path, model_path=planted.model_path,
+                          embedding=False, audit=True, progress=False, confusions=1)  # fmt: skip
+    names = {p.name for p in report.files}
+    assert AUDIT_LOOKS_PNG in names and "audit_shirt.png" in names
+    page = (tmp_path / "report.html").read_text()
+    assert 'id="audit"' in page and '<a href="#audit">' in page
+    first_shown = page.split('id="audit"')[1].split("<h3>")[1]
+    assert first_shown.startswith("shirt</h3>")  # the most distinct strategies come first
+    doc = json.loads((tmp_path / "metrics.json").read_text())
+    assert doc["audit"]["classes"] and max(doc["audit"]["classes"], key=lambda c: c["eigengap"])["class"] == "shirt"

@@ -2,7 +2,7 @@
 
     python -m explain.report MODEL DATA --out DIR [--images a.png b.png] [--confusions 5]
         [--examples 6] [--top-k 5] [--batch-size 256] [--layer L] [--image-size H W] [--no-progress]
-        [--no-embedding] [--embedding-layer L] [--embedding-method umap|tsne|pca]
+        [--no-embedding] [--embedding-layer L] [--embedding-method umap|tsne|pca] [--audit]
 
 See :mod:`explain.dataset.report` for the files DIR receives. User errors print one line on stderr
 and exit with code 2; Ctrl-C exits 130 with DIR as it was.
@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--embedding-method", choices=("umap", "tsne", "pca"), default="umap", help="map projection (default umap)"
     )
+    p.add_argument(
+        "--audit", action="store_true",
+        help="add an Audit section: every image explained, each class's heatmaps clustered (SpRAy)",
+    )  # fmt: skip
     add_model_arguments(p)
     return p
 
@@ -101,6 +105,7 @@ def _run(args: argparse.Namespace, command: str):
         embedding=not args.no_embedding,
         embedding_layer=args.embedding_layer,
         embedding_method=args.embedding_method,
+        audit=args.audit,
         command=command,
     )
     return report, card

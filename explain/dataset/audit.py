@@ -23,7 +23,6 @@ so on a head that flattens the map (every CNN of the Keras tutorials) it cannot 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,10 +59,6 @@ class AuditResult:
     out_dir: Path
     files: tuple[Path, ...]
     reused: bool
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "class"
 
 
 def _reusable(table: Path, model, method: str, layer, target: str, data_name: str) -> bool:
@@ -214,6 +209,7 @@ def audit_figures(
 ) -> list[Path]:
     """Write ``clusters_<class>.png``, ``map_<class>.png`` (with a projection) and ``looks.png``; the images
     drawn at ``size`` ``(H, W, C)``, the model's input (as the rows were computed)."""
+    from explain.dataset.report import _slug
     from explain.io import save_figure
     from explain.render.figures import ranked_bars, spray_clusters, spray_map
 

@@ -65,6 +65,11 @@ THUMBNAILS = 30
 LOOK_ALIKES = 10
 CURVES_PNG = "training_curves.png"
 HTML_FILE = "report.html"
+#: The audit section (``audit=True``): the classes ranked by relevance in the border, and one PNG per class shown.
+AUDIT_LOOKS_PNG = "audit_looks.png"
+AUDIT_PNG = "audit_{slug}.png"
+#: Classes the audit section shows: those with the largest eigengap.
+AUDIT_CLASSES = 3
 
 
 @dataclass(frozen=True)
@@ -196,7 +201,9 @@ def _fmt(v) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
-def _html_head(title: str, summary, kpis, notes: Sequence[str], has_curves: bool, has_map: bool) -> list[str]:
+def _html_head(
+    title: str, summary, kpis, notes: Sequence[str], has_curves: bool, has_map: bool, has_audit: bool = False
+) -> list[str]:
     e = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -211,6 +218,7 @@ def _html_head(title: str, summary, kpis, notes: Sequence[str], has_curves: bool
     parts += [f'<p class="note">{e(n)}</p>' for n in notes]
     links = [("accuracy", "Per-class accuracy"), ("confusion", "Confusion matrix"), ("confusions", "Top confusions")]
     links += [("embedding", "Feature-space map")] if has_map else []
+    links += [("audit", "Audit")] if has_audit else []
     links += [("top-k", "Top-k predictions")] + ([("training", "Training curves")] if has_curves else [])
     parts.append("<nav>" + "".join(f'<a href="#{a}">{e(t)}</a>' for a, t in links) + "</nav>")
     return parts
@@ -283,6 +291,32 @@ def _html_embedding(pngs: dict[str, bytes], emb) -> list[str]:
     return parts
 
 
+def _html_audit(pngs: dict[str, bytes], section: AuditSection | None) -> list[str]:
+    if section is None:
+        return []
+    e, s = html.escape, section.spray
+    parts = [
+        '<h2 id="audit">Audit: the model\'s strategies (SpRAy)</h2>',
+        f"<p>Every image explained ({e(s.method)}, for its true class), and each class's heatmaps clustered by "
+        "spectral clustering (Spectral Relevance Analysis, Lapuschkin et al. 2019). A class whose heatmaps fall into "
+        "clearly separate clusters (a large eigengap) decides in more than one way: look at each cluster's mean "
+        "heatmap and its prototypes for a cue that merely goes with the label (a watermark, a frame, a ruler).</p>",
+        "<table><tr><th>class</th><th>clusters (sizes)</th><th>eigengap</th><th>share of relevance in the "
+        f"{e(s.region)}</th></tr>",
+    ]
+    for c in s.most_distinct() + [c for c in s.classes if c.eigengap is None]:
+        gap = "–" if c.eigengap is None else f"{c.eigengap:.3f}"
+        sizes = ", ".join(str(k.size) for k in c.clusters)
+        parts.append(f"<tr><td>{e(c.name)}</td><td>{len(c.clusters)} ({sizes})</td><td class=n>{gap}</td>"
+                     f"<td class=n>{c.share:.1%}</td></tr>")  # fmt: skip
+    parts.append("</table>")
+    parts.append(_img(pngs[AUDIT_LOOKS_PNG], "classes ranked by the share of relevance in the border"))
+    for name in section.shown:
+        parts.append(f"<h3>{e(name)}</h3>")
+        parts.append(_img(pngs[AUDIT_PNG.format(slug=_slug(name))], f"the clusters of {name}"))
+    return parts
+
+
 def _html_rest(pngs: dict[str, bytes], top_k_caption: str, has_curves: bool, result, files, command) -> list[str]:
     e = html.escape
     parts = ['<h2 id="top-k">Top-k predictions</h2>']
@@ -321,12 +355,14 @@ def _html(
     files: list[str],
     command: str,
     embedding=None,
+    audit: AuditSection | None = None,
 ) -> str:
     """The self-contained page: every figure embedded as a data: URI."""
-    parts = _html_head(title, summary, kpis, notes, has_curves, EMBEDDING_PNG in pngs)
+    parts = _html_head(title, summary, kpis, notes, has_curves, EMBEDDING_PNG in pngs, AUDIT_LOOKS_PNG in pngs)
     parts += _html_accuracy(pngs, metrics)
     parts += _html_confusions(pngs, confusions, method_label)
     parts += _html_embedding(pngs, embedding)
+    parts += _html_audit(pngs, audit)
     parts += _html_rest(pngs, top_k_caption, has_curves, result, files, command)
     return "\n".join(parts)
 
@@ -350,6 +386,10 @@ class ReportOptions:
         embedding: draw the feature-space map and the look-alikes (:mod:`explain.dataset.embedding`).
         embedding_layer: the layer the map's features come from; default the classifier head's input.
         embedding_method: ``"umap"``, ``"tsne"`` or ``"pca"``.
+        audit: add an "Audit" section: every image explained (saliency, for its true class) and each class's
+            heatmaps clustered (SpRAy, :mod:`explain.dataset.spray`); the :data:`AUDIT_CLASSES` classes with the
+            most distinct strategies (largest eigengap) are shown, a row per cluster. One more backward pass
+            over the data.
 
     Raises:
         ValueError: ``confusions < 0``, ``examples < 1`` or ``top_k < 1``.
@@ -366,6 +406,7 @@ class ReportOptions:
     embedding: bool = True
     embedding_layer: int | str | None = None
     embedding_method: str = "umap"
+    audit: bool = False
 
     def __post_init__(self):
         for name, least in (("confusions", 0), ("examples", 1), ("top_k", 1)):
@@ -429,6 +470,7 @@ class ReportData:
         card: the model card used; ``input_size`` the ``(H, W, C)`` images were read at.
         embedding: the feature-space map (None when turned off or impossible: see the notes).
         look_alikes: its look-alike images explained (:class:`LookAlikes`), or None.
+        audit: the audit section (:class:`AuditSection`), or None.
     """
 
     evaluation: Evaluation
@@ -442,6 +484,24 @@ class ReportData:
     input_size: tuple[int, int, int]
     embedding: Embedding | None = None
     look_alikes: LookAlikes | None = None
+    audit: AuditSection | None = None
+
+
+@dataclass(frozen=True)
+class AuditSection:
+    """The report's audit: SpRAy over the whole data set, and the prototypes of the classes shown.
+
+    Attributes:
+        spray: the :class:`~explain.dataset.spray.SprayResult` (every class).
+        shown: the classes shown, largest eigengap first.
+        images, maps, captions: the shown clusters' prototypes (:func:`explain.dataset.audit.prototype_pictures`).
+    """
+
+    spray: object
+    shown: tuple[str, ...]
+    images: dict
+    maps: dict
+    captions: dict
 
 
 @dataclass(frozen=True)
@@ -647,7 +707,34 @@ def compute_report(model, source, *, card=None, model_path: str | os.PathLike | 
         input_size=size,
         embedding=emb,
         look_alikes=_look_alikes(source, emb, explainer, size) if emb is not None else None,
+        audit=_audit(model, source, card, opts, size) if opts.audit else None,
     )
+
+
+def _audit(model, source, card, opts: ReportOptions, size: tuple[int, int, int]) -> AuditSection:
+    """Explain every image for its true class, cluster each class's heatmaps, keep the most distinct classes'
+    prototypes; the rows go to a temporary file, removed after."""
+    import tempfile
+
+    from explain.dataset.audit import DEFAULT_METHOD, prototype_pictures
+    from explain.dataset.explanations import attribute_dataset
+    from explain.dataset.spray import spray
+
+    progress = opts.progress
+    if callable(progress):
+        progress = lambda done, total: opts.progress("Explaining every image (audit)", done / max(total, 1))  # noqa: E731
+    with tempfile.TemporaryDirectory() as tmp:
+        table = Path(tmp) / "rows.parquet"
+        attribute_dataset(
+            model, source, DEFAULT_METHOD, out=table, preprocess=card.preprocessing,
+            class_names=_card_class_names(card), batch_size=min(opts.batch_size, 128), progress=progress,
+            image_size=opts.image_size, target="true",
+        )  # fmt: skip
+        result = spray(table, projection=None)
+        shown = tuple(c.name for c in result.most_distinct(AUDIT_CLASSES))
+        ids = [i for n in shown for k in result.by_class(n).clusters for i in k.prototypes]
+        images, maps, captions = prototype_pictures(result, table, source, size, ids)
+    return AuditSection(result, shown, images, maps, captions)
 
 
 # -- render --------------------------------------------------------------------------------
@@ -745,7 +832,28 @@ def _figures(data: ReportData, model_name: str) -> tuple[dict[str, bytes], list[
     if curves is not None:
         pngs[CURVES_PNG] = curves
     pngs.update(_embedding_pngs(data))
+    pngs.update(_audit_pngs(data.audit))
     return pngs, gallery_files, [note] if note else []
+
+
+def _audit_pngs(section: AuditSection | None) -> dict[str, bytes]:
+    """The classes ranked by relevance in the border, and one row per cluster for each class shown."""
+    if section is None:
+        return {}
+    from explain.render.figures import ranked_bars, spray_clusters
+
+    s = section.spray
+    ranked = s.looks_at_region()
+    pngs = {
+        AUDIT_LOOKS_PNG: _png(
+            ranked_bars([c.name for c in ranked], [c.share for c in ranked],
+                        title=f"Share of relevance in the {s.region} (mean per class)", xlabel="share of |relevance|")
+        )
+    }  # fmt: skip
+    for name in section.shown:
+        fig = spray_clusters(s.by_class(name), section.images, section.maps, captions=section.captions, method=s.method)
+        pngs[AUDIT_PNG.format(slug=_slug(name))] = _png(fig, dpi=90)
+    return pngs
 
 
 def _embedding_pngs(data: ReportData) -> dict[str, bytes]:
@@ -798,6 +906,7 @@ def _metrics_document(data: ReportData, model_label: str, gallery_files, notes) 
         "skipped_files": [{"image": i, "reason": why} for i, why in r.skipped],
         "heatmap_method": data.heatmap_method,
         "embedding": _embedding_document(data),
+        "audit": data.audit.spray.as_dict() if data.audit else None,
         "notes": list(notes),
     }
     return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
@@ -871,6 +980,7 @@ def render_report(
         **{f: pngs[f] for f in gallery_files if f},
         TOP_K_PNG: pngs[TOP_K_PNG],
         **{f: pngs[f] for f in (EMBEDDING_PNG, LOOK_ALIKES_PNG) if f in pngs},
+        **{f: b for f, b in pngs.items() if f.startswith("audit_")},
         **({CURVES_PNG: pngs[CURVES_PNG]} if CURVES_PNG in pngs else {}),
     }
     summary, kpis = _summary(data, name)
@@ -889,6 +999,7 @@ def render_report(
         files=[*files, HTML_FILE],
         command=command or f"write_report({name!r}, {r.data!r})",
         embedding=data.embedding,
+        audit=data.audit,
     )
     files[HTML_FILE] = page.encode("utf-8")
     return RenderedReport(files, tuple(gallery_files), tuple(notes))
@@ -956,6 +1067,7 @@ def write_report(
     embedding: bool = True,
     embedding_layer: int | str | None = None,
     embedding_method: str = "umap",
+    audit: bool = False,
     command: str = "",
 ) -> Report:
     """Evaluate ``model`` on ``source`` and write the report files into ``out_dir``:
@@ -973,7 +1085,7 @@ def write_report(
             data's; its preprocessing mode is applied); default read from ``model_path``.
             Without class names the data's classes are taken to be the model's outputs in order.
         images, confusions, examples, top_k, batch_size, layer, image_size, progress, embedding,
-            embedding_layer, embedding_method: what the report shows and how, as the fields of
+            embedding_layer, embedding_method, audit: what the report shows and how, as the fields of
             :class:`ReportOptions`.
         command: the command line, printed in the page's footer.
 

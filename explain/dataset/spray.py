@@ -146,7 +146,8 @@ class SprayResult:
         classes: per class with at least one row, in class order.
         class_names: the model's classes.
         grid: ``(gh, gw)``, the common grid.
-        region: ``"border 0.15"`` or ``"region x0,y0,x1,y1"``: what ``share`` measures.
+        region: ``"border 0.15 (51% of the image)"`` or ``"region x0,y0,x1,y1 (6% of the image)"``: what
+            ``share`` measures (a share near the area's is relevance spread evenly).
         method: the attribution method that made the heatmaps (from the table's metadata, "" if none).
         projection: the 2-D map's method, or None.
     """
@@ -614,7 +615,9 @@ def spray(
         )  # fmt: skip
         if progress:
             progress(done, len(chosen))
+    area = float(region_weights(120, 120, border, region).mean())  # the region's share of the picture
     where = f"region {','.join(f'{v:g}' for v in region)}" if region else f"border {border:g}"
+    where += f" ({area:.0%} of the image)"
     return SprayResult(tuple(audits), names, grid, where, meta.get("explain.method", ""), projection)
 
 
