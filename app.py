@@ -25,7 +25,7 @@ import streamlit as st
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from dashboard import cache, filters, layers, report
+from dashboard import audit, cache, filters, layers, report
 from dashboard import explain as explain_tab
 from dashboard.header import header_ui
 from dashboard.sidebar import context_ui
@@ -33,12 +33,13 @@ from dashboard.state import TAB, keep_widgets
 
 cache.keep_keras_state()
 #: The tabs in order, each a module with ``render(ctx)`` and the ``KEPT_WIDGETS`` it keeps while closed.
-TABS = {"Layers": layers, "Filters": filters, "Explain": explain_tab, "Report": report}
+TABS = {"Layers": layers, "Filters": filters, "Explain": explain_tab, "Report": report, "Audit": audit}
 
 
 def main() -> None:
     st.set_page_config(page_title="explain: what does my classifier see?", layout="wide")
     keep_widgets(key for tab in TABS.values() for key in tab.KEPT_WIDGETS)  # only the open tab is drawn
+    st.session_state.pop(audit.OPEN_PENDING, None)  # this run is the whole app's already
     st.title("explain: what does my classifier see?")
     ctx = context_ui()
     header_ui(ctx)
