@@ -22,6 +22,7 @@ from explain.attribution import (  # noqa: E402
     method_label,
     methods_for,
 )
+from explain.dataset.audit import AuditResult, audit  # noqa: E402
 from explain.dataset.embedding import Embedding, LookAlike, embed, look_alikes  # noqa: E402
 from explain.dataset.evaluation import (  # noqa: E402
     ArraySource,
@@ -40,6 +41,7 @@ from explain.dataset.evaluation import (  # noqa: E402
     top_confusions,
 )
 from explain.dataset.explanations import attribute_dataset  # noqa: E402
+from explain.dataset.spray import SprayResult, spray  # noqa: E402
 from explain.errors import (  # noqa: E402
     DataError,
     ExplainError,
@@ -85,6 +87,7 @@ __all__ = [
     "ArraySource",
     "Attribution",
     "AttributionMethod",
+    "AuditResult",
     "Confusion",
     "DataError",
     "DataSource",
@@ -106,9 +109,11 @@ __all__ = [
     "Prediction",
     "Report",
     "ScoreHead",
+    "SprayResult",
     "activation_bars",
     "attribute_dataset",
     "attribution_panel",
+    "audit",
     "channel_responses",
     "class_patterns",
     "classification_metrics",
@@ -155,6 +160,7 @@ __all__ = [
     "resolve_layer",
     "sanity_check",
     "score_head",
+    "spray",
     "top_confusions",
     "top_k_bars",
     "top_k_grid",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,3 +58,10 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     return path
+
+
+def slug(text: str) -> str:
+    """``text`` as part of a file name: runs of anything but ASCII letters and digits become ``_``, lower case,
+    at most 40 characters (``"T-shirt/top"`` -> ``"t_shirt_top"``); ``"class"`` when nothing is left."""
+    s = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
+    return s[:40] or "class"

@@ -357,9 +357,17 @@ class AttributionMethod:
 
     def _batched(self, name: str, fn: Callable, x: np.ndarray, idx: np.ndarray) -> list[np.ndarray]:
         """``fn`` compiled once (kept as ``self.<name>``), run ``batch_size`` images at a time; its
-        outputs concatenated along the batch axis."""
+        outputs concatenated along the batch axis.
+
+        Traced once for any batch size (the batch dimension left unknown), so an image's map does not
+        depend on the batch it came in: a trace per batch shape can round differently, and a ReLU on the
+        edge then flips (the Ray engine's batches are not the local engine's)."""
         if getattr(self, name, None) is None:
-            setattr(self, name, tf.function(fn, reduce_retracing=True))
+            signature = [
+                tf.TensorSpec((None, *np.shape(x)[1:]), tf.as_dtype(np.asarray(x).dtype)),
+                tf.TensorSpec((None,), tf.as_dtype(np.asarray(idx).dtype)),
+            ]
+            setattr(self, name, tf.function(fn, input_signature=signature))
         compiled = getattr(self, name)
         parts = []
         for start in range(0, len(x), self.batch_size):

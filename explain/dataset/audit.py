@@ -209,17 +209,16 @@ def audit_figures(
 ) -> list[Path]:
     """Write ``clusters_<class>.png``, ``map_<class>.png`` (with a projection) and ``looks.png``; the images
     drawn at ``size`` ``(H, W, C)``, the model's input (as the rows were computed)."""
-    from explain.dataset.report import _slug
-    from explain.io import save_figure
+    from explain.io import save_figure, slug
     from explain.render.figures import ranked_bars, spray_clusters, spray_map
 
     images, maps, captions = prototype_pictures(result, table, source, size)
     written = []
     for c in result.classes:
         fig = spray_clusters(c, images, maps, captions=captions, method=result.method)
-        written.append(save_figure(fig, out_dir / f"clusters_{_slug(c.name)}.png"))
+        written.append(save_figure(fig, out_dir / f"clusters_{slug(c.name)}.png"))
         if c.coords is not None:
-            written.append(save_figure(spray_map(c), out_dir / f"map_{_slug(c.name)}.png"))
+            written.append(save_figure(spray_map(c), out_dir / f"map_{slug(c.name)}.png"))
     ranked = result.looks_at_region()
     fig = ranked_bars(
         [c.name for c in ranked],

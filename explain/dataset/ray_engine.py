@@ -37,6 +37,9 @@ from explain.errors import ExplainError
 
 __all__ = ["INSTALL", "RayExplainer", "attribute_dataset_ray", "connect"]
 
+#: CPUs a file-reading task reserves: none, so that one actor per CPU leaves the reading room (reading bytes is
+#: I/O; the decoding is the actors').
+READ_CPUS = 0
 #: The install command the messages give.
 INSTALL = 'pip install -e ".[scale]"'
 
@@ -195,8 +198,7 @@ def attribute_dataset_ray(
         method, layer, preprocess, class_names, batch_size, overwrite, target, image_size, method_kwargs: as
             :func:`~explain.dataset.explanations.attribute_dataset`.
         progress: True shows Ray Data's progress bars; False hides them; a callable is called once at the end.
-        actors: models held at once (default: one per CPU of the cluster but one, left to the reading tasks;
-            at least one).
+        actors: models held at once (default: one per CPU of the cluster), each with one CPU.
 
     Returns:
         ``out`` as a ``Path``, complete.
@@ -262,8 +264,7 @@ def _run(ray, model_path: Path, source, plan, settings: dict, out: Path, batch_s
     files = [str(Path(p).resolve()) for p in source.paths]
     model_ref = ray.put(model_path.read_bytes())
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    # the reading tasks need a CPU beside the actors: one actor per CPU but one
-    ds = ray.data.read_binary_files(files, include_paths=True, num_cpus=0.5)
+    ds = ray.data.read_binary_files(files, include_paths=True, num_cpus=READ_CPUS)
     ds = ds.map_batches(
         RayExplainer,
         fn_constructor_kwargs={
@@ -272,7 +273,7 @@ def _run(ray, model_path: Path, source, plan, settings: dict, out: Path, batch_s
         },
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=max(1, actors or cpus - 1),
+        concurrency=max(1, actors or cpus),
         num_cpus=1,
     )  # fmt: skip
     parts = out.with_name(out.name + ".ray")

@@ -37,13 +37,14 @@ import html
 import io
 import json
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from explain.io import slug
 
 if TYPE_CHECKING:
     from explain.dataset.embedding import Embedding
@@ -96,10 +97,7 @@ class Report:
     notes: tuple[str, ...]
 
 
-def _slug(text: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
-    return s[:40] or "class"
-
+_slug = slug
 
 def _png(fig, dpi: int = 110) -> bytes:
     buf = io.BytesIO()
