@@ -272,3 +272,16 @@ def test_the_report_has_an_audit_section(planted, tmp_path):
     assert first_shown.startswith("shirt</h3>")  # the most distinct strategies come first
     doc = json.loads((tmp_path / "metrics.json").read_text())
     assert doc["audit"]["classes"] and max(doc["audit"]["classes"], key=lambda c: c["eigengap"])["class"] == "shirt"
+
+
+def test_an_audit_folder_of_another_model_is_not_replaced(planted, planted_audit, tmp_path):
+    out = tmp_path / "a"
+    out.mkdir()
+    theirs = (planted_audit.out_dir / "explanations.parquet").read_bytes()
+    (out / "explanations.parquet").write_bytes(theirs)
+    other = explain.load_model(planted.model_path)
+    other.set_weights([w * 0.5 for w in other.get_weights()])  # another model: other weights, another hash
+    with pytest.raises(ExplainError, match="holds the explanations of another model") as e:
+        audit(other, planted.test_dir, out, class_names=planted.class_names, projection=None, progress=False)
+    assert "\n" not in str(e.value)
+    assert (out / "explanations.parquet").read_bytes() == theirs

@@ -62,13 +62,20 @@ class AuditResult:
 
 
 def _reusable(table: Path, model, method: str, layer, target: str, data_name: str) -> bool:
-    """An earlier audit's rows in ``table`` were made by this model with these settings."""
+    """An earlier audit's rows in ``table`` were made by this model with these settings.
+
+    Raises:
+        ExplainError: ``table`` holds another model's rows (its stored model hash): they are not replaced.
+    """
     if not table.exists():
         return False
     try:
         meta = check_model(table, model)
     except ExplainError:
-        return False
+        raise ExplainError(
+            f"{table} holds the explanations of another model (the model hash stored in it differs): choose "
+            f"another output folder to keep them, or delete that file to audit this model there."
+        ) from None
     same_layer = layer is None or meta.get("explain.layer") == str(layer)
     return (
         meta.get("explain.method") == method
@@ -124,7 +131,8 @@ def audit(
 
     Raises:
         ExplainError: as :func:`~explain.dataset.explanations.attribute_dataset` and
-            :func:`~explain.dataset.spray.spray`; an unknown engine; Ray missing or unreachable.
+            :func:`~explain.dataset.spray.spray`; an unknown engine; Ray missing or unreachable; ``out_dir`` holds
+            the audit of another model (its rows are never replaced).
         OSError: ``out_dir`` cannot be written.
     """
     if engine not in ENGINES:
