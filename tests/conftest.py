@@ -192,3 +192,11 @@ def png_path(tmp_path) -> Path:
     path = tmp_path / "img.png"
     random_image().save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def planted_clever_hans(tmp_path_factory):
+    """The planted Clever Hans of tests/planted.py, trained once per test session (about 10 s)."""
+    from planted import make_planted
+
+    return make_planted(tmp_path_factory.mktemp("planted"))

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-from planted import make_planted
 from test_browser import _choose, _launch, _open_dashboard, _settled, playwright, streamlit_server
 from test_browser import pytestmark as needs_chromium_and_demo_model
 
@@ -14,8 +13,8 @@ pytestmark = needs_chromium_and_demo_model
 
 
 @pytest.fixture(scope="module")
-def planted_server(tmp_path_factory):
-    planted = make_planted(tmp_path_factory.mktemp("planted"))
+def planted_server(planted_clever_hans):
+    planted = planted_clever_hans
     with streamlit_server("--model", str(planted.model_path)) as url:
         yield url, planted
 

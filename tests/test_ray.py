@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import tiny_sequential
 from PIL import Image
-from planted import REGION, make_planted
+from planted import REGION
 
 import explain
 from explain.dataset import ray_engine
@@ -95,10 +95,10 @@ def test_ray_refuses_what_it_cannot_send(ray, folder, model_file, tmp_path):
         attribute_dataset_ray(model_file, str(folder), model=model, method="gradcm", out=tmp_path / "x.parquet")
 
 
-def test_the_cli_finds_the_planted_clever_hans_on_ray(ray, tmp_path, capsys):
+def test_the_cli_finds_the_planted_clever_hans_on_ray(ray, tmp_path, capsys, planted_clever_hans):
     from explain.cli.audit import main
 
-    planted = make_planted(tmp_path / "planted")
+    planted = planted_clever_hans
     region = ",".join(str(v) for v in REGION)
     code = main([str(planted.model_path), str(planted.test_dir), "--out", str(tmp_path / "audit"), "--engine", "ray",
                  "--region", region, "--projection", "none", "--no-progress"])  # fmt: skip

@@ -169,8 +169,8 @@ def test_bad_inputs_are_one_line(tmp_path):
 
 # -- a planted Clever Hans ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory):
-    return make_planted(tmp_path_factory.mktemp("planted"))
+def planted(planted_clever_hans):
+    return planted_clever_hans
 
 
 @pytest.fixture(scope="module")
