@@ -291,7 +291,7 @@ def test_lime_boundaries_tints_for_and_against():
 
 def test_layer_attribution_is_the_cam_family():
     cams = {name for name, cls in METHODS.items() if issubclass(cls, LayerAttribution)}
-    assert cams == {"gradcam", "gradcam++", "scorecam"}  # attention rollout uses every attention layer
+    assert cams == {"gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "scorecam"}  # rollout: every layer
 
 
 def test_no_spatial_layer_error_pickles():

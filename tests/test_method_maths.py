@@ -19,10 +19,14 @@ from conftest import tiny_functional
 from explain.attribution import (
     GradCAM,
     GradCAMPlusPlus,
+    GradientInput,
+    HiResCAM,
     IntegratedGradients,
+    LayerCAM,
     Saliency,
     ScoreCAM,
     SmoothGrad,
+    XGradCAM,
     normalize_maps,
 )
 
@@ -169,6 +173,71 @@ def test_gradcam_plus_plus_weights_computed_by_hand():
     # ... and not Grad-CAM's map: positive-gradient weighting changes the weights here.
     plain = GradCAM(model, layer="conv_b")(x, class_index=1)
     assert np.abs(plain.heatmap - got.heatmap).max() > 0.05
+
+
+# -- HiResCAM, LayerCAM, XGrad-CAM (the CAM family: only the weighting differs) -----------------------
+
+
+def _linear_head_case(cls: int = 1, seed: int = 12):
+    """Target conv -> Flatten -> Dense: ``A`` (B, 8, 8, K) and ``g = dS/dA``, the Dense kernel's column."""
+    model = _conv_model(head="linear", seed=seed)
+    x = _images()
+    a = _activations(model, x)
+    kernel, _ = (w.astype(np.float64) for w in model.get_layer("logits").get_weights())
+    g = np.broadcast_to(kernel[:, cls].reshape(1, SIZE, SIZE, -1), a.shape)
+    return model, x, a, g
+
+
+def test_hirescam_is_each_positions_contribution_on_a_flatten_head():
+    """With a linear head, S = sum_ijk W_ijk A_ijk + b: HiResCAM is ReLU(sum_k W_k A_k), exactly (and it
+    is not Grad-CAM there). Seen to fail with the gradient averaged over the map first."""
+    model, x, a, g = _linear_head_case()
+    expected, flat = normalize_maps(np.maximum((a * g).sum(axis=-1), 0.0))
+    assert not flat.any()
+    got = HiResCAM(model, layer="conv_b")(x, class_index=1)
+    np.testing.assert_allclose(got.heatmap, expected, atol=1e-4)
+    assert np.abs(GradCAM(model, layer="conv_b")(x, class_index=1).heatmap - got.heatmap).max() > 0.05
+
+
+def test_hirescam_equals_gradcam_when_the_gradients_are_constant_over_the_map():
+    """GlobalAveragePooling -> Dense: dS/dA_ijk = W_k / (h w) at every position, so both maps agree."""
+    model = _conv_model(head="gap", seed=13)
+    x = _images()
+    np.testing.assert_allclose(
+        HiResCAM(model, layer="conv_b")(x, class_index=2).heatmap,
+        GradCAM(model, layer="conv_b")(x, class_index=2).heatmap,
+        atol=1e-5,
+    )
+
+
+def test_layercam_weights_each_position_by_its_positive_gradient():
+    """ReLU(sum_k ReLU(g_ijk) A_ijk); seen to fail without the inner ReLU (that is HiResCAM)."""
+    model, x, a, g = _linear_head_case(cls=0)
+    expected, _ = normalize_maps(np.maximum((np.maximum(g, 0.0) * a).sum(axis=-1), 0.0))
+    got = LayerCAM(model, layer="conv_b")(x, class_index=0)
+    np.testing.assert_allclose(got.heatmap, expected, atol=1e-4)
+    assert np.abs(HiResCAM(model, layer="conv_b")(x, class_index=0).heatmap - got.heatmap).max() > 0.05
+
+
+def test_xgradcam_weights_are_activation_weighted_gradients():
+    """w_k = sum_ij A_ijk g_ijk / sum_ij A_ijk; map = ReLU(sum_k w_k A_k). Seen to fail with the plain mean."""
+    model, x, a, g = _linear_head_case(cls=2)
+    total = a.sum(axis=(1, 2))
+    w = np.where(total > 1e-7, (a * g).sum(axis=(1, 2)) / np.where(total > 1e-7, total, 1.0), 0.0)
+    expected, _ = normalize_maps(np.maximum(np.einsum("bhwk,bk->bhw", a, w), 0.0))
+    got = XGradCAM(model, layer="conv_b")(x, class_index=2)
+    np.testing.assert_allclose(got.heatmap, expected, atol=1e-4)
+    assert np.abs(GradCAM(model, layer="conv_b")(x, class_index=2).heatmap - got.heatmap).max() > 0.05
+
+
+def test_gradient_x_input_on_a_linear_model_is_each_pixels_contribution():
+    """S = x . w + b: the map is |sum_c x_c w_c|. Seen to fail without the input factor (saliency)."""
+    model = _linear_model()
+    x = _images()
+    kernel, _ = (w.astype(np.float64) for w in model.get_layer("logits").get_weights())
+    w = kernel[:, 1].reshape(SIZE, SIZE, 3)
+    expected, _ = normalize_maps(np.abs((x * w).sum(axis=-1)))
+    np.testing.assert_allclose(GradientInput(model)(x, class_index=1).heatmap, expected, atol=1e-5)
 
 
 # -- Score-CAM ---------------------------------------------------------------------------------------

@@ -15,17 +15,34 @@ from explain.attribution.base import (
 )
 from explain.attribution.gradcam import GradCAM
 from explain.attribution.gradcam_plus_plus import GradCAMPlusPlus
+from explain.attribution.gradient_input import GradientInput
+from explain.attribution.hirescam import HiResCAM
 from explain.attribution.integrated_gradients import IntegratedGradients
 from explain.attribution.labels import method_label
+from explain.attribution.layercam import LayerCAM
 from explain.attribution.lime import LIME, LimeAttribution
 from explain.attribution.saliency import Saliency
 from explain.attribution.scorecam import ScoreCAM
 from explain.attribution.smoothgrad import SmoothGrad
+from explain.attribution.xgradcam import XGradCAM
 
 #: name -> method class, in the order the CLI and the app show them.
 METHODS: dict[str, type[AttributionMethod]] = {
     cls.name: cls
-    for cls in (GradCAM, GradCAMPlusPlus, ScoreCAM, Saliency, SmoothGrad, IntegratedGradients, LIME, AttentionRollout)
+    for cls in (
+        GradCAM,
+        GradCAMPlusPlus,
+        HiResCAM,
+        XGradCAM,
+        LayerCAM,
+        ScoreCAM,
+        Saliency,
+        GradientInput,
+        SmoothGrad,
+        IntegratedGradients,
+        LIME,
+        AttentionRollout,
+    )
 }
 
 
@@ -68,12 +85,16 @@ __all__ = [
     "AttributionMethod",
     "GradCAM",
     "GradCAMPlusPlus",
+    "GradientInput",
+    "HiResCAM",
     "IntegratedGradients",
     "LayerAttribution",
+    "LayerCAM",
     "LimeAttribution",
     "Saliency",
     "ScoreCAM",
     "SmoothGrad",
+    "XGradCAM",
     "default_target_layer",
     "get_method",
     "method_label",
