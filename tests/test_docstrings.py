@@ -61,7 +61,8 @@ def test_every_method_names_its_paper_and_parameters(name):
     doc = inspect.getdoc(cls) or ""
     module_doc = inspect.getdoc(inspect.getmodule(cls)) or ""
     assert cls.reference and ("arxiv.org" in cls.reference or "doi" in cls.reference), cls.reference
-    assert re.search(r"[A-Z][a-z]+ (et al\.|& [A-Z][a-z]+) \d{4}", doc + module_doc) and "arxiv.org" in doc + module_doc
+    text = doc + module_doc
+    assert re.search(r"[A-Z][a-z]+ (et al\.|& [A-Z][a-z]+) \d{4}", text) and ("arxiv.org" in text or "doi.org" in text)
     # "Parameters and errors: as :class:`GradCAM`" refers to the parent's docstring
     documented = doc
     if "as :class:" in doc:

@@ -14,7 +14,7 @@ import tensorflow as tf
 from conftest import random_image, tiny_sequential, universal_methods
 
 import explain
-from explain.attribution import METHODS
+from explain.attribution import METHODS, LayerAttribution
 from explain.data import ArraySource
 from explain.dataset.embedding import feature_layer
 from explain.dataset.explanations import check_model, read_metadata, table_schema
@@ -132,7 +132,8 @@ def test_every_method_writes_its_raw_maps(method, model, source, tmp_path):
     pred = t.column("pred").to_numpy()
     raw, _, _ = METHODS[method](model, batch_size=64, **kwargs).raw_maps(x, pred)
     h, w = t.column("h")[0].as_py(), t.column("w")[0].as_py()
-    assert (h, w) == raw.shape[1:] == ((7, 7) if method in ("gradcam", "gradcam++", "scorecam") else (16, 16))
+    at_layer = issubclass(METHODS[method], LayerAttribution)  # the CAMs: conv_b's 7x7; the others: the input
+    assert (h, w) == raw.shape[1:] == ((7, 7) if at_layer else (16, 16))
     tol = 1e-5
     np.testing.assert_allclose(np.asarray(t.column("heatmap").to_pylist()).reshape(raw.shape), raw, rtol=tol, atol=tol)
 
