@@ -85,6 +85,15 @@ def _reusable(table: Path, model, method: str, layer, target: str, data_name: st
     )
 
 
+def _check_classes(classes, names) -> None:
+    """Refuse an unknown ``--class`` before the long pass over the data (spray checks again after)."""
+    if not classes or not names:
+        return
+    unknown = [c for c in classes if c not in names and not str(c).isdigit()]
+    if unknown:
+        raise ExplainError(f"Unknown class {unknown[0]!r}: the classes are {', '.join(map(str, names))}.")
+
+
 def audit(
     model,
     data: str | os.PathLike | DataSource,
@@ -140,6 +149,7 @@ def audit(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     source = data if isinstance(data, DataSource) else open_data(data)
+    _check_classes(classes, class_names or getattr(source, "class_names", None))
     data_name = source.name if isinstance(data, DataSource) else os.fspath(data)
     table = out / TABLE
     reused = _reusable(table, model, method, layer, target, data_name)
