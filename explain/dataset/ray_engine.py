@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -252,8 +251,9 @@ def attribute_dataset_ray(
         "channels": plan.channels, "target": target,
     }  # fmt: skip
     ray = connect()
-    parts = _run(ray, model_path, source, plan, settings, out, batch_size, progress, actors)
+    parts = out.with_name(out.name + ".ray")  # Ray's part files; removed whatever happens
     try:
+        _run(ray, model_path, source, plan, settings, parts, batch_size, progress, actors)
         _assemble_sorted(parts, out, meta, batch_size)
     finally:
         shutil.rmtree(parts, ignore_errors=True)
@@ -270,8 +270,8 @@ def _labels(source: FolderSource, plan) -> dict[str, tuple[int, int, str]]:
     }
 
 
-def _run(ray, model_path: Path, source, plan, settings: dict, out: Path, batch_size: int, progress, actors) -> Path:
-    """Read, explain and write the rows with Ray Data; returns the folder of Parquet parts."""
+def _run(ray, model_path: Path, source, plan, settings: dict, parts: Path, batch_size: int, progress, actors) -> None:
+    """Read, explain and write the rows with Ray Data into the folder ``parts`` (replaced if present)."""
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress is True
     files = [str(Path(p).resolve()) for p in source.paths]
@@ -291,12 +291,8 @@ def _run(ray, model_path: Path, source, plan, settings: dict, out: Path, batch_s
         concurrency=max(1, actors or cpus),
         num_cpus=1,
     )  # fmt: skip
-    parts = out.with_name(out.name + ".ray")
     shutil.rmtree(parts, ignore_errors=True)
     ds.write_parquet(str(parts))
-    if os.environ.get("EXPLAIN_RAY_STATS"):  # Ray Data's per-operator timings, for bench/bench_spray.py
-        print(ds.stats(), file=sys.stderr)
-    return parts
 
 
 def _assemble_sorted(parts: Path, out: Path, meta: dict, batch_size: int) -> None:
