@@ -60,11 +60,11 @@ def _audit_job(ctx: Ctx, source, method: str):
         from explain.dataset.spray import spray
         from explain.render.pictures import encode_png, heatmap_colors, overlay
 
-        names = None if card.class_names_from == "indices" else card.class_names
         with tempfile.TemporaryDirectory() as tmp:
             table = Path(tmp) / "rows.parquet"
             attribute_dataset(
-                model, source, method, out=table, preprocess=card.preprocessing, class_names=names, target="true",
+                model, source, method, out=table, preprocess=card.preprocessing, target="true",
+                class_names=card.known_class_names,
                 progress=lambda done, total: progress(0.9 * done / max(total, 1), "Explaining every image…"),
             )  # fmt: skip
             progress(0.9, "Clustering the heatmaps of each class…")

@@ -85,7 +85,7 @@ def _run(args: argparse.Namespace):
         engine=args.engine,
         model_path=args.model,
         preprocess=card.preprocessing,
-        class_names=None if card.class_names_from == "indices" else card.class_names,
+        class_names=card.known_class_names,
         batch_size=args.batch_size,
         clusters=args.clusters,
         classes=args.audit_classes,

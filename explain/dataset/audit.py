@@ -35,7 +35,7 @@ from explain.dataset.explanations import attribute_dataset, check_model
 from explain.dataset.spray import SprayResult, read_table, resize_maps, spray, write_audit
 from explain.errors import ExplainError
 
-__all__ = ["DEFAULT_METHOD", "ENGINES", "AuditResult", "audit", "audit_figures", "prototype_pictures"]
+__all__ = ["DEFAULT_METHOD", "ENGINES", "AuditResult", "audit", "audit_figures", "looks_figure", "prototype_pictures"]
 
 #: The audit's default attribution method (module docstring says why not Grad-CAM).
 DEFAULT_METHOD = "saliency"
@@ -228,7 +228,7 @@ def audit_figures(
     """Write ``clusters_<class>.png``, ``map_<class>.png`` (with a projection) and ``looks.png``; the images
     drawn at ``size`` ``(H, W, C)``, the model's input (as the rows were computed)."""
     from explain.io import save_figure, slug
-    from explain.render.figures import ranked_bars, spray_clusters, spray_map
+    from explain.render.figures import spray_clusters, spray_map
 
     images, maps, captions = prototype_pictures(result, table, source, size)
     written = []
@@ -237,12 +237,18 @@ def audit_figures(
         written.append(save_figure(fig, out_dir / f"clusters_{slug(c.name)}.png"))
         if c.coords is not None:
             written.append(save_figure(spray_map(c), out_dir / f"map_{slug(c.name)}.png"))
+    written.append(save_figure(looks_figure(result), out_dir / "looks.png"))
+    return written
+
+
+def looks_figure(result: SprayResult):
+    """The classes ranked by their mean share of relevance in the region, highest first (a ``Figure``)."""
+    from explain.render.figures import ranked_bars
+
     ranked = result.looks_at_region()
-    fig = ranked_bars(
+    return ranked_bars(
         [c.name for c in ranked],
         [c.share for c in ranked],
         title=f"Share of relevance in the {result.region} (mean per class)",
         xlabel="share of |relevance|",
     )
-    written.append(save_figure(fig, out_dir / "looks.png"))
-    return written

@@ -97,17 +97,11 @@ class Report:
     notes: tuple[str, ...]
 
 
-_slug = slug
 
 def _png(fig, dpi: int = 110) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
-
-
-def _card_class_names(card) -> tuple[str, ...] | None:
-    """The card's class names when they really name the classes (not ``"class i"``)."""
-    return None if card.class_names_from == "indices" else tuple(card.class_names)
 
 
 def _heatmap_method(model, layer, preprocess: str):
@@ -311,7 +305,7 @@ def _html_audit(pngs: dict[str, bytes], section: AuditSection | None) -> list[st
     parts.append(_img(pngs[AUDIT_LOOKS_PNG], "classes ranked by the share of relevance in the border"))
     for name in section.shown:
         parts.append(f"<h3>{e(name)}</h3>")
-        parts.append(_img(pngs[AUDIT_PNG.format(slug=_slug(name))], f"the clusters of {name}"))
+        parts.append(_img(pngs[AUDIT_PNG.format(slug=slug(name))], f"the clusters of {name}"))
     return parts
 
 
@@ -573,7 +567,7 @@ def _evaluate_and_embed(model, source, card, opts: ReportOptions, size) -> tuple
     from explain.errors import LayerError
 
     common = dict(batch_size=opts.batch_size, top_k=opts.top_k, image_size=size[:2], preprocess=card.preprocessing)
-    names = _card_class_names(card)
+    names = card.known_class_names
     note = None
     if opts.embedding and len(source) >= MIN_IMAGES:
         try:
@@ -725,7 +719,7 @@ def _audit(model, source, card, opts: ReportOptions, size: tuple[int, int, int])
         table = Path(tmp) / "rows.parquet"
         attribute_dataset(
             model, source, DEFAULT_METHOD, out=table, preprocess=card.preprocessing,
-            class_names=_card_class_names(card), batch_size=min(opts.batch_size, 128), progress=progress,
+            class_names=card.known_class_names, batch_size=min(opts.batch_size, 128), progress=progress,
             image_size=opts.image_size, target="true",
         )  # fmt: skip
         result = spray(table, projection=None)
@@ -753,7 +747,7 @@ class RenderedReport:
 
 
 def _gallery_name(k: int, g: Gallery) -> str:
-    return f"confusion_{k:02d}_{_slug(g.confusion.true_name)}_as_{_slug(g.confusion.predicted_name)}.png"
+    return f"confusion_{k:02d}_{slug(g.confusion.true_name)}_as_{slug(g.confusion.predicted_name)}.png"
 
 
 def _gallery_pngs(data: ReportData) -> tuple[dict[str, bytes], list[str | None]]:
@@ -838,19 +832,14 @@ def _audit_pngs(section: AuditSection | None) -> dict[str, bytes]:
     """The classes ranked by relevance in the border, and one row per cluster for each class shown."""
     if section is None:
         return {}
-    from explain.render.figures import ranked_bars, spray_clusters
+    from explain.dataset.audit import looks_figure
+    from explain.render.figures import spray_clusters
 
     s = section.spray
-    ranked = s.looks_at_region()
-    pngs = {
-        AUDIT_LOOKS_PNG: _png(
-            ranked_bars([c.name for c in ranked], [c.share for c in ranked],
-                        title=f"Share of relevance in the {s.region} (mean per class)", xlabel="share of |relevance|")
-        )
-    }  # fmt: skip
+    pngs = {AUDIT_LOOKS_PNG: _png(looks_figure(s))}
     for name in section.shown:
         fig = spray_clusters(s.by_class(name), section.images, section.maps, captions=section.captions, method=s.method)
-        pngs[AUDIT_PNG.format(slug=_slug(name))] = _png(fig, dpi=90)
+        pngs[AUDIT_PNG.format(slug=slug(name))] = _png(fig, dpi=90)
     return pngs
 
 

@@ -60,6 +60,12 @@ class ModelCard:
         return int(self.input_shape[-1])
 
     @property
+    def known_class_names(self) -> tuple[str, ...] | None:
+        """The class names when they really name the classes (not the ``"class i"`` made up from indices), to
+        match a data set's classes against; None otherwise."""
+        return None if self.class_names_from == "indices" else tuple(self.class_names)
+
+    @property
     def notes(self) -> tuple[str, ...]:
         """The lines to show the user about what was assumed (possibly none)."""
         return tuple(n for n in (self.preprocessing_note, self.class_names_note) if n)
