@@ -9,7 +9,7 @@ import math
 import numpy as np
 import streamlit as st
 
-from dashboard import cache, jobs
+from dashboard import cache, jobs, which_method
 from dashboard.components import Tile, range_control, show_view, view_key
 from dashboard.context import Ctx
 from dashboard.state import reset_on_change, session_store
@@ -218,3 +218,4 @@ def render(ctx: Ctx) -> None:
     method = methods[0] if methods else "gradcam"
     if b2.button(f"Sanity check {method}", key=RUN_SANITY, disabled=not methods):
         _sanity_block(ctx, method, class_index, layer, cmap, alpha)
+    which_method.render(ctx, layer)

@@ -2,7 +2,7 @@
 
     python -m explain.report MODEL DATA --out DIR [--images a.png b.png] [--confusions 5]
         [--examples 6] [--top-k 5] [--batch-size 256] [--layer L] [--image-size H W] [--no-progress]
-        [--no-embedding] [--embedding-layer L] [--embedding-method umap|tsne|pca] [--audit]
+        [--no-embedding] [--embedding-layer L] [--embedding-method umap|tsne|pca] [--audit] [--compare [N]]
 
 See :mod:`explain.dataset.report` for the files DIR receives. User errors print one line on stderr
 and exit with code 2; Ctrl-C exits 130 with DIR as it was.
@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
         "--audit", action="store_true",
         help="add an Audit section: every image explained, each class's heatmaps clustered (SpRAy)",
     )  # fmt: skip
+    p.add_argument(
+        "--compare", type=int, nargs="?", const=50, default=0, metavar="N",
+        help="add a 'Which method?' section: every attribution method ranked by faithfulness on N images (50)",
+    )  # fmt: skip
     add_model_arguments(p)
     return p
 
@@ -68,6 +72,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         ("--confusions", args.confusions, 0),
         ("--examples", args.examples, 1),
         ("--top-k", args.top_k, 1),
+        ("--compare", args.compare, 0),
         ("--batch-size", args.batch_size, 1),
     ):
         if value < least:
@@ -106,6 +111,7 @@ def _run(args: argparse.Namespace, command: str):
         embedding_layer=args.embedding_layer,
         embedding_method=args.embedding_method,
         audit=args.audit,
+        compare=args.compare,
         command=command,
     )
     return report, card

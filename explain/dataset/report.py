@@ -71,6 +71,10 @@ AUDIT_LOOKS_PNG = "audit_looks.png"
 AUDIT_PNG = "audit_{slug}.png"
 #: Classes the audit section shows: those with the largest eigengap.
 AUDIT_CLASSES = 3
+#: The "Which method?" section (``compare=N``): the methods ranked, the table and the same images under each.
+METHODS_CSV = "methods.csv"
+METHODS_RANKING_PNG = "methods_ranking.png"
+METHODS_GALLERY_PNG = "methods_gallery.png"
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,6 @@ class Report:
     galleries: tuple[Path, ...]
     heatmap_method: str | None
     notes: tuple[str, ...]
-
 
 
 def _png(fig, dpi: int = 110) -> bytes:
@@ -194,7 +197,14 @@ def _fmt(v) -> str:
 
 
 def _html_head(
-    title: str, summary, kpis, notes: Sequence[str], has_curves: bool, has_map: bool, has_audit: bool = False
+    title: str,
+    summary,
+    kpis,
+    notes: Sequence[str],
+    has_curves: bool,
+    has_map: bool,
+    has_audit: bool = False,
+    has_methods: bool = False,
 ) -> list[str]:
     e = html.escape
     parts = [
@@ -211,6 +221,7 @@ def _html_head(
     links = [("accuracy", "Per-class accuracy"), ("confusion", "Confusion matrix"), ("confusions", "Top confusions")]
     links += [("embedding", "Feature-space map")] if has_map else []
     links += [("audit", "Audit")] if has_audit else []
+    links += [("methods", "Which method?")] if has_methods else []
     links += [("top-k", "Top-k predictions")] + ([("training", "Training curves")] if has_curves else [])
     parts.append("<nav>" + "".join(f'<a href="#{a}">{e(t)}</a>' for a, t in links) + "</nav>")
     return parts
@@ -309,6 +320,44 @@ def _html_audit(pngs: dict[str, bytes], section: AuditSection | None) -> list[st
     return parts
 
 
+def _html_methods(pngs: dict[str, bytes], comparison) -> list[str]:
+    """The methods ranked (:mod:`explain.dataset.compare`): the table, the ranking figure, the gallery."""
+    if comparison is None:
+        return []
+    from explain.dataset.compare import BETTER
+
+    e = html.escape
+    parts = [
+        '<h2 id="methods">Which method? Attribution methods ranked on this model</h2>',
+        f"<p>Every attribution method on the same {len(comparison.images)} images (each explained for its top "
+        "prediction), scored by the same faithfulness metrics. The rank is the mean of each method's rank on the "
+        "six metrics; a method that fails the sanity check (its map does not change when the weights are random) "
+        "comes after those that pass. &darr; lower is better, &uarr; higher is better.</p>",
+        "<table><tr><th>rank</th><th>method</th>"
+        + "".join(f"<th>{e(m)} {'&darr;' if BETTER[m] == 'lower' else '&uarr;'}</th>" for m in BETTER)
+        + "<th>sanity check</th><th>seconds / image</th></tr>",
+    ]
+    for s in comparison.scores:
+        if s.error is not None:
+            parts.append(f"<tr><td>–</td><td>{e(s.method)}</td><td colspan={len(BETTER) + 2}>{e(s.error)}</td></tr>")
+            continue
+        cells = "".join(f"<td class=n>{_fmt(_finite(getattr(s, m)))}</td>" for m in BETTER)
+        sanity = {True: "passes", False: '<span class="bad">fails</span>', None: "–"}[s.sanity_passed]
+        parts.append(
+            f"<tr><td class=n>{s.rank}</td><td>{e(s.method)}</td>{cells}<td>{sanity}</td>"
+            f"<td class=n>{s.seconds_per_image:.4f}</td></tr>"
+        )
+    parts.append("</table>")
+    if METHODS_RANKING_PNG in pngs:
+        parts.append(_img(pngs[METHODS_RANKING_PNG], "each method's rank on each metric"))
+        parts.append(_img(pngs[METHODS_GALLERY_PNG], "the same images under every method"))
+    return parts
+
+
+def _finite(v: float) -> float | None:
+    return v if v == v else None  # NaN -> None ("–")
+
+
 def _html_rest(pngs: dict[str, bytes], top_k_caption: str, has_curves: bool, result, files, command) -> list[str]:
     e = html.escape
     parts = ['<h2 id="top-k">Top-k predictions</h2>']
@@ -348,13 +397,17 @@ def _html(
     command: str,
     embedding=None,
     audit: AuditSection | None = None,
+    comparison=None,
 ) -> str:
     """The self-contained page: every figure embedded as a data: URI."""
-    parts = _html_head(title, summary, kpis, notes, has_curves, EMBEDDING_PNG in pngs, AUDIT_LOOKS_PNG in pngs)
+    parts = _html_head(
+        title, summary, kpis, notes, has_curves, EMBEDDING_PNG in pngs, AUDIT_LOOKS_PNG in pngs, comparison is not None
+    )
     parts += _html_accuracy(pngs, metrics)
     parts += _html_confusions(pngs, confusions, method_label)
     parts += _html_embedding(pngs, embedding)
     parts += _html_audit(pngs, audit)
+    parts += _html_methods(pngs, comparison)
     parts += _html_rest(pngs, top_k_caption, has_curves, result, files, command)
     return "\n".join(parts)
 
@@ -382,9 +435,11 @@ class ReportOptions:
             heatmaps clustered (SpRAy, :mod:`explain.dataset.spray`); the :data:`AUDIT_CLASSES` classes with the
             most distinct strategies (largest eigengap) are shown, a row per cluster. One more backward pass
             over the data.
+        compare: add a "Which method?" section: every attribution method run on this many images of the data
+            (seeded) and ranked by faithfulness (:func:`explain.dataset.compare.compare_methods`); 0 for none.
 
     Raises:
-        ValueError: ``confusions < 0``, ``examples < 1`` or ``top_k < 1``.
+        ValueError: ``compare < 0``, ``confusions < 0``, ``examples < 1`` or ``top_k < 1``.
     """
 
     images: Sequence[str | os.PathLike] | None = None
@@ -399,9 +454,10 @@ class ReportOptions:
     embedding_layer: int | str | None = None
     embedding_method: str = "umap"
     audit: bool = False
+    compare: int = 0
 
     def __post_init__(self):
-        for name, least in (("confusions", 0), ("examples", 1), ("top_k", 1)):
+        for name, least in (("confusions", 0), ("examples", 1), ("top_k", 1), ("compare", 0)):
             if getattr(self, name) < least:
                 raise ValueError(f"{name} must be at least {least}, got {getattr(self, name)}.")
 
@@ -463,6 +519,7 @@ class ReportData:
         embedding: the feature-space map (None when turned off or impossible: see the notes).
         look_alikes: its look-alike images explained (:class:`LookAlikes`), or None.
         audit: the audit section (:class:`AuditSection`), or None.
+        comparison: the methods ranked (:class:`~explain.dataset.compare.Comparison`), or None.
     """
 
     evaluation: Evaluation
@@ -477,6 +534,7 @@ class ReportData:
     embedding: Embedding | None = None
     look_alikes: LookAlikes | None = None
     audit: AuditSection | None = None
+    comparison: object = None
 
 
 @dataclass(frozen=True)
@@ -700,7 +758,22 @@ def compute_report(model, source, *, card=None, model_path: str | os.PathLike | 
         embedding=emb,
         look_alikes=_look_alikes(source, emb, explainer, size) if emb is not None else None,
         audit=_audit(model, source, card, opts, size) if opts.audit else None,
+        comparison=_comparison(model, source, card, opts) if opts.compare else None,
     )
+
+
+def _comparison(model, source, card, opts: ReportOptions):
+    """Every attribution method on ``opts.compare`` images of the data, scored and ranked."""
+    from explain.dataset.compare import compare_methods
+
+    progress = opts.progress
+    if callable(progress):
+        progress = lambda method, done, total: opts.progress(f"Ranking the methods ({method})", done / max(total, 1))  # noqa: E731
+    return compare_methods(
+        model, source, images=opts.compare, layer=opts.layer, preprocess=card.preprocessing,
+        class_names=card.known_class_names, image_size=opts.image_size, batch_size=min(opts.batch_size, 64),
+        progress=progress,
+    )  # fmt: skip
 
 
 def _audit(model, source, card, opts: ReportOptions, size: tuple[int, int, int]) -> AuditSection:
@@ -825,7 +898,20 @@ def _figures(data: ReportData, model_name: str) -> tuple[dict[str, bytes], list[
         pngs[CURVES_PNG] = curves
     pngs.update(_embedding_pngs(data))
     pngs.update(_audit_pngs(data.audit))
+    pngs.update(_methods_pngs(data.comparison))
     return pngs, gallery_files, [note] if note else []
+
+
+def _methods_pngs(comparison) -> dict[str, bytes]:
+    """The ranking figure and the gallery of the "Which method?" section."""
+    if comparison is None or all(s.error is not None for s in comparison.scores):
+        return {}
+    from explain.dataset.compare import gallery_figure, ranking_figure
+
+    return {
+        METHODS_RANKING_PNG: _png(ranking_figure(comparison)),
+        METHODS_GALLERY_PNG: _png(gallery_figure(comparison), dpi=90),
+    }
 
 
 def _audit_pngs(section: AuditSection | None) -> dict[str, bytes]:
@@ -894,6 +980,7 @@ def _metrics_document(data: ReportData, model_label: str, gallery_files, notes) 
         "heatmap_method": data.heatmap_method,
         "embedding": _embedding_document(data),
         "audit": data.audit.spray.as_dict() if data.audit else None,
+        "methods": data.comparison.as_dict() if data.comparison else None,
         "notes": list(notes),
     }
     return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
@@ -939,6 +1026,16 @@ def _summary(data: ReportData, model_name: str) -> tuple[list[tuple[str, str]], 
     return summary, kpis
 
 
+def _methods_files(comparison, pngs: dict[str, bytes]) -> dict[str, bytes]:
+    if comparison is None:
+        return {}
+    from explain.dataset.compare import methods_csv
+
+    files = {METHODS_CSV: methods_csv(comparison)}
+    files.update({f: pngs[f] for f in (METHODS_RANKING_PNG, METHODS_GALLERY_PNG) if f in pngs})
+    return files
+
+
 def render_report(
     data: ReportData, *, model_path: str | os.PathLike | None = None, model_name: str = "model", command: str = ""
 ) -> RenderedReport:
@@ -968,6 +1065,7 @@ def render_report(
         TOP_K_PNG: pngs[TOP_K_PNG],
         **{f: pngs[f] for f in (EMBEDDING_PNG, LOOK_ALIKES_PNG) if f in pngs},
         **{f: b for f, b in pngs.items() if f.startswith("audit_")},
+        **_methods_files(data.comparison, pngs),
         **({CURVES_PNG: pngs[CURVES_PNG]} if CURVES_PNG in pngs else {}),
     }
     summary, kpis = _summary(data, name)
@@ -987,6 +1085,7 @@ def render_report(
         command=command or f"write_report({name!r}, {r.data!r})",
         embedding=data.embedding,
         audit=data.audit,
+        comparison=data.comparison,
     )
     files[HTML_FILE] = page.encode("utf-8")
     return RenderedReport(files, tuple(gallery_files), tuple(notes))
@@ -1055,6 +1154,7 @@ def write_report(
     embedding_layer: int | str | None = None,
     embedding_method: str = "umap",
     audit: bool = False,
+    compare: int = 0,
     command: str = "",
 ) -> Report:
     """Evaluate ``model`` on ``source`` and write the report files into ``out_dir``:
@@ -1072,7 +1172,7 @@ def write_report(
             data's; its preprocessing mode is applied); default read from ``model_path``.
             Without class names the data's classes are taken to be the model's outputs in order.
         images, confusions, examples, top_k, batch_size, layer, image_size, progress, embedding,
-            embedding_layer, embedding_method, audit: what the report shows and how, as the fields of
+            embedding_layer, embedding_method, audit, compare: what the report shows and how, as the fields of
             :class:`ReportOptions`.
         command: the command line, printed in the page's footer.
 

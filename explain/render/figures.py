@@ -990,3 +990,81 @@ def spray_map(audit, ax: Axes | None = None, *, title: str | None = None) -> Fig
     ax.set_aspect("equal", adjustable="datalim")
     ax.set_title(title or f"{audit.name}: its heatmaps in 2-D, coloured by cluster", fontsize=10)
     return fig
+
+
+def method_ranking(
+    labels: list[str], headers: list[str], values: np.ndarray, ranks: np.ndarray, *, title: str = ""
+) -> Figure:
+    """Attribution methods ranked: a table with a row per method (best first) and a column per metric, each
+    cell coloured by the method's rank on that metric (green = 1st, red = last, grey = not scored) and
+    showing the metric's value.
+
+    Args:
+        labels: one row label per method, best first (e.g. ``"1. hirescam"``).
+        headers: one column header per metric (e.g. ``"deletion\\n(lower is better)"``).
+        values: float ``(rows, metrics)``, the metric values; NaN where not scored.
+        ranks: float ``(rows, metrics)``, each value's rank among the rows (1 = best); NaN where not scored.
+        title: the figure's title.
+
+    Returns:
+        The ``Figure``.
+
+    Raises:
+        ValueError: no rows, or shapes that do not match.
+    """
+    values, ranks = np.asarray(values, np.float64), np.asarray(ranks, np.float64)
+    if not labels or values.shape != (len(labels), len(headers)) or ranks.shape != values.shape:
+        raise ValueError(
+            f"method_ranking needs values and ranks of shape (rows, metrics) = ({len(labels)}, {len(headers)}), "
+            f"got {values.shape} and {ranks.shape}."
+        )
+    n, m = values.shape
+    fig = Figure(figsize=(1.35 * m + 2.6, 0.36 * n + 1.5), layout="constrained")
+    ax = fig.subplots()
+    shade = np.where(np.isfinite(ranks), (ranks - 1) / max(n - 1, 1), np.nan)
+    cmap = _colormap("RdYlGn_r").copy()
+    cmap.set_bad("#dddddd")
+    ax.imshow(np.ma.masked_invalid(shade), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
+    for i in range(n):
+        for j in range(m):
+            text = "–" if not np.isfinite(values[i, j]) else f"{values[i, j]:.3f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(m), headers, fontsize=7)
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(n), labels, fontsize=8)
+    ax.tick_params(length=0)
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def method_gallery(
+    images: np.ndarray, maps: dict[str, np.ndarray], captions: list[str], *, cmap: str = "jet"
+) -> Figure:
+    """The same images under every method: a row per image (the image, then one overlay per method), a
+    column per method in the order given (best first).
+
+    Args:
+        images: uint8 ``(n, H, W, C)``.
+        maps: ``{method: float (n, H, W) in [0, 1]}``.
+        captions: one caption per image, drawn over its first column.
+        cmap: the heatmaps' colormap.
+
+    Returns:
+        The ``Figure``.
+
+    Raises:
+        ValueError: no images, or maps or captions that do not match them.
+    """
+    images = np.asarray(images)
+    n = len(images)
+    if n == 0 or len(captions) != n or any(np.shape(v)[:1] != (n,) for v in maps.values()):
+        raise ValueError(f"method_gallery needs one caption and one map per method for each of the {n} images.")
+    cols = 1 + len(maps)
+    fig = Figure(figsize=(1.2 * cols + 0.3, 1.3 * n + 0.6), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(n, cols, squeeze=False))
+    for i, row in enumerate(axes):
+        _image_panel(row[0], images[i], _short(captions[i], 20), fontsize=7)
+        for ax, (name, heat) in zip(row[1:], maps.items(), strict=True):
+            heatmap_overlay(images[i], heat[i], title=_short(name, 16) if i == 0 else "", cmap=cmap, ax=ax)
+            ax.title.set_fontsize(7)
+    return fig
