@@ -128,6 +128,20 @@ def write_config_bomb(source: Path, out: Path, units: int = 1_000_000) -> Path:
     return out
 
 
+#: Few samples, steps or masks per method: the tests that run every method check its contract, not the
+#: quality of its maps (the numbers are checked by hand in test_method_maths.py and its siblings).
+FAST = {
+    "smoothgrad": {"samples": 4},
+    "squaregrad": {"samples": 4},
+    "vargrad": {"samples": 4},
+    "gradient_shap": {"samples": 4},
+    "integrated_gradients": {"steps": 8},
+    "lime": {"num_samples": 60},
+    "kernel_shap": {"num_samples": 60},
+    "rise": {"masks": 64},
+}
+
+
 #: Attribution methods that explain any classifier (attention rollout needs attention layers: tested apart).
 def universal_methods() -> list[str]:
     from explain.attribution import METHODS

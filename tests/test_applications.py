@@ -92,8 +92,13 @@ CAM_METHODS = [name for name, cls in METHODS.items() if issubclass(cls, LayerAtt
 #: Few samples / steps: the contract, not the quality of the maps, is under test.
 SMALL = {
     "smoothgrad": {"samples": 4 if FULL else 1},
+    "squaregrad": {"samples": 4 if FULL else 1},
+    "vargrad": {"samples": 4 if FULL else 2},
+    "gradient_shap": {"samples": 4 if FULL else 1},
     "integrated_gradients": {"steps": 4 if FULL else 1},
     "lime": {"num_samples": 20},
+    "kernel_shap": {"num_samples": 20},
+    "rise": {"masks": 16},
 }
 #: Layer types never the default target layer: they only carry the image, or shift it (padding, cropping).
 NOT_DEFAULT = ("InputLayer", "Rescaling", "Normalization", "Resizing", "ZeroPadding2D", "Cropping2D")
@@ -313,9 +318,15 @@ def test_default_target_layer(case):
 
 
 #: What CI runs on the nested configuration beyond what every configuration gets (Grad-CAM on the default
-#: layer, against the tape): Grad-CAM++ and Score-CAM on the inner layer, every input method.
+#: layer, against the tape): on the inner layer, Grad-CAM++ and Score-CAM, Guided Grad-CAM (the model's ReLUs
+#: swapped while tracing) and Ablation-CAM (the network cut after the layer); one input method per way of
+#: reaching the model. Left to EXPLAIN_FULL_APPLICATIONS=1: the input methods that reach it as another does
+#: (SquareGrad, VarGrad: SmoothGrad's noise loop; GradientSHAP: Integrated Gradients' gradients along a path;
+#: RISE: Occlusion's masked batches; KernelSHAP: LIME's superpixels).
 INPUT_METHODS = [name for name in universal_methods() if name not in CAM_METHODS]
-CI_NESTED = {("gradcam++", "inner"), ("scorecam", "inner")} | {(m, "input") for m in INPUT_METHODS}
+SAME_PLUMBING_AS_ANOTHER = {"squaregrad", "vargrad", "gradient_shap", "rise", "kernel_shap"}
+CI_NESTED = {("gradcam++", "inner"), ("scorecam", "inner"), ("guided_gradcam", "inner"), ("ablation_cam", "inner")}
+CI_NESTED |= {(m, "input") for m in INPUT_METHODS if m not in SAME_PLUMBING_AS_ANOTHER}
 
 
 def skip_unless_in_ci(case: Case, method: str, where: str) -> None:

@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 import pytest
-from conftest import SAMPLES, tiny_functional, tiny_nested, tiny_sequential, tiny_sigmoid, universal_methods
+from conftest import FAST, SAMPLES, tiny_functional, tiny_nested, tiny_sequential, tiny_sigmoid, universal_methods
 
 from explain import ExplainError, LayerError, NoSpatialLayerError
 from explain.attribute import main
@@ -17,7 +17,6 @@ from explain.attribution import (
 from explain.models.layers import layer_table
 
 L = keras.layers
-FAST = {"smoothgrad": {"samples": 4}, "integrated_gradients": {"steps": 8}, "lime": {"num_samples": 60}}
 
 
 def tiny_mlp() -> keras.Model:
@@ -291,7 +290,10 @@ def test_lime_boundaries_tints_for_and_against():
 
 def test_layer_attribution_is_the_cam_family():
     cams = {name for name, cls in METHODS.items() if issubclass(cls, LayerAttribution)}
-    assert cams == {"gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "scorecam"}  # rollout: every layer
+    assert cams == {
+        "gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "guided_gradcam", "scorecam", "faster_scorecam",
+        "ablation_cam", "eigencam",
+    }  # fmt: skip  (attention rollout: every attention layer, not one target layer)
 
 
 def test_no_spatial_layer_error_pickles():

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
-from conftest import random_image, tiny_sequential, universal_methods
+from conftest import FAST, random_image, tiny_sequential, universal_methods
 
 import explain
 from explain.attribution import METHODS, LayerAttribution
@@ -123,8 +123,7 @@ def test_another_model_has_another_hash_and_its_table_is_refused(table, model, t
 
 @pytest.mark.parametrize("method", universal_methods())
 def test_every_method_writes_its_raw_maps(method, model, source, tmp_path):
-    kwargs = {"lime": {"num_samples": 40}, "integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 4}}
-    kwargs = kwargs.get(method, {})
+    kwargs = FAST.get(method, {})
     small = ArraySource("four", source.images[:4], source.labels[:4], CLASSES)
     out = explain.attribute_dataset(model, small, method, out=tmp_path / "m.parquet", progress=False, **kwargs)
     t = pq.read_table(out)

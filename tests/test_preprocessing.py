@@ -6,7 +6,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import L, universal_methods
+from conftest import FAST, L, universal_methods
 
 import explain
 from explain.attribution import METHODS
@@ -105,9 +105,7 @@ def test_activations_and_predictions_with_unit(unit_pair):
 @pytest.mark.parametrize("method", universal_methods())
 def test_every_method_with_unit_matches_the_model_that_rescales_itself(unit_pair, method):
     unit, inside = unit_pair
-    kwargs = {"num_samples": 40, "batch_size": 40} if method == "lime" else {}
-    kwargs |= {"steps": 8} if method == "integrated_gradients" else {}
-    kwargs |= {"samples": 4} if method == "smoothgrad" else {}
+    kwargs = FAST.get(method, {})
     ours = METHODS[method](unit, preprocess="unit", **kwargs)(IMAGES[:1], 1)
     ref = METHODS[method](inside, **kwargs)(IMAGES[:1], 1)
     assert ours.heatmap.shape == (1, 16, 16)

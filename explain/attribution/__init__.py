@@ -5,6 +5,7 @@ Every method is built as ``METHODS[name](model, layer=None, ...)`` and called on
 :class:`Attribution` whose ``heatmap`` is float32 ``(N, H, W)`` in [0, 1].
 """
 
+from explain.attribution.ablation_cam import AblationCAM
 from explain.attribution.attention_rollout import AttentionRollout
 from explain.attribution.base import (
     Attribution,
@@ -13,34 +14,58 @@ from explain.attribution.base import (
     default_target_layer,
     normalize_maps,
 )
+from explain.attribution.eigencam import EigenCAM
+from explain.attribution.faster_scorecam import FasterScoreCAM
 from explain.attribution.gradcam import GradCAM
 from explain.attribution.gradcam_plus_plus import GradCAMPlusPlus
 from explain.attribution.gradient_input import GradientInput
+from explain.attribution.gradient_shap import GradientSHAP
+from explain.attribution.guided_backprop import GuidedBackprop
+from explain.attribution.guided_gradcam import GuidedGradCAM
 from explain.attribution.hirescam import HiResCAM
 from explain.attribution.integrated_gradients import IntegratedGradients
+from explain.attribution.kernel_shap import KernelSHAP, KernelShapAttribution
 from explain.attribution.labels import method_label
 from explain.attribution.layercam import LayerCAM
 from explain.attribution.lime import LIME, LimeAttribution
+from explain.attribution.occlusion import Occlusion
+from explain.attribution.rise import RISE
 from explain.attribution.saliency import Saliency
 from explain.attribution.scorecam import ScoreCAM
 from explain.attribution.smoothgrad import SmoothGrad
+from explain.attribution.squaregrad import SquareGrad
+from explain.attribution.vargrad import VarGrad
 from explain.attribution.xgradcam import XGradCAM
 
 #: name -> method class, in the order the CLI and the app show them.
 METHODS: dict[str, type[AttributionMethod]] = {
     cls.name: cls
     for cls in (
+        # class activation maps: gradient-weighted, then gradient-free
         GradCAM,
         GradCAMPlusPlus,
         HiResCAM,
         XGradCAM,
         LayerCAM,
+        GuidedGradCAM,
         ScoreCAM,
+        FasterScoreCAM,
+        AblationCAM,
+        EigenCAM,
+        # input gradients
         Saliency,
         GradientInput,
+        GuidedBackprop,
         SmoothGrad,
+        SquareGrad,
+        VarGrad,
         IntegratedGradients,
+        GradientSHAP,
+        # perturbation
+        Occlusion,
+        RISE,
         LIME,
+        KernelSHAP,
         AttentionRollout,
     )
 }
@@ -80,20 +105,32 @@ def get_method(name: str) -> type[AttributionMethod]:
 __all__ = [
     "LIME",
     "METHODS",
+    "RISE",
+    "AblationCAM",
     "AttentionRollout",
     "Attribution",
     "AttributionMethod",
+    "EigenCAM",
+    "FasterScoreCAM",
     "GradCAM",
     "GradCAMPlusPlus",
     "GradientInput",
+    "GradientSHAP",
+    "GuidedBackprop",
+    "GuidedGradCAM",
     "HiResCAM",
     "IntegratedGradients",
+    "KernelSHAP",
+    "KernelShapAttribution",
     "LayerAttribution",
     "LayerCAM",
     "LimeAttribution",
+    "Occlusion",
     "Saliency",
     "ScoreCAM",
     "SmoothGrad",
+    "SquareGrad",
+    "VarGrad",
     "XGradCAM",
     "default_target_layer",
     "get_method",

@@ -16,6 +16,7 @@ class (score = logit), class 0 the negative one (score = -logit).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +38,13 @@ import tensorflow as tf  # noqa: E402
 #: "flat": constant up to rounding, drawn as zeros and reported as such. Relative, so tiny but
 #: informative maps (random-weight networks give activations around 1e-12) are kept.
 FLAT_RTOL = 1e-5
+
+#: Held while an attribution method's compiled function is traced (:meth:`AttributionMethod._batched`),
+#: and by anything that changes a model's layers for the length of one trace (guided backpropagation's
+#: :func:`~explain.attribution.guided_backprop.guided_relus`). A model may be shared between threads
+#: (the dashboard): while one method traces with guided ReLUs swapped in, no other method may trace the
+#: same layers, or its compiled function would capture them. Re-entrant, so a trace may take it again.
+TRACE_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -361,13 +369,20 @@ class AttributionMethod:
 
         Traced once for any batch size (the batch dimension left unknown), so an image's map does not
         depend on the batch it came in: a trace per batch shape can round differently, and a ReLU on the
-        edge then flips (the Ray engine's batches are not the local engine's)."""
+        edge then flips (the Ray engine's batches are not the local engine's).
+
+        The trace happens here, once, under :data:`TRACE_LOCK` (``get_concrete_function``), and the
+        concrete function is kept: a method that changes the model's layers while it traces (guided
+        backpropagation) does so only inside the lock, and later calls never trace again."""
         if getattr(self, name, None) is None:
             signature = [
                 tf.TensorSpec((None, *np.shape(x)[1:]), tf.as_dtype(np.asarray(x).dtype)),
                 tf.TensorSpec((None,), tf.as_dtype(np.asarray(idx).dtype)),
             ]
-            setattr(self, name, tf.function(fn, input_signature=signature))
+            with TRACE_LOCK:
+                if getattr(self, name, None) is None:
+                    traced = tf.function(fn, input_signature=signature).get_concrete_function(*signature)
+                    setattr(self, name, traced)
         compiled = getattr(self, name)
         parts = []
         for start in range(0, len(x), self.batch_size):

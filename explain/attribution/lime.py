@@ -67,6 +67,18 @@ class _Segmenter:
         return np.unique(seg, return_inverse=True)[1].reshape(seg.shape).astype(np.int64)
 
 
+def _silence_lime_bar() -> None:
+    """lime 0.2 draws a tqdm bar per explained image, with no argument to turn it off (a data set's worth of
+    bars on stderr); explain reports progress itself (``progress``), so lime's bars are turned off."""
+    import functools
+
+    import lime.lime_image
+    from tqdm.auto import tqdm
+
+    if not isinstance(lime.lime_image.tqdm, functools.partial):
+        lime.lime_image.tqdm = functools.partial(tqdm, disable=True)
+
+
 @dataclass(frozen=True)
 class LimeAttribution(Attribution):
     """LIME's result: an :class:`~explain.attribution.base.Attribution` that also carries the
@@ -184,6 +196,7 @@ class LIME(AttributionMethod):
     def _explain_one(self, image: np.ndarray, cls: int, classifier_fn) -> tuple[np.ndarray, np.ndarray]:
         from lime.lime_image import LimeImageExplainer
 
+        _silence_lime_bar()
         h, w = image.shape[:2]
         params = _segmentation_params(self.segmentation, h, w, self.seed)
         params.update(self.segmentation_params)

@@ -53,6 +53,7 @@ class ScoreCAM(LayerAttribution):
 
     def _raw_maps(self, x, class_index):
         a, logits = self.activations_and_scores(x)
+        a = self._channels(a)
         cls, score = self.pick(logits, class_index)
         size = tf.shape(x)[1:3]
         up = tf.image.resize(a, size, method="bilinear")  # (B, H, W, K)
@@ -78,6 +79,11 @@ class ScoreCAM(LayerAttribution):
         weights = tf.nn.softmax(probs, axis=1)
         cam = tf.nn.relu(tf.einsum("bhwk,bk->bhw", a, weights))
         return cam, cls, score
+
+    def _channels(self, a: tf.Tensor) -> tf.Tensor:
+        """The feature maps ``(B, h, w, K')`` used as masks and weighted, from all of them ``(B, h, w, K)``:
+        every channel here (Faster Score-CAM keeps a few)."""
+        return a
 
     def _class_probability(self, xs, cls, pad_to):
         p = self.head.class_probability(xs, tf.fill([tf.shape(xs)[0]], tf.cast(cls, tf.int64)))

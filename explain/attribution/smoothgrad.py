@@ -2,10 +2,15 @@
 https://arxiv.org/abs/1706.03825.
 
 The mean absolute input gradient over ``samples`` copies of the image with Gaussian noise
-of standard deviation ``noise`` x 255 (the paper's 10-20% of the input range), seeded.
+of standard deviation ``noise`` x 255 (the paper's 10-20% of the input range), seeded. The noise
+loop (:meth:`SmoothGrad._noisy_gradients`) is shared with SquareGrad and VarGrad
+(:mod:`explain.attribution.squaregrad`, :mod:`explain.attribution.vargrad`), which reduce the same
+noisy gradients differently (:meth:`SmoothGrad._reduce`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
 
 import tensorflow as tf
 
@@ -62,11 +67,23 @@ class SmoothGrad(Saliency):
         super().__init__(model, layer, batch_size, preprocess)
         self.samples, self.noise, self.seed = samples, noise, seed
 
-    def _raw_maps(self, x, class_index):
-        cls, score = self.pick(self.scores_from_input(x), class_index)
-        total = tf.zeros_like(x)
+    def _noisy_gradients(self, x: tf.Tensor, cls: tf.Tensor) -> Iterator[tf.Tensor]:
+        """The noise loop shared with SquareGrad and VarGrad: for ``s = 0 .. samples - 1``, the input
+        gradient ``dS/dx (x + e_s)`` ``(B, H, W, C)`` of the classes ``cls`` (int64 ``(B,)``, already
+        resolved), with ``e_s = tf.random.stateless_normal(shape, seed=[seed, s], stddev=noise * 255)``.
+        Unrolled when traced: one gradient pass per sample."""
         for i in range(self.samples):
             noise = tf.random.stateless_normal(tf.shape(x), seed=[self.seed, i], stddev=self.noise * 255.0)
             grads, _, _ = self._input_gradients(x + noise, cls)
+            yield grads
+
+    def _reduce(self, gradients: Iterable[tf.Tensor], x: tf.Tensor) -> tf.Tensor:
+        """The map ``(B, H, W)`` from the noisy gradients: here ``max_c mean_s |g_s|``."""
+        total = tf.zeros_like(x)
+        for grads in gradients:
             total += tf.abs(grads)
-        return tf.reduce_max(total / self.samples, axis=-1), cls, score
+        return tf.reduce_max(total / self.samples, axis=-1)
+
+    def _raw_maps(self, x, class_index):
+        cls, score = self.pick(self.scores_from_input(x), class_index)
+        return self._reduce(self._noisy_gradients(x, cls), x), cls, score
