@@ -1,6 +1,13 @@
-"""Benchmark: Grad-CAM and LIME time per image, side by side in one run.
+"""Benchmark: Grad-CAM and LIME time per image, side by side in one run; or every method against its floor.
 
     python bench/bench_attribution.py [--models mobilenetv2 xception] [--repeats 10] [--lime-samples 1000]
+    python bench/bench_attribution.py --methods [NAME ...] [--repeats 5]
+
+With ``--methods``: each attribution method on a batch (the demo model: 16 images; MobileNetV2 at 96x96: 4)
+against its floor, the least work the method needs (:data:`FLOORS`): compiled forward passes (EigenCAM),
+forward plus backward passes to the input (the gradient methods and the gradient CAMs; n of them for the
+noise and path methods), or one forward pass per perturbed image at batch 64 (Score-CAM, Occlusion, RISE,
+KernelSHAP, LIME). Method and floor are timed alternately (round-robin), medians printed with their ratio.
 
 On MobileNetV2 (224x224) and Xception (299x299) with random weights, per image (batch 1):
   - the model's compiled forward pass (``tf.function``), the floor;
@@ -32,7 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import explain  # noqa: F401  (quiet TensorFlow import)
+import explain  # quiet TensorFlow import; explain.load_model below
 from explain.attribution import GradCAM
 
 MODELS = {
@@ -167,14 +174,132 @@ def bench_lime(samples: int, repeats: int) -> None:
         print(f"  {name:<34} {t:7.2f} s   {t / floor:6.2f}x the floor")
 
 
+# -- every method against its floor ------------------------------------------------------------------------
+#: Per method: what it must compute at the least, as a multiple of the floors measured below ("forward": one
+#: compiled forward pass of the batch; "backward": forward plus one backward pass to the input; "masked": one
+#: forward pass per perturbed image at the best batch size). The count is a function of the method object.
+FLOORS = {
+    "gradcam": ("backward", lambda m: 1),
+    "gradcam++": ("backward", lambda m: 1),
+    "hirescam": ("backward", lambda m: 1),
+    "xgradcam": ("backward", lambda m: 1),
+    "layercam": ("backward", lambda m: 1),
+    "guided_gradcam": ("backward", lambda m: 2),  # the ordinary and the guided gradient
+    "eigencam": ("forward", lambda m: 1),
+    "scorecam": ("masked", lambda m: m.layer.output_shape[-1] + 1),
+    "faster_scorecam": ("masked", lambda m: min(m.max_n, m.layer.output_shape[-1]) + 1),
+    "ablation_cam": ("masked", lambda m: m.channels + 1),  # counted as whole forward passes: an upper floor
+    "saliency": ("backward", lambda m: 1),
+    "gradient_input": ("backward", lambda m: 1),
+    "guided_backprop": ("backward", lambda m: 1),
+    "smoothgrad": ("backward", lambda m: m.samples),
+    "squaregrad": ("backward", lambda m: m.samples),
+    "vargrad": ("backward", lambda m: m.samples),
+    "integrated_gradients": ("backward", lambda m: m.steps),
+    "gradient_shap": ("backward", lambda m: m.samples),
+    "occlusion": ("masked", lambda m: _windows(m) + 1),
+    "rise": ("masked", lambda m: m.num_masks),
+    "kernel_shap": ("masked", lambda m: m.num_samples),
+    "lime": ("masked", lambda m: m.num_samples),
+}
+
+
+def _windows(method) -> int:
+    h, w = method.input_shape[:2]
+    _, _, tops, lefts = method.patches(h, w)
+    return len(tops) * len(lefts)
+
+
+def _floor(head, x: np.ndarray, cls: np.ndarray, kind: str, n: int):
+    """The floor as a callable on the batch ``x``: ``n`` compiled forward passes, ``n`` forward plus backward
+    passes to the input, or ``n * len(x)`` perturbed images in forward passes of 64."""
+    forward = _compiled_forward(head)
+    if kind == "forward":
+        return lambda: [forward(tf.constant(x)).numpy() for _ in range(n)]
+    if kind == "masked":
+        wide = tf.constant(np.repeat(x[:1], 64, axis=0))
+        return lambda: [forward(wide).numpy() for _ in range(-(-n * len(x) // 64))]
+    backward, idx = _compiled_backward(head), tf.constant(cls)
+    return lambda: [backward(tf.constant(x), idx).numpy() for _ in range(n)]
+
+
+_FORWARD: dict = {}
+
+
+def _compiled_forward(head):
+    if id(head) not in _FORWARD:
+        _FORWARD[id(head)] = tf.function(lambda t: head.scores(t))
+    return _FORWARD[id(head)]
+
+
+_BACKWARD: dict = {}
+
+
+def _compiled_backward(head):
+    if id(head) not in _BACKWARD:
+
+        @tf.function
+        def backward(t, idx):
+            with tf.GradientTape() as tape:
+                tape.watch(t)
+                score = tf.gather(head.scores(t), idx, batch_dims=1)
+            return tape.gradient(score, t)
+
+        _BACKWARD[id(head)] = backward
+    return _BACKWARD[id(head)]
+
+
+def bench_methods(model, label: str, x: np.ndarray, repeats: int, names: list[str]) -> None:
+    """Each method's time on the batch ``x`` against its floor, the two interleaved round-robin (medians)."""
+    from explain.attribution import METHODS
+    from explain.models.scores import score_head
+
+    head = score_head(model)
+    cls = head.top_classes(x)
+    print(f"\n{label}: {len(x)} images per call, median of {repeats} interleaved runs (masked floors: 64 per pass)")
+    print(f"  {'method':<22}{'ms / call':>11}{'floor ms':>11}{'ratio':>8}  floor")
+    for name in names:
+        method = METHODS[name](model, batch_size=len(x))
+        kind, count = FLOORS[name]
+        n = count(method)
+        times = _race({"floor": _floor(head, x, cls, kind, n), "method": lambda m=method: m(x, cls)}, repeats)
+        what = {"forward": "forward", "backward": "forward+backward", "masked": "masked images per image"}[kind]
+        ratio = times["method"] / times["floor"]
+        print(f"  {name:<22}{times['method'] * 1000:>11.1f}{times['floor'] * 1000:>11.1f}{ratio:>8.2f}  {n} x {what}")
+
+
+def demo_model():
+    """The bundled demo model (models/fashion_mnist_cnn.keras) and 16 Fashion-MNIST-sized images; None when
+    the file is missing."""
+    path = Path(__file__).resolve().parents[1] / "models" / "fashion_mnist_cnn.keras"
+    if not path.exists():
+        return None
+    model = explain.load_model(path)
+    return model, np.random.default_rng(0).uniform(0, 255, (16, 28, 28, 1)).astype(np.float32)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--lime-samples", type=int, default=1000, help="0 skips the LIME benchmark")
     p.add_argument("--lime-repeats", type=int, default=3)
+    p.add_argument(
+        "--methods", nargs="*", metavar="NAME",
+        help="every method (or these) against its floor on the demo model and MobileNetV2 at 96x96, then stop",
+    )  # fmt: skip
     args = p.parse_args()
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs")
+    if args.methods is not None:
+        names = args.methods or list(FLOORS)
+        demo = demo_model()
+        if demo is not None:
+            bench_methods(*demo[:1], "demo model (Fashion-MNIST CNN, 28x28x1)", demo[1], args.repeats, names)
+        keras.utils.set_random_seed(0)
+        mobilenet = keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3), classes=10)
+        x = np.random.default_rng(0).uniform(0, 255, (4, 96, 96, 3)).astype(np.float32)
+        bench_methods(mobilenet, "MobileNetV2 96x96 (random weights)", x, args.repeats, names)
+        return 0
     for name in args.models:
         bench_gradcam(name, args.repeats)
     if args.lime_samples:

@@ -258,6 +258,28 @@ def _faithfulness(_model, model_key: str, image_key: str, _image, method: str, c
     return deletion_insertion(_model, _image[None], result.heatmap, result.class_index, preprocess=preprocess)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _more_faithfulness(
+    _model, model_key: str, image_key: str, _image, method: str, class_index: int, layer, preprocess
+):
+    from explain.dataset.compare import faithfulness_scores
+
+    result = _attribution(_model, model_key, image_key, _image, method, class_index, layer, preprocess)
+    explainer = _explainer(_model, model_key, method, layer, preprocess)
+    x = np.asarray(_image, np.float32)[None]
+    return faithfulness_scores(
+        _model, explainer, x, result.heatmap, result.class_index, preprocess=preprocess, deletion=False
+    )
+
+
+def more_faithfulness(ctx: Ctx, method: str, class_index: int, layer: str | None) -> dict:
+    """MuFidelity, ROAD (most / least relevant first) and stability of ``method``'s heatmap
+    (:func:`explain.dataset.compare.faithfulness_scores`); the heatmap must not be flat."""
+    return _more_faithfulness(
+        ctx.model, ctx.model_key, ctx.image_key, ctx.pixels, method, class_index, layer, ctx.preprocess
+    )
+
+
 def attribution(ctx: Ctx, method: str, class_index: int, layer: str | None):
     """``method``'s :class:`~explain.attribution.base.Attribution` of the image for ``class_index``."""
     return _attribution(ctx.model, ctx.model_key, ctx.image_key, ctx.pixels, method, class_index, layer, ctx.preprocess)

@@ -28,6 +28,7 @@ LIME_RESULTS, LIME_KEPT, LIME_BYTES = "lime_results", 8, 64 * 1024**2
 # The tab's widget keys, and those it keeps while closed.
 METHODS_KEY, EXPLAIN_CLASS, TARGET_LAYER, CMAP, ALPHA = "methods", "explain_class", "target_layer", "cmap", "alpha"
 RUN_LIME, RUN_SANITY, DL_EXPLAIN, DL_LIME, DL_SANITY = "run_lime", "run_sanity", "dl_explain", "dl_lime", "dl_sanity"
+MORE_SCORES = "more_scores"
 #: The keys of the viewers (methods side by side, LIME).
 EXPLAIN_VIEW, LIME_VIEW = "explain_view", "lime_view"
 KEPT_WIDGETS = (METHODS_KEY, EXPLAIN_CLASS, TARGET_LAYER, CMAP, ALPHA)
@@ -123,7 +124,30 @@ def _faithfulness_line(ctx: Ctx, done, class_index: int) -> dict:
         " · ".join(parts) + ". Deletion / insertion AUC (Petsiuk et al. 2018): lower deletion and higher insertion "
         "mean the map points at pixels the model really uses."
     )
+    if st.checkbox("More faithfulness metrics (MuFidelity, ROAD, stability: slower)", key=MORE_SCORES):
+        _more_scores_line(ctx, done, class_index)
     return scores
+
+
+def _more_scores_line(ctx: Ctx, done, class_index: int) -> None:
+    """MuFidelity, ROAD and stability per method, when the user asks (many more forward passes)."""
+    parts = []
+    with st.spinner("Scoring the maps…"):
+        for method, target, result in done:
+            if result.flat[0]:
+                parts.append(f"{method}: flat heatmap")
+                continue
+            m = cache.more_faithfulness(ctx, method, class_index, target)
+            parts.append(
+                f"{method}: MuFidelity {m['mufidelity']:.3f} ↑, ROAD {m['road_morf']:.3f} ↓ / {m['road_lerf']:.3f} ↑, "
+                f"stability {m['stability']:.3f} ↓"
+            )
+    st.caption(
+        " · ".join(parts) + ". ↑ higher is better, ↓ lower is better. MuFidelity (Bhatt et al. 2020): does the "
+        "relevance of random pixel sets predict the score's drop when they are removed; ROAD (Rong et al. 2022): "
+        "the probability with the most / least relevant pixels removed and imputed; stability: how far the map "
+        "moves when the image moves by an imperceptible amount."
+    )
 
 
 def _panel_download(ctx: Ctx, done, scores: dict, class_index: int, cmap: str, alpha: float) -> None:

@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -95,9 +97,13 @@ def test_nested_target_layer_by_path_gets_real_gradients():
 
 def test_model_without_conv_layer():
     model = tiny_mlp()
-    with pytest.raises(NoSpatialLayerError, match="Grad-CAM needs a convolutional layer") as info:
+    with pytest.raises(NoSpatialLayerError, match="gradcam needs a convolutional layer") as info:
         GradCAM(model)
     assert isinstance(info.value, LayerError) and info.value.reason == NoSpatialLayerError.NO_SPATIAL
+    for name, cls in METHODS.items():  # every class activation map names itself and says what to use instead
+        if issubclass(cls, LayerAttribution):
+            with pytest.raises(NoSpatialLayerError, match=rf"^{re.escape(name)} needs a .*Use a gradient method"):
+                cls(model)
     assert info.value.last_layer is None
     assert Saliency(model)(_images()).heatmap.shape == (2, 16, 16)
 
@@ -141,7 +147,7 @@ def test_default_target_layer_rules_on_tiny_models():
     assert default_target_layer(branched).name == "trunk"  # every path goes through it, not through "branch"
     one_pixel = classifier((1, 1, 3), L.Conv2D(4, 1, name="conv"))
     with pytest.raises(
-        NoSpatialLayerError, match=r"Grad-CAM needs a convolutional layer.*every spatial layer.*1x1.*'conv'"
+        NoSpatialLayerError, match=r"gradcam needs a convolutional layer.*every spatial layer.*1x1.*'conv'"
     ) as info:
         GradCAM(one_pixel)
     assert (info.value.reason, info.value.last_layer) == (NoSpatialLayerError.ONLY_1X1, "conv")

@@ -117,14 +117,14 @@ def test_a_map_that_ignores_the_model_fails_the_sanity_check_and_is_ranked_last(
 def compared():
     keras.utils.set_random_seed(0)
     model = tiny_sequential()
-    source = ArraySource(_images(10, seed=2), np.arange(10) % 3, ("a", "b", "c"), name="tiny")
+    source = ArraySource("tiny", _images(10, seed=2), np.arange(10) % 3, ("a", "b", "c"))
     return model, compare_methods(model, source, methods=FAST, images=5, check_images=2, progress=False)
 
 
 def test_the_sample_is_seeded_and_of_the_size_asked(compared):
     model, result = compared
     assert len(result.images) == 5 and len(result.image_ids) == 5
-    source = ArraySource(_images(10, seed=2), np.arange(10) % 3, ("a", "b", "c"), name="tiny")
+    source = ArraySource("tiny", _images(10, seed=2), np.arange(10) % 3, ("a", "b", "c"))
     again = compare_methods(model, source, methods=["saliency"], images=5, check_images=1, progress=False)
     assert again.image_ids == result.image_ids
     other = compare_methods(model, source, methods=["saliency"], images=5, seed=1, check_images=1, progress=False)

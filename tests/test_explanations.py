@@ -131,7 +131,8 @@ def test_every_method_writes_its_raw_maps(method, model, source, tmp_path):
     pred = t.column("pred").to_numpy()
     raw, _, _ = METHODS[method](model, batch_size=64, **kwargs).raw_maps(x, pred)
     h, w = t.column("h")[0].as_py(), t.column("w")[0].as_py()
-    at_layer = issubclass(METHODS[method], LayerAttribution)  # the CAMs: conv_b's 7x7; the others: the input
+    # the CAMs: conv_b's 7x7; the others (and Guided Grad-CAM, a CAM times an input gradient): the input
+    at_layer = issubclass(METHODS[method], LayerAttribution) and method != "guided_gradcam"
     assert (h, w) == raw.shape[1:] == ((7, 7) if at_layer else (16, 16))
     tol = 1e-5
     np.testing.assert_allclose(np.asarray(t.column("heatmap").to_pylist()).reshape(raw.shape), raw, rtol=tol, atol=tol)

@@ -265,16 +265,30 @@ def test_guided_gradcam_is_upsampled_gradcam_times_the_guided_map():
         tape.watch(xt)
         twin_score = twin(xt)[:, 1]
     guided = np.abs(tape.gradient(twin_score, xt).numpy()).max(axis=-1)
-    expected = up * guided
+    expected = (up / up.max(axis=(1, 2), keepdims=True)) * (guided / guided.max(axis=(1, 2), keepdims=True))
     method = GuidedGradCAM(model, layer="conv_b")
     raw, cls, got_score = method.raw_maps(x, class_index=1)
     assert raw.shape == (3, SIZE, SIZE) and np.array_equal(cls, [1, 1, 1])
-    np.testing.assert_allclose(raw, expected, rtol=1e-4, atol=1e-5 * expected.max())
+    np.testing.assert_allclose(raw, expected, rtol=1e-4, atol=1e-5)  # each factor scaled by its maximum
     np.testing.assert_allclose(method(x, class_index=1).heatmap, normalize_maps(expected)[0], atol=1e-5)
     np.testing.assert_allclose(got_score, score.numpy(), rtol=1e-5)
     # the guided part and the ordinary gradients of the Grad-CAM part both matter on this model
     plain = np.abs(Saliency(model).raw_maps(x, class_index=1)[0])
     assert np.abs(normalize_maps(up * plain)[0] - normalize_maps(expected)[0]).max() > 0.05
+
+
+def test_guided_gradcam_of_two_tiny_factors_does_not_underflow():
+    """Gradients near 1e-20 (a random-weight network's early layers): their product would be a float32 zero."""
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((SIZE, SIZE, 3))
+    x = L.Conv2D(4, 3, padding="same", activation="relu", name="conv")(L.Rescaling(1e-19)(inp))
+    model = keras.Model(inp, L.Dense(3, name="logits")(L.Flatten()(x)))
+    x = _images(seed=8)
+    cam = np.abs(GradCAM(model, layer="conv").raw_maps(x, 1)[0]).max()
+    guided = np.abs(GuidedBackprop(model).raw_maps(x, 1)[0]).max()
+    assert cam * guided < 1e-38  # below float32's smallest normal number
+    result = GuidedGradCAM(model, layer="conv")(x, 1)
+    assert not result.flat.any()
 
 
 def test_guided_gradcam_top_class_is_the_gradcam_class():

@@ -308,7 +308,7 @@ def test_every_cli_opens_other_layouts(tutorial_files, kind, tmp_path, capsys):
         assert filters.main(argv) == 0
     else:
         assert attribute.main([model, image, "--method", "gradcam", "--out", str(tmp_path / "b.png")]) == 2
-        assert "Grad-CAM needs a convolutional layer" in capsys.readouterr().err
+        assert "gradcam needs a convolutional layer" in capsys.readouterr().err
     assert convert.main([model, str(tmp_path / "c.keras"), "--preprocess", "raw", *classes]) == 0
     if kind.startswith("channels"):  # the report (evaluation, heatmaps, embedding) through the adapter
         argv = [model, str(tutorial_files["data"]), "--out", str(tmp_path / "r"), "--no-progress", *classes]

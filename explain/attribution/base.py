@@ -164,7 +164,7 @@ def _on_every_path(model: keras.Model, name: str, cache: dict) -> bool:
     return True
 
 
-def default_target_layer(model: keras.Model) -> LayerInfo:
+def default_target_layer(model: keras.Model, method: str = "Grad-CAM") -> LayerInfo:
     """The last layer whose output is spatial ``(batch, H, W, C)`` AND larger than 1x1, searching nested models.
 
     "Last" is the order of :func:`explain.models.layer_table` (each nested model's layers right
@@ -188,6 +188,10 @@ def default_target_layer(model: keras.Model) -> LayerInfo:
       pooling, at 2 of its 4 pixels (a flat map for every class). On 224x224 images the
       ``keras.applications`` networks get their last stage's output; ConvNeXt the input of its
       last stage (``downsampling_conv_2``), as its blocks add their residual with ``+``, no layer.
+
+    Args:
+        model: a Keras classifier.
+        method: the class activation map asking, named in the error (default ``"Grad-CAM"``).
 
     Returns:
         The target layer's :class:`~explain.models.LayerInfo`.
@@ -213,7 +217,7 @@ def default_target_layer(model: keras.Model) -> LayerInfo:
     if spatial:
         last = spatial[-1]
         raise NoSpatialLayerError(
-            f"Grad-CAM needs a convolutional layer with feature maps larger than 1x1, and every spatial layer of "
+            f"{method} needs a convolutional layer with feature maps larger than 1x1, and every spatial layer of "
             f"model {model.name!r} is 1x1 (the last: {last.name!r}, {last.output_shape}), so a class activation "
             "map would be flat. Use larger images, or a gradient method (saliency, smoothgrad, "
             "integrated_gradients) or LIME instead.",
@@ -221,7 +225,7 @@ def default_target_layer(model: keras.Model) -> LayerInfo:
             last.name,
         )
     raise NoSpatialLayerError(
-        f"Grad-CAM needs a convolutional layer, and model {model.name!r} has no layer with a spatial "
+        f"{method} needs a convolutional layer, and model {model.name!r} has no layer with a spatial "
         "(height x width x channels) output. Use a gradient method (saliency, smoothgrad, "
         "integrated_gradients) or LIME instead.",
         NoSpatialLayerError.NO_SPATIAL,
@@ -472,7 +476,7 @@ class LayerAttribution(AttributionMethod):
         self, model: keras.Model, layer: int | str | None = None, batch_size: int = 32, preprocess: str = "raw"
     ):
         super().__init__(model, layer, batch_size, preprocess)
-        info = default_target_layer(model) if layer is None else resolve_layer(model, layer)
+        info = default_target_layer(model, self.name) if layer is None else resolve_layer(model, layer)
         if not info.is_spatial:
             raise LayerError(
                 f"Layer {info.name!r} ({info.type}) has output shape {info.output_shape}, without height "

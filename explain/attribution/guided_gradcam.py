@@ -15,6 +15,14 @@ from explain.attribution.gradcam import GradCAM
 from explain.attribution.guided_backprop import guided_input_gradients
 
 
+def _scaled(maps: tf.Tensor) -> tf.Tensor:
+    """Each ``(h, w)`` map of ``(B, h, w)`` divided by its largest magnitude (a map of zeros stays zeros): a
+    positive factor per image, which the [0, 1] scaling of the product removes, so that two tiny factors
+    (gradients near 1e-20 in a random-weight network's early layers) cannot underflow float32 to 0."""
+    top = tf.reduce_max(tf.abs(maps), axis=(1, 2), keepdims=True)
+    return tf.math.divide_no_nan(maps, top)
+
+
 def _to_input_size(maps: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
     """``(B, h, w)`` maps resized bilinearly to the height and width of images ``x`` ``(B, H, W, C)``
     (static when known, so the result's shape says it is at the input size)."""
@@ -31,11 +39,13 @@ class GuidedGradCAM(GradCAM):
     class score with respect to the input pixels
     (:class:`~explain.attribution.guided_backprop.GuidedBackprop`), the raw map is
     ``up(cam)_ij * max_c |g_ijc|``: float32 ``(B, H, W)`` at the INPUT resolution, >= 0, then scaled to
-    [0, 1] per image. The paper multiplies the upsampled map with the guided-backpropagation image
-    point-wise; here the guided part is reduced over the colour channels first (max of absolute
-    values, as :class:`~explain.attribution.guided_backprop.GuidedBackprop` draws it), and the
-    Grad-CAM map is used as it is, not min-max scaled first (pytorch-grad-cam scales it to [0, 1]
-    before multiplying, which differs only where the map's minimum is above 0). Both parts come from
+    [0, 1] per image. Each factor is first divided by its own maximum (so the product of two tiny maps,
+    near 1e-20 each in a random-weight network, cannot underflow; the raw map is in [0, 1] already). The
+    paper multiplies the upsampled map with the guided-backpropagation image point-wise; here the guided
+    part is reduced over the colour channels first (max of absolute values, as
+    :class:`~explain.attribution.guided_backprop.GuidedBackprop` draws it), and the Grad-CAM map is
+    divided by its maximum, not min-max scaled (pytorch-grad-cam scales it to [0, 1] before
+    multiplying, which differs only where the map's minimum is above 0). Both parts come from
     one compiled function: the Grad-CAM part traced with the model's ReLUs as they are, the guided
     gradient with them guided (:func:`~explain.attribution.guided_backprop.guided_relus`); the model
     is left unchanged. Without ReLUs in the model the guided part is the plain input gradient.
@@ -56,4 +66,4 @@ class GuidedGradCAM(GradCAM):
         a, grads, cls, score = self.activations_and_gradients(x, class_index)  # ordinary ReLUs
         cam = _to_input_size(self.cam(a, grads), x)
         guided, _, _ = guided_input_gradients(self, x, cls)  # the same classes, guided ReLUs
-        return cam * tf.reduce_max(tf.abs(guided), axis=-1), cls, score
+        return _scaled(cam) * _scaled(tf.reduce_max(tf.abs(guided), axis=-1)), cls, score

@@ -1,7 +1,7 @@
 """CLI: explain one image's prediction with an attribution method.
 
     python -m explain.attribute MODEL IMAGE --method gradcam [--class K] [--layer L]
-        [--out overlay.png] [--npy heatmap.npy] [--scores] [--cmap jet] [--alpha 0.5]
+        [--out overlay.png] [--npy heatmap.npy] [--scores] [--more-scores] [--cmap jet] [--alpha 0.5]
 
 ``--method all`` draws every method side by side. User errors print one line on stderr and
 exit with code 2. ``main`` runs four steps: parse the arguments, load the model and the
@@ -25,11 +25,13 @@ PROG = "python -m explain.attribute"
 
 @dataclass
 class _Run:
-    """What one call computed: the results (one per method that ran) and their deletion/insertion
-    scores (or None without ``--scores``)."""
+    """What one call computed: the results (one per method that ran), their deletion/insertion
+    scores (or None without ``--scores``) and their other faithfulness scores (None without
+    ``--more-scores``; ``{}`` for a flat map)."""
 
     results: list
     scores: list | None
+    more: list | None = None
 
 
 # -- parse ---------------------------------------------------------------------------------
@@ -48,6 +50,10 @@ def _parser(methods: list[str]) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="PNG to write (default: <image>_<method>.png)")
     p.add_argument("--npy", type=Path, help="also save the float32 (H, W) heatmap in [0, 1] (one method only)")
     p.add_argument("--scores", action="store_true", help="print the deletion and insertion AUC (Petsiuk et al. 2018)")
+    p.add_argument(
+        "--more-scores", action="store_true",
+        help="also MuFidelity, ROAD (most / least relevant first) and stability: many more forward passes",
+    )  # fmt: skip
     p.add_argument("--cmap", default="jet", help="matplotlib colormap (default jet)")
     p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in [0, 1] (default 0.5)")
     add_model_arguments(p)
@@ -104,24 +110,41 @@ def _run(args: argparse.Namespace, model, card, image, class_index: int | None) 
     from explain.errors import NoSpatialLayerError
 
     names = methods_for(model) if args.method == "all" else [args.method]
-    results = []
+    results, explainers = [], []
     for name in names:
         kwargs = {"layer": args.layer} if issubclass(METHODS[name], LayerAttribution) else {}
         try:
-            results.append(METHODS[name](model, preprocess=card.preprocessing, **kwargs)(image, class_index))
+            explainers.append(METHODS[name](model, preprocess=card.preprocessing, **kwargs))
+            results.append(explainers[-1](image, class_index))
         except NoSpatialLayerError as e:
             if args.method != "all":
                 raise
+            explainers.pop()  # never built
             print(f"{name}: skipped ({e})", file=sys.stderr)
     scores = None
-    if args.scores:
+    if args.scores or args.more_scores:
         from explain.metrics.faithfulness import deletion_insertion
 
         scores = [
             deletion_insertion(model, image[None], r.heatmap, r.class_index, preprocess=card.preprocessing)
             for r in results
         ]
-    return _Run(results, scores)
+    return _Run(results, scores, _more_scores(args, model, card, image, results, explainers))
+
+
+def _more_scores(args, model, card, image, results, explainers) -> list | None:
+    """MuFidelity, ROAD and stability per result (``{}`` for a flat map), with ``--more-scores``."""
+    if not args.more_scores:
+        return None
+    from explain.dataset.compare import faithfulness_scores
+
+    x = image[None].astype("float32")
+    return [
+        {} if r.flat[0] else faithfulness_scores(
+            model, e, x, r.heatmap, r.class_index, preprocess=card.preprocessing, deletion=False
+        )
+        for r, e in zip(results, explainers, strict=True)
+    ]  # fmt: skip
 
 
 # -- write ---------------------------------------------------------------------------------
@@ -189,9 +212,17 @@ def _print_summary(args: argparse.Namespace, card, run: _Run, labels: list[str],
     hint = saturation_hint(float(first.score[0]), card.preprocessing) if first.score_kind == "logit" else None
     if hint and card.preprocessing_from == "assumed":
         print(hint)
-    for lab, r in zip(labels, run.results, strict=True):
+    more = run.more or [None] * len(run.results)
+    for lab, r, m in zip(labels, run.results, more, strict=True):
         flat = " (flat heatmap: no information)" if r.flat[0] and not run.scores else ""
-        print(f"{lab.replace(chr(10), ': ')}{flat}")
+        extra = (
+            f" / MuFidelity {m['mufidelity']:.3f} (higher is better) / ROAD most relevant first "
+            f"{m['road_morf']:.3f} (lower) / least relevant first {m['road_lerf']:.3f} (higher) / "
+            f"stability {m['stability']:.3f} (lower)"
+            if m
+            else ""
+        )
+        print(f"{lab.replace(chr(10), ': ')}{flat}{extra}")
     print(
         f"Explained {what} ({first.score_kind} {first.score[0]:.3f}). Wrote {out}"
         + (f" and {args.npy}" if args.npy else "")

@@ -46,6 +46,7 @@ __all__ = [
     "MethodScores",
     "compare_images",
     "compare_methods",
+    "faithfulness_scores",
     "gallery_figure",
     "rank_methods",
     "ranking_figure",
@@ -186,6 +187,7 @@ class _Setting:
     batch_size: int
     seed: int
     check_images: int  # images the stability and sanity checks use
+    random_model: object = None  # the randomised copy every method's sanity check uses
 
 
 def _build(name: str, model, setting: _Setting):
@@ -211,30 +213,81 @@ def _mean(values) -> float:
     return float(finite.mean()) if finite.size else math.nan
 
 
+def faithfulness_scores(
+    model,
+    explainer,
+    x: np.ndarray,
+    heat: np.ndarray,
+    cls: np.ndarray,
+    *,
+    preprocess: str = "raw",
+    batch_size: int = 64,
+    seed: int = 0,
+    check_images: int | None = None,
+    deletion: bool = True,
+) -> dict[str, float]:
+    """The faithfulness metrics of one method's maps, each a mean over the images it could score.
+
+    Args:
+        model: the classifier.
+        explainer: the method (an :class:`~explain.attribution.AttributionMethod`) that made ``heat``; stability
+            explains again with it.
+        x: float32 ``(n, H, W, C)`` raw pixels; ``heat``: its maps ``(n, H, W)``; ``cls``: int64 ``(n,)``.
+        preprocess, batch_size, seed: as :func:`compare_methods`.
+        check_images: stability on the first this many images whose map is not flat (None: all).
+        deletion: compute deletion / insertion too.
+
+    Returns:
+        ``{"deletion", "insertion", "mufidelity", "road_morf", "road_lerf", "stability"}`` (without the first
+        two when ``deletion`` is False); NaN where no image could be scored.
+
+    Raises:
+        ValueError: every map is flat (the metrics refuse it in one line).
+    """
+    from explain.metrics import deletion_insertion, mufidelity, road, stability
+
+    common = dict(preprocess=preprocess, batch_size=batch_size)
+    out = {}
+    if deletion:
+        di = deletion_insertion(model, x, heat, cls, **common)
+        out.update(deletion=_mean(di.deletion_auc), insertion=_mean(di.insertion_auc))
+    out["mufidelity"] = _mean(mufidelity(model, x, heat, cls, seed=seed, **common).correlation)
+    roads = road(model, x, heat, cls, seed=seed, **common)
+    out.update(road_morf=_mean(roads.morf), road_lerf=_mean(roads.lerf))
+    informative = np.flatnonzero(~_flat(heat))[: len(x) if check_images is None else check_images]
+    out["stability"] = _mean(stability(explainer, x[informative], cls[informative], seed=seed).average)
+    return out
+
+
+def _flat(heat: np.ndarray) -> np.ndarray:
+    """bool ``(n,)``: maps that are constant (nothing to score)."""
+    from explain.attribution import normalize_maps
+
+    return normalize_maps(np.asarray(heat))[1]
+
+
 def _score_method(
     name: str, model, x: np.ndarray, cls: np.ndarray, setting: _Setting
 ) -> tuple[MethodScores, np.ndarray]:
     """Run one method on the sample and score it: ``(scores, heatmaps float32 (n, H, W))``."""
     from explain.attribution import METHODS
-    from explain.metrics import deletion_insertion, mufidelity, road, sanity_check, stability
+    from explain.metrics import sanity_check
 
     explainer, kwargs = _build(name, model, setting)
     result, seconds = _timed(explainer, x, cls)
     heat, flat = result.heatmap, result.flat
-    common = dict(preprocess=setting.preprocess, batch_size=setting.batch_size)
     scores = {"flat": float(flat.mean()), "seconds_per_image": seconds}
     if flat.all():
         return MethodScores(name, **scores, error="every map was flat (constant): nothing to score"), heat
-    di = deletion_insertion(model, x, heat, cls, **common)
-    scores.update(deletion=_mean(di.deletion_auc), insertion=_mean(di.insertion_auc))
-    scores["mufidelity"] = _mean(mufidelity(model, x, heat, cls, seed=setting.seed, **common).correlation)
-    roads = road(model, x, heat, cls, seed=setting.seed, **common)
-    scores.update(road_morf=_mean(roads.morf), road_lerf=_mean(roads.lerf))
+    scores |= faithfulness_scores(
+        model, explainer, x, heat, cls, preprocess=setting.preprocess, batch_size=setting.batch_size,
+        seed=setting.seed, check_images=setting.check_images,
+    )  # fmt: skip
     k = setting.check_images
-    scores["stability"] = _mean(stability(explainer, x[:k], cls[:k], seed=setting.seed).average)
     check = sanity_check(
-        METHODS[name], model, x[:k], cls[:k], seed=setting.seed, preprocess=setting.preprocess, **kwargs
-    )
+        METHODS[name], model, x[:k], cls[:k], seed=setting.seed, preprocess=setting.preprocess,
+        random_model=setting.random_model, **kwargs,
+    )  # fmt: skip
     scores["sanity_passed"] = bool(check.passed)
     return MethodScores(name, **scores), heat
 
@@ -394,7 +447,10 @@ def compare_images(
     x, _ = score_head(model, preprocess).check_batch(x8.astype(np.float32))
     cls = score_head(model, preprocess).top_classes(x, batch_size)
     ids = list(image_ids) if image_ids is not None else [f"#{i}" for i in range(len(x))]
-    setting = _Setting(preprocess, layer, batch_size, seed, min(check_images, len(x)))
+    from explain.metrics import randomized_copy
+
+    random_model = randomized_copy(model, seed=seed)  # one copy for every method's sanity check
+    setting = _Setting(preprocess, layer, batch_size, seed, min(check_images, len(x)), random_model)
     rows, gallery = _run_methods(model, names, x, cls, setting, named=bool(methods), progress=progress)
     known = tuple(class_names or [str(i) for i in range(int(cls.max()) + 1)])
     return Comparison(

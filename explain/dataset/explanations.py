@@ -233,15 +233,16 @@ def _two_passes(model, explainer: AttributionMethod, head, info: LayerInfo, prep
 def _fused_gradcam(
     model, explainer: AttributionMethod, plan: _Plan, info: LayerInfo, preprocess: str
 ) -> Callable | None:
-    """:func:`_two_passes` in ONE compiled forward pass for Grad-CAM and Grad-CAM++: the target layer's feature
+    """:func:`_two_passes` in ONE compiled forward pass for Grad-CAM and the CAMs that differ from it only in their
+    channel weights or ``cam`` (Grad-CAM++, HiResCAM, XGrad-CAM, LayerCAM): the target layer's feature
     maps, the penultimate features and the scores come from one model, then one backward pass from the
     predicted class's score to the target layer. None for other methods, or where the features are not
     reachable from the target layer's model (a feature layer inside a nested model beside the target).
 
     Traced once for any batch size, so a row does not depend on the batch it was in, nor on where a resumed
     run started (a trace per batch shape can round differently)."""
-    if not isinstance(explainer, GradCAM):
-        return None
+    if not isinstance(explainer, GradCAM) or type(explainer)._raw_maps is not GradCAM._raw_maps:
+        return None  # Guided Grad-CAM: its map is more than cam(a, grads)
     head = plan.head
     feats = to_grid(_symbolic_outputs(model, [info.name])[info.name], info.layout, info.grid)
     shared = feats is head.tensor  # the usual Dense head: its input is the feature layer

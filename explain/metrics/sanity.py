@@ -146,6 +146,7 @@ def sanity_check(
     images: np.ndarray,
     class_index: int | np.ndarray | None = None,
     seed: int = 0,
+    random_model: keras.Model | None = None,
     **method_kwargs,
 ) -> SanityCheck:
     """Model-parameter randomisation test (Adebayo et al. 2018, "Sanity Checks for Saliency
@@ -164,6 +165,8 @@ def sanity_check(
         class_index: the class to explain, one int or ``(N,)``; None: the trained model's
             top prediction for each image.
         seed: seeds the random weights.
+        random_model: the randomised copy to use (:func:`randomized_copy` of ``model``), when several methods
+            are checked against the same one; default a new copy, seeded by ``seed``.
         **method_kwargs: passed to ``method_cls`` for both models (e.g. ``layer=...``,
             ``preprocess="unit"``).
 
@@ -175,7 +178,7 @@ def sanity_check(
             layer, images).
     """
     trained = method_cls(model, **method_kwargs)(images, class_index)
-    random_model = randomized_copy(model, seed=seed)
+    random_model = random_model if random_model is not None else randomized_copy(model, seed=seed)
     randomized = method_cls(random_model, **method_kwargs)(images, trained.class_index)
     a, b = trained.heatmap, randomized.heatmap
     flat = trained.flat | randomized.flat
