@@ -562,3 +562,23 @@ def test_an_unexpected_error_stays_in_its_tab(monkeypatch):
     open_tab(at, "Explain")
     assert not at.exception and not at.error
     assert "dl_explain" in _downloads(at)
+
+
+def test_which_method_panel_ranks_the_methods_on_the_image(monkeypatch):
+    import explain.attribution
+
+    monkeypatch.setattr(explain.attribution, "methods_for", lambda model: ["gradcam", "saliency", "hirescam"])
+    at = _new()
+    open_tab(at, "Explain")
+    at.button(key="run_ranking").click().run()
+    _ok(at)
+    ((result, _),) = at.session_state["method_rankings"]._items.values()
+    assert sorted(s.method for s in result.scores) == ["gradcam", "hirescam", "saliency"]
+    table = at.dataframe[0].value
+    assert list(table["method"]) == [s.method for s in result.scores] and list(table["rank"]) == [1, 2, 3]
+    assert {"deletion ↓", "insertion ↑", "mufidelity ↑", "road_morf ↓", "road_lerf ↑", "stability ↓"} <= set(table)
+    assert any(s.value.startswith("Trust first on this image: ") for s in at.success)
+    assert "dl_ranking" in _downloads(at)
+    at.checkbox(key="more_scores").check().run()  # the other metrics beside the deletion / insertion line
+    _ok(at)
+    assert any("MuFidelity" in c.value and "stability" in c.value for c in at.caption)

@@ -149,13 +149,18 @@ def test_the_folder_holds_the_table_the_figures_and_the_summary(compared, tmp_pa
     assert set(result.gallery) == set(FAST) and result.gallery["saliency"].shape == (5, 16, 16)
 
 
-def test_a_cam_on_a_model_without_convolutions_is_listed_with_the_reason_or_refused_when_named():
+def test_a_cam_on_a_model_without_convolutions_is_listed_with_the_reason_or_refused_when_named(monkeypatch):
+    import explain.attribution
+
+    monkeypatch.setattr(explain.attribution, "methods_for", lambda model: ["gradcam", "eigencam", "saliency"])
     keras.utils.set_random_seed(0)
     mlp = keras.Sequential([keras.Input((8, 8, 1)), L.Flatten(), L.Dense(3)])
     x = _images(3)[..., :1][:, :8, :8]
-    result = compare_images(mlp, x, methods=None, progress=False, check_images=1)
-    gradcam = next(s for s in result.scores if s.method == "gradcam")
-    assert gradcam.error and "convolutional layer" in gradcam.error and gradcam.rank == len(result.scores)
+    result = compare_images(mlp, x, methods=None, progress=False, check_images=1)  # every method that applies
+    assert [s.method for s in result.scores] == ["saliency", "eigencam", "gradcam"]  # errors last, by name
+    for s in result.scores[1:]:
+        assert s.error.startswith(f"{s.method} needs a convolutional layer") and "Use a gradient method" in s.error
+        assert math.isnan(s.deletion)
     with pytest.raises(ExplainError, match=r"gradcam cannot explain this model: .*gradient method"):
         compare_images(mlp, x, methods=["gradcam", "saliency"], progress=False, check_images=1)
 
@@ -203,3 +208,22 @@ def test_the_cli_names_an_unknown_method_in_one_line_and_writes_nothing(saved_mo
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "Unknown method 'nope'. Methods are: gradcam" in err[0], err
     assert not (tmp_path / "x").exists()
+
+
+def test_the_report_gains_the_which_method_section(monkeypatch, tmp_path):
+    import explain.attribution
+    from explain.dataset.report import METHODS_CSV, METHODS_RANKING_PNG, write_report
+
+    monkeypatch.setattr(explain.attribution, "methods_for", lambda model: list(FAST))  # two methods: fast
+    keras.utils.set_random_seed(0)
+    model = tiny_sequential()
+    source = ArraySource("tiny", _images(6, seed=3), np.arange(6) % 3, ("a", "b", "c"))
+    report = write_report(model, source, tmp_path, compare=3, embedding=False, progress=False, confusions=0)
+    names = {p.name for p in report.files}
+    assert {METHODS_CSV, METHODS_RANKING_PNG, "methods_gallery.png"} <= names
+    page = (tmp_path / "report.html").read_text()
+    assert 'id="methods"' in page and "deletion &darr;" in page and "insertion &uarr;" in page
+    doc = json.loads((tmp_path / "metrics.json").read_text())
+    assert [m["method"] for m in doc["methods"]["methods"]] == [
+        r[0] for r in csv.reader((tmp_path / METHODS_CSV).open())
+    ][1:]
