@@ -123,10 +123,9 @@ Options: ``--images`` (per model; default 4 on the demo model, 2 on MobileNetV2)
 (SmoothGrad, SquareGrad, VarGrad; default 8), ``--steps`` (Integrated Gradients; default 16), ``--masks``
 (RISE; default 256), ``--size`` (MobileNetV2's input side; default 128), ``--mobilenet-layer``, ``--only``
 (check names, e.g. ``gradcam rise``). The agreement does not depend on the sample, step and mask counts
-(the same draws on both sides), only the run time, most of which is explain tracing its unrolled loops
-(one gradient pass per sample or step in one compiled graph: Integrated Gradients with 32 steps on
-MobileNetV2 takes about a minute for its first image). With the defaults: about half a minute on the
-demo model and 4 minutes on MobileNetV2, on 2 busy CPU cores.
+(the same draws on both sides), only the run time (the sample and step loops are graph loops, the model
+traced once whatever their counts). With the defaults: about half a minute on the demo model and 4 minutes
+on MobileNetV2, on 2 busy CPU cores (measured when the loops were unrolled; less now).
 """
 
 from __future__ import annotations

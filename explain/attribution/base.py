@@ -46,6 +46,11 @@ FLAT_RTOL = 1e-5
 #: same layers, or its compiled function would capture them. Re-entrant, so a trace may take it again.
 TRACE_LOCK = threading.RLock()
 
+#: ``parallel_iterations`` of the graph loops (``tf.while_loop``) over samples or steps of SmoothGrad,
+#: SquareGrad, VarGrad and Integrated Gradients: how many gradient passes may be in flight at once. 1 keeps
+#: the memory that of one pass (each holds a batch's activations for its backward pass).
+PARALLEL_SAMPLES = 1
+
 
 @dataclass(frozen=True)
 class Attribution:

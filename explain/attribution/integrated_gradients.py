@@ -11,6 +11,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from explain.attribution._params import whole_at_least
+from explain.attribution.base import PARALLEL_SAMPLES
 from explain.attribution.saliency import Saliency
 
 
@@ -30,7 +31,8 @@ class IntegratedGradients(Saliency):
     Args:
         model, layer, batch_size, preprocess: as :class:`~explain.attribution.saliency.Saliency`.
         steps: path points, a whole number >= 1 (default 32; the paper suggests 20 to 300).
-            Costs one gradient pass per step.
+            Costs one gradient pass per step, run in a graph loop (``tf.while_loop``): the model is
+            traced once whatever the number of steps.
 
     Raises:
         ValueError: ``steps`` or ``batch_size`` below 1 or not a whole number.
@@ -48,10 +50,19 @@ class IntegratedGradients(Saliency):
     def _raw_maps(self, x, class_index):
         cls, score = self.pick(self.scores_from_input(x), class_index)
         baseline = tf.zeros_like(x)
-        total = tf.zeros_like(x)
-        for i in range(self.steps):
-            alpha = (i + 0.5) / self.steps
+
+        def body(i, total):
+            # alpha = (i + 1/2) / steps, in double precision then rounded to float32 as a Python float is.
+            alpha = tf.cast((tf.cast(i, tf.float64) + 0.5) / self.steps, x.dtype)
             grads, _, _ = self._input_gradients(baseline + alpha * (x - baseline), cls)
-            total += grads
+            return i + 1, total + grads
+
+        # A graph loop: the model's forward and backward pass is traced once, whatever the number of steps.
+        _, total = tf.while_loop(
+            lambda i, _: i < self.steps,
+            body,
+            (tf.constant(0, tf.int64), tf.zeros_like(x)),
+            parallel_iterations=PARALLEL_SAMPLES,
+        )
         attributions = (x - baseline) * total / self.steps
         return tf.reduce_sum(tf.abs(attributions), axis=-1), cls, score

@@ -8,11 +8,9 @@ squares averaged instead of the absolute values.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import tensorflow as tf
 
-from explain.attribution.smoothgrad import SmoothGrad
+from explain.attribution.smoothgrad import NoiseMoments, SmoothGrad
 
 
 class SquareGrad(SmoothGrad):
@@ -44,9 +42,6 @@ class SquareGrad(SmoothGrad):
     name = "squaregrad"
     reference = "Hooker et al. 2019, https://arxiv.org/abs/1806.10758"
 
-    def _reduce(self, gradients: Iterable[tf.Tensor], x: tf.Tensor) -> tf.Tensor:
+    def _reduce(self, moments: NoiseMoments) -> tf.Tensor:
         """``mean_c mean_s g_s^2`` ``(B, H, W)``."""
-        total = tf.zeros_like(x)
-        for grads in gradients:
-            total += tf.square(grads)
-        return tf.reduce_mean(total / self.samples, axis=-1)
+        return tf.reduce_mean(moments.square_sum / self.samples, axis=-1)

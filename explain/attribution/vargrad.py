@@ -9,12 +9,10 @@ with the variance taken instead of the mean of the absolute values.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import tensorflow as tf
 
 from explain.attribution._params import whole_at_least
-from explain.attribution.smoothgrad import SmoothGrad
+from explain.attribution.smoothgrad import NoiseMoments, SmoothGrad
 
 
 class VarGrad(SmoothGrad):
@@ -66,12 +64,6 @@ class VarGrad(SmoothGrad):
             )
         super().__init__(model, layer, batch_size, samples, noise, seed, preprocess)
 
-    def _reduce(self, gradients: Iterable[tf.Tensor], x: tf.Tensor) -> tf.Tensor:
+    def _reduce(self, moments: NoiseMoments) -> tf.Tensor:
         """``mean_c var_s g_s`` ``(B, H, W)``, the population variance by Welford's one-pass update."""
-        mean = tf.zeros_like(x)
-        m2 = tf.zeros_like(x)
-        for k, grads in enumerate(gradients, start=1):
-            delta = grads - mean
-            mean += delta / k
-            m2 += delta * (grads - mean)
-        return tf.reduce_mean(m2 / self.samples, axis=-1)
+        return tf.reduce_mean(moments.m2 / self.samples, axis=-1)
