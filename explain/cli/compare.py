@@ -93,13 +93,13 @@ def _print_summary(result, files) -> None:
 
     print(f"{len(result.images)} images of {result.data}, each explained for its top prediction.")
     heads = [f"{m}{'↓' if BETTER[m] == 'lower' else '↑'}" for m in BETTER]
-    print(f"{'rank':>4}  {'method':<18}" + "".join(f"{h:>12}" for h in heads) + f"{'sanity':>8}{'s/image':>10}")
+    print(f"{'rank':>4}  {'method':<22}" + "".join(f"{h:>12}" for h in heads) + f"{'sanity':>8}{'s/image':>10}")
     for s in result.scores:
         if s.error is not None:
             continue
         cells = "".join(f"{getattr(s, m):>12.3f}" for m in BETTER)
         sanity = {True: "pass", False: "FAIL", None: "-"}[s.sanity_passed]
-        print(f"{s.rank:>4}  {s.method:<18}{cells}{sanity:>8}{s.seconds_per_image:>10.4f}")
+        print(f"{s.rank:>4}  {s.method:<22}{cells}{sanity:>8}{s.seconds_per_image:>10.4f}")
     print("↓ lower is better, ↑ higher is better; a method failing the sanity check is ranked after those passing.")
     for s in result.scores:
         if s.error is not None:

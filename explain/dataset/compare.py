@@ -548,10 +548,16 @@ def gallery_figure(result: Comparison):
     names = [s.method for s in result.scores if s.method in result.gallery]
     n = min(GALLERY_IMAGES, len(result.images))
     captions = [
-        f"{result.image_ids[i]}: {result.class_names[c] if c < len(result.class_names) else c}"
+        f"{_short_id(result.image_ids[i])}: {result.class_names[c] if c < len(result.class_names) else c}"
         for i, c in enumerate(result.class_index[:n])
     ]
     return method_gallery(result.images[:n], {m: result.gallery[m][:n] for m in names}, captions)
+
+
+def _short_id(image_id: str) -> str:
+    """An image id as a caption: a file's name (``shirt/0003.png`` -> ``0003.png``), a built-in split's index
+    (``fashion_mnist:test #27`` -> ``#27``)."""
+    return image_id.rsplit(" ", 1)[-1] if " #" in image_id else Path(image_id).name
 
 
 def write_comparison(result: Comparison, out_dir: str | os.PathLike) -> tuple[Path, ...]:

@@ -1028,7 +1028,8 @@ def method_ranking(
     for i in range(n):
         for j in range(m):
             text = "–" if not np.isfinite(values[i, j]) else f"{values[i, j]:.3f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8)
+            dark = np.isfinite(shade[i, j]) and not 0.2 <= shade[i, j] <= 0.8  # deep green or deep red
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_xticks(range(m), headers, fontsize=7)
     ax.xaxis.tick_top()
     ax.set_yticks(range(n), labels, fontsize=8)
