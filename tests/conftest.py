@@ -128,6 +128,18 @@ def write_config_bomb(source: Path, out: Path, units: int = 1_000_000) -> Path:
     return out
 
 
+def fix_weights(model: keras.Model, seed: int, scale: float = 1.0) -> keras.Model:
+    """Overwrite every weight of ``model`` with a fixed draw from ``seed`` (N(0, scale^2 / fan-in)), for the
+    tests that compute a method's answer by hand on a tiny model."""
+    rng = np.random.default_rng(seed)
+    weights = []
+    for w in model.get_weights():
+        fan_in = int(np.prod(w.shape[:-1])) if w.ndim > 1 else 1
+        weights.append(rng.normal(0.0, scale / np.sqrt(fan_in), w.shape).astype(np.float32))
+    model.set_weights(weights)
+    return model
+
+
 #: Few samples, steps or masks per method: the tests that run every method check its contract, not the
 #: quality of its maps (the numbers are checked by hand in test_method_maths.py and its siblings).
 FAST = {

@@ -327,9 +327,12 @@ INPUT_METHODS = [name for name in universal_methods() if name not in CAM_METHODS
 SAME_PLUMBING_AS_ANOTHER = {"squaregrad", "vargrad", "gradient_shap", "rise", "kernel_shap"}
 CI_NESTED = {("gradcam++", "inner"), ("scorecam", "inner"), ("guided_gradcam", "inner"), ("ablation_cam", "inner")}
 CI_NESTED |= {(m, "input") for m in INPUT_METHODS if m not in SAME_PLUMBING_AS_ANOTHER}
-#: CAMs that cut the network after the layer (Ablation-CAM) or swap its ReLUs (Guided Grad-CAM): in CI on the
-#: families of WHOLE_MODEL_IN_CI only, one of each structure (skip connections, branches, nested blocks...).
-CUT_OR_SWAPPED = {"ablation_cam", "guided_gradcam"}
+#: The methods that reach the model in a way of their own (the network cut after the layer: Ablation-CAM; its
+#: ReLUs swapped while tracing: Guided Backprop and Guided Grad-CAM; masked batches: Occlusion) run in CI on
+#: three structures: a skip connection (ResNet50), branches (InceptionV3), ReLU beside hard-swish and a 1x1 top
+#: (MobileNetV3Small). Nested blocks and paths are checked on tiny models in tests/test_cam_family_more.py.
+NEW_METHODS = {"ablation_cam", "guided_gradcam", "guided_backprop", "occlusion"}
+NEW_METHODS_IN_CI = ("ResNet50", "InceptionV3", "MobileNetV3Small")
 
 
 def skip_unless_in_ci(case: Case, method: str, where: str) -> None:
@@ -344,8 +347,9 @@ def skip_unless_in_ci(case: Case, method: str, where: str) -> None:
         return
     if case.config == "bare" or (method, where) not in CI_NESTED:
         pytest.skip(f"{method} ({where}) on {case.config} models: EXPLAIN_FULL_APPLICATIONS=1")
-    if (where == "input" or method in CUT_OR_SWAPPED) and case.family not in WHOLE_MODEL_IN_CI:
-        pytest.skip(f"{method} on {case.family}: EXPLAIN_FULL_APPLICATIONS=1 (CI: {', '.join(WHOLE_MODEL_IN_CI)})")
+    families = NEW_METHODS_IN_CI if method in NEW_METHODS else WHOLE_MODEL_IN_CI
+    if (where == "input" or method in NEW_METHODS) and case.family not in families:
+        pytest.skip(f"{method} on {case.family}: EXPLAIN_FULL_APPLICATIONS=1 (CI: {', '.join(families)})")
 
 
 @pytest.mark.parametrize("where", ["default", "inner"])

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_functional, tiny_nested, tiny_sequential, tiny_sigmoid
+from conftest import fix_weights, tiny_functional, tiny_nested, tiny_sequential, tiny_sigmoid
 
 from explain import LayerError
 from explain.attribution import ScoreCAM, normalize_maps
@@ -28,17 +28,6 @@ from explain.attribution.gradient_shap import GradientSHAP
 
 L = keras.layers
 SIZE = 8
-
-
-def _fix_weights(model: keras.Model, seed: int, scale: float = 1.0) -> keras.Model:
-    """Overwrite every weight with a fixed draw from ``seed`` (N(0, scale^2 / fan-in))."""
-    rng = np.random.default_rng(seed)
-    weights = []
-    for w in model.get_weights():
-        fan_in = int(np.prod(w.shape[:-1])) if w.ndim > 1 else 1
-        weights.append((rng.normal(0.0, scale / np.sqrt(fan_in), w.shape)).astype(np.float32))
-    model.set_weights(weights)
-    return model
 
 
 def _images(n: int = 3, seed: int = 0) -> np.ndarray:
@@ -59,14 +48,14 @@ def _conv_model(channels: int = 5, head: str = "mlp", seed: int = 11) -> keras.M
     if head == "mlp":
         x = L.Dense(8, activation="tanh", name="hidden")(x)
     out = L.Dense(3, name="logits")(x)
-    return _fix_weights(keras.Model(inp, out), seed=seed, scale=2.0)
+    return fix_weights(keras.Model(inp, out), seed=seed, scale=2.0)
 
 
 def _linear_model() -> keras.Model:
     """Flatten -> Dense(3), linear output: the score is x . w_c + b_c."""
     inp = keras.Input((SIZE, SIZE, 3))
     out = L.Dense(3, name="logits")(L.Flatten()(inp))
-    return _fix_weights(keras.Model(inp, out), seed=10, scale=30.0)
+    return fix_weights(keras.Model(inp, out), seed=10, scale=30.0)
 
 
 def _activations(model: keras.Model, x: np.ndarray, layer: str = "conv_b") -> np.ndarray:

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import fix_weights
 
 from explain.attribution import GradCAM, Saliency, SmoothGrad, normalize_maps
 from explain.attribution.base import TRACE_LOCK
@@ -28,17 +29,6 @@ from explain.attribution.vargrad import VarGrad
 
 L = keras.layers
 SIZE = 8
-
-
-def _fix_weights(model: keras.Model, seed: int, scale: float = 1.0) -> keras.Model:
-    """Overwrite every weight with a fixed draw from ``seed`` (N(0, scale^2 / fan-in))."""
-    rng = np.random.default_rng(seed)
-    weights = []
-    for w in model.get_weights():
-        fan_in = int(np.prod(w.shape[:-1])) if w.ndim > 1 else 1
-        weights.append(rng.normal(0.0, scale / np.sqrt(fan_in), w.shape).astype(np.float32))
-    model.set_weights(weights)
-    return model
 
 
 def _images(n: int = 3, seed: int = 0) -> np.ndarray:
@@ -76,7 +66,7 @@ def _mlp(kind: str, seed: int) -> keras.Model:
         x = L.ReLU(max_value=6.0)(L.Dense(12, name="h1")(x))
         x = L.ReLU(negative_slope=0.1)(L.Dense(10, name="h2")(x))
     out = L.Dense(3, name="logits")(x)
-    return _fix_weights(keras.Model(inp, out), seed=seed, scale=6.0 if kind == "relu6" else 2.0)
+    return fix_weights(keras.Model(inp, out), seed=seed, scale=6.0 if kind == "relu6" else 2.0)
 
 
 def _mlp_by_hand(model: keras.Model, x: np.ndarray, cls: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +138,7 @@ def _conv_net(guided_twin: bool = False) -> keras.Model:
     model = keras.Sequential(
         [keras.Input((SIZE, SIZE, 3)), base, L.Flatten(), L.Dense(8, activation=act), L.Dense(3, name="logits")]
     )
-    return _fix_weights(model, seed=31, scale=2.0)
+    return fix_weights(model, seed=31, scale=2.0)
 
 
 def test_guided_backprop_through_fused_convolutions_in_a_nested_base():
@@ -225,7 +215,7 @@ def test_guided_backprop_on_mobilenetv2_nested_in_a_sequential():
 def test_guided_backprop_without_relus_is_saliency():
     inp = keras.Input((SIZE, SIZE, 3))
     x = L.Conv2D(4, 3, activation="swish")(L.Rescaling(1 / 255)(inp))
-    model = _fix_weights(keras.Model(inp, L.Dense(3)(L.Flatten()(x))), seed=41)
+    model = fix_weights(keras.Model(inp, L.Dense(3)(L.Flatten()(x))), seed=41)
     x = _images()
     with guided_relus(model) as n:
         assert n == 0
@@ -249,7 +239,7 @@ def test_guided_gradcam_is_upsampled_gradcam_times_the_guided_map():
         x = L.Dense(8, activation=act)(L.Flatten()(x))
         return keras.Model(inp, L.Dense(3, name="logits")(x))
 
-    model, twin = _fix_weights(build("relu"), seed=51, scale=2.0), build(_guided_relu_reference)
+    model, twin = fix_weights(build("relu"), seed=51, scale=2.0), build(_guided_relu_reference)
     twin.set_weights(model.get_weights())
     x = _images(seed=6)
     xt = tf.constant(x)
@@ -308,7 +298,7 @@ def _noise_model() -> keras.Model:
     inp = keras.Input((SIZE, SIZE, 3))
     x = L.Conv2D(4, 3, padding="same", activation="relu")(L.Rescaling(1 / 255)(inp))
     x = L.Dense(8, activation="tanh")(L.Flatten()(x))
-    return _fix_weights(keras.Model(inp, L.Dense(3)(x)), seed=61, scale=2.0)
+    return fix_weights(keras.Model(inp, L.Dense(3)(x)), seed=61, scale=2.0)
 
 
 def _noisy_gradients_by_hand(model, x, cls, samples, noise, seed) -> np.ndarray:

@@ -16,7 +16,7 @@ import re
 import keras
 import numpy as np
 import pytest
-from conftest import tiny_functional
+from conftest import fix_weights, tiny_functional
 
 from explain.attribution import normalize_maps
 from explain.attribution.kernel_shap import (
@@ -33,17 +33,6 @@ L = keras.layers
 SIZE = 8
 
 
-def _fix_weights(model: keras.Model, seed: int, scale: float = 1.0) -> keras.Model:
-    """Overwrite every weight with a fixed draw from ``seed`` (N(0, scale^2 / fan-in))."""
-    rng = np.random.default_rng(seed)
-    weights = []
-    for w in model.get_weights():
-        fan_in = int(np.prod(w.shape[:-1])) if w.ndim > 1 else 1
-        weights.append((rng.normal(0.0, scale / np.sqrt(fan_in), w.shape)).astype(np.float32))
-    model.set_weights(weights)
-    return model
-
-
 def _images(n: int = 3, size: int = SIZE, channels: int = 3, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 255, (n, size, size, channels)).astype(np.float32)
 
@@ -52,14 +41,14 @@ def _linear(size: int = SIZE, channels: int = 3, units: int = 3, seed: int = 10,
     """Flatten -> Dense(units): the score is x . w_c + b_c (a sigmoid output: its logit is)."""
     inp = keras.Input((size, size, channels))
     out = L.Dense(units, activation=activation, name="logits")(L.Flatten()(inp))
-    return _fix_weights(keras.Model(inp, out), seed=seed, scale=0.02)
+    return fix_weights(keras.Model(inp, out), seed=seed, scale=0.02)
 
 
 def _mlp(size: int = SIZE, channels: int = 3, seed: int = 11) -> keras.Model:
     """Rescaling -> Flatten -> Dense(8, tanh) -> Dense(3): not additive over pixels."""
     inp = keras.Input((size, size, channels))
     h = L.Dense(8, activation="tanh")(L.Flatten()(L.Rescaling(1 / 255)(inp)))
-    return _fix_weights(keras.Model(inp, L.Dense(3, name="logits")(h)), seed=seed, scale=3.0)
+    return fix_weights(keras.Model(inp, L.Dense(3, name="logits")(h)), seed=seed, scale=3.0)
 
 
 def _kernel(model: keras.Model, cls: int, shape: tuple) -> np.ndarray:

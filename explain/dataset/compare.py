@@ -466,15 +466,13 @@ def compare_images(
 def _run_methods(model, names, x, cls, setting: _Setting, *, named: bool, progress) -> tuple[list, dict]:
     """Each method run and scored in turn, with progress; a method that cannot explain the model is a row
     with its reason (or, when the user named it, the error)."""
-    from explain.errors import LayerError
-
     tick = _progress(progress, len(names))
     rows, gallery = [], {}
     for done, name in enumerate(names):
         tick(name, done)
         try:
             row, heat = _score_method(name, model, x, cls, setting)
-        except LayerError as e:
+        except ExplainError as e:  # a CAM without a spatial layer, a layer without fixed channels...
             if named:
                 raise ExplainError(f"{name} cannot explain this model: {e}") from None
             rows.append(MethodScores(name, error=str(e)))
