@@ -23,6 +23,7 @@ from explain.attribution import (  # noqa: E402
     methods_for,
 )
 from explain.dataset.audit import AuditResult, audit  # noqa: E402
+from explain.dataset.compare import Comparison, compare_images, compare_methods  # noqa: E402
 from explain.dataset.embedding import Embedding, LookAlike, embed, look_alikes  # noqa: E402
 from explain.dataset.evaluation import (  # noqa: E402
     ArraySource,
@@ -54,7 +55,10 @@ from explain.features.activations import compute_activations, feature_model  # n
 from explain.features.patterns import FeaturePatterns, channel_responses, class_patterns, filter_patterns  # noqa: E402
 from explain.images import load_image  # noqa: E402
 from explain.metrics.faithfulness import deletion_insertion  # noqa: E402
+from explain.metrics.mufidelity import mufidelity  # noqa: E402
+from explain.metrics.road import road  # noqa: E402
 from explain.metrics.sanity import sanity_check  # noqa: E402
+from explain.metrics.stability import stability  # noqa: E402
 from explain.models.card import ModelCard, imagenet_class_names, load_model_card, read_class_names  # noqa: E402
 from explain.models.layers import LayerInfo, format_layer_table, get_layer, layer_table, resolve_layer  # noqa: E402
 from explain.models.layouts import InputLayout, input_layout  # noqa: E402
@@ -88,6 +92,7 @@ __all__ = [
     "Attribution",
     "AttributionMethod",
     "AuditResult",
+    "Comparison",
     "Confusion",
     "DataError",
     "DataSource",
@@ -117,6 +122,8 @@ __all__ = [
     "channel_responses",
     "class_patterns",
     "classification_metrics",
+    "compare_images",
+    "compare_methods",
     "compute_activations",
     "confusion_gallery",
     "confusion_matrix_figure",
@@ -150,6 +157,7 @@ __all__ = [
     "methods_for",
     "misclassified",
     "model_input_size",
+    "mufidelity",
     "open_data",
     "overlay",
     "pattern_grid",
@@ -158,9 +166,11 @@ __all__ = [
     "preprocess",
     "read_class_names",
     "resolve_layer",
+    "road",
     "sanity_check",
     "score_head",
     "spray",
+    "stability",
     "top_confusions",
     "top_k_bars",
     "top_k_grid",
