@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from explain.attribution.base import Attribution, normalize_maps
-from explain.metrics.faithfulness import _checked_heatmaps
-from explain.models.scores import ScoreHead
+from explain.models.scores import ScoreHead, score_head
 
 
 def unpack_maps(heatmaps, class_index) -> tuple[np.ndarray, object, str | None]:
@@ -19,6 +18,18 @@ def unpack_maps(heatmaps, class_index) -> tuple[np.ndarray, object, str | None]:
         cls = heatmaps.class_index if class_index is None else class_index
         return np.asarray(heatmaps.heatmap), cls, heatmaps.method
     return np.asarray(heatmaps), class_index, None
+
+
+def _checked_heatmaps(heatmaps: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """float64 ``(N, H, W)`` heatmaps, or a ValueError when they do not match the images."""
+    maps = np.asarray(heatmaps, dtype=np.float64)
+    if maps.ndim == 2:
+        maps = maps[None]
+    if maps.shape != x.shape[:3]:
+        raise ValueError(
+            f"Heatmaps of shape {maps.shape} do not match images of shape {x.shape}: expected {x.shape[:3]}."
+        )
+    return maps
 
 
 def checked_maps(heatmaps, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -34,6 +45,23 @@ def checked_maps(heatmaps, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     finite = np.isfinite(maps)
     safe = np.where(finite, maps, 0.0)
     return safe, ~finite.all(axis=(1, 2)) | normalize_maps(safe)[1]
+
+
+def read_maps(model, images, heatmaps, class_index, preprocess: str):
+    """What a map-scoring metric starts from: ``(head, x, idx, maps, flat, method)``, the model's
+    :class:`ScoreHead`, the checked images and classes (:meth:`ScoreHead.check_batch`), the checked maps and
+    flat flags (:func:`checked_maps`) and the method's name when ``heatmaps`` is an Attribution
+    (:func:`unpack_maps`).
+
+    Raises:
+        ValueError: images or maps of the wrong shape.
+        ExplainError: as :meth:`ScoreHead.check_batch`.
+    """
+    head = score_head(model, preprocess)
+    maps, class_index, method = unpack_maps(heatmaps, class_index)
+    x, idx = head.check_batch(images, class_index)
+    maps, flat = checked_maps(maps, x)
+    return head, x, idx, maps, flat, method
 
 
 def refuse_all_flat(metric: str, flat: np.ndarray, method: str | None) -> None:

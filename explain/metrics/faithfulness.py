@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from explain._quiet import quiet_import
-from explain.attribution.base import normalize_maps
+from explain.metrics._common import checked_maps
 from explain.models.scores import score_head
 
 quiet_import()
@@ -65,18 +65,6 @@ def _baseline_images(x: np.ndarray, baseline: str, blur_sigma: float | None) -> 
 
 def _trapezoid(curves: np.ndarray, fractions: np.ndarray) -> np.ndarray:
     return ((curves[:, 1:] + curves[:, :-1]) * 0.5 * np.diff(fractions)).sum(axis=1)
-
-
-def _checked_heatmaps(heatmaps: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """float64 ``(N, H, W)`` heatmaps, or a ValueError when they do not match the images."""
-    maps = np.asarray(heatmaps, dtype=np.float64)
-    if maps.ndim == 2:
-        maps = maps[None]
-    if maps.shape != x.shape[:3]:
-        raise ValueError(
-            f"Heatmaps of shape {maps.shape} do not match images of shape {x.shape}: expected {x.shape[:3]}."
-        )
-    return maps
 
 
 def _curves(head, x, maps, classes, fractions, baseline, blur_sigma, batch_size) -> np.ndarray:
@@ -160,9 +148,7 @@ def deletion_insertion(
     steps, batch_size = int(steps), max(1, int(batch_size))
     head = score_head(model, preprocess)
     x, idx = head.check_batch(images, class_index)
-    maps = _checked_heatmaps(heatmaps, x)
-    safe = np.where(np.isfinite(maps), maps, 0.0)
-    flat = ~np.isfinite(maps).all(axis=(1, 2)) | normalize_maps(safe)[1]
+    safe, flat = checked_maps(heatmaps, x)
     classes = np.where(idx < 0, head.top_classes(x, batch_size), idx) if (idx < 0).any() else idx
     fractions = np.linspace(0.0, 1.0, steps + 1)
     deletion = np.full((len(x), steps + 1), np.nan)

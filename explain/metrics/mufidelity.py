@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from explain._quiet import quiet_import
-from explain.metrics._common import checked_maps, class_scores, refuse_all_flat, unpack_maps
+from explain.metrics._common import class_scores, read_maps, refuse_all_flat
 from explain.metrics.faithfulness import BASELINES, _baseline_images
-from explain.models.scores import score_head
 
 quiet_import()
 import keras  # noqa: E402
@@ -157,10 +156,7 @@ def mufidelity(
     if int(subsets) < 3:
         raise ValueError(f"subsets must be at least 3 for a correlation, got {subsets}.")
     subsets, batch_size = int(subsets), max(1, int(batch_size))
-    head = score_head(model, preprocess)
-    maps, class_index, method = unpack_maps(heatmaps, class_index)
-    x, idx = head.check_batch(images, class_index)
-    maps, flat = checked_maps(maps, x)
+    head, x, idx, maps, flat, method = read_maps(model, images, heatmaps, class_index, preprocess)
     n, h, w = maps.shape
     cell, gh, gw = _cells(h, w, grid_size)
     k = round(float(subset_fraction) * gh * gw)

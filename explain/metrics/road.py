@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from explain._quiet import quiet_import
-from explain.metrics._common import checked_maps, refuse_all_flat, unpack_maps
-from explain.models.scores import score_head
+from explain.metrics._common import read_maps, refuse_all_flat
 
 quiet_import()
 import keras  # noqa: E402
@@ -241,10 +240,7 @@ def road(
     if not float(noise) >= 0:
         raise ValueError(f"noise must be at least 0, got {noise}.")
     noise, batch_size = float(noise), max(1, int(batch_size))
-    head = score_head(model, preprocess)
-    maps, class_index, method = unpack_maps(heatmaps, class_index)
-    x, idx = head.check_batch(images, class_index)
-    maps, flat = checked_maps(maps, x)
+    head, x, idx, maps, flat, method = read_maps(model, images, heatmaps, class_index, preprocess)
     refuse_all_flat("ROAD", flat, method)
     n, h, w = maps.shape
     # one pass over the originals: their probabilities, and their top classes where none is given
