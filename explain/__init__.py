@@ -22,6 +22,7 @@ from explain.attribution import (  # noqa: E402
     method_label,
     methods_for,
 )
+from explain.concepts import CraftResult, TCAVResult, craft, craft_concept_maps, tcav  # noqa: E402
 from explain.dataset.audit import AuditResult, audit  # noqa: E402
 from explain.dataset.compare import Comparison, compare_images, compare_methods  # noqa: E402
 from explain.dataset.embedding import Embedding, LookAlike, embed, look_alikes  # noqa: E402
@@ -94,6 +95,7 @@ __all__ = [
     "AuditResult",
     "Comparison",
     "Confusion",
+    "CraftResult",
     "DataError",
     "DataSource",
     "Embedding",
@@ -115,6 +117,7 @@ __all__ = [
     "Report",
     "ScoreHead",
     "SprayResult",
+    "TCAVResult",
     "activation_bars",
     "attribute_dataset",
     "attribution_panel",
@@ -128,6 +131,8 @@ __all__ = [
     "confusion_gallery",
     "confusion_matrix_figure",
     "convert_to_keras3",
+    "craft",
+    "craft_concept_maps",
     "deletion_insertion",
     "embed",
     "embedding_map",
@@ -171,6 +176,7 @@ __all__ = [
     "score_head",
     "spray",
     "stability",
+    "tcav",
     "top_confusions",
     "top_k_bars",
     "top_k_grid",

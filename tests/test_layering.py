@@ -25,6 +25,7 @@ FLOORS = {
     "features": 4,
     "attribution": 5,
     "metrics": 6,
+    "concepts": 6,
     "dataset": 7,
     "cli": 8,
     "__init__": 9,

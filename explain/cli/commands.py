@@ -21,6 +21,7 @@ COMMANDS = {
     "report": "a model report on a data set: accuracy, confusions, heatmaps, embedding",
     "audit": "a whole data set's heatmaps clustered per class (SpRAy): the model's strategies, Clever Hans",
     "compare": "every attribution method scored on a data sample and ranked: which heatmaps to trust",
+    "concepts": "concepts: does a concept folder drive a class (TCAV); a class's own concepts found (CRAFT)",
     "convert": "a Keras 2 .h5 / SavedModel file converted to .keras with its model card",
 }
 _HERE = Path(__file__).resolve().parent

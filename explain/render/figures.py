@@ -1069,3 +1069,89 @@ def method_gallery(
             heatmap_overlay(images[i], heat[i], title=_short(name, 16) if i == 0 else "", cmap=cmap, ax=ax)
             ax.title.set_fontsize(7)
     return fig
+
+
+def tcav_bars(result, ax: Axes | None = None) -> Figure:
+    """TCAV scores as bars: one group per layer, one bar per concept, its height the mean TCAV score over
+    the runs with the standard deviation as an error bar; ``*`` marks a significant concept (Bonferroni),
+    and a dashed line each layer's random-vs-random mean. One panel per class.
+
+    Args:
+        result: a :class:`~explain.concepts.tcav.TCAVResult` (``.classes``, each with ``.class_name`` and
+            ``.layers``, each with ``.layer``, ``.random_scores`` and ``.concepts`` holding ``.name``,
+            ``.score_mean``, ``.score_std``, ``.significant``, ``.direction``).
+        ax: draw into this Axes (one class only); default a new figure.
+
+    Returns:
+        The ``Figure``.
+    """
+    classes = list(result.classes)
+    if ax is not None and len(classes) != 1:
+        raise ValueError("tcav_bars draws several classes as several panels: pass ax=None.")
+    names = [c.name for c in classes[0].layers[0].concepts]
+    colors = [class_hex_colors(max(len(names), 2))[i] for i in range(len(names))]
+    n_layers = len(classes[0].layers)
+    width = 0.8 / len(names)
+    if ax is None:
+        fig = Figure(figsize=(max(4.5, 1.0 + 1.3 * n_layers * max(1, len(names) / 2)), 3.2 * len(classes)),
+                     layout="constrained")
+        axes = fig.subplots(len(classes), 1, squeeze=False)[:, 0]
+    else:
+        fig, axes = ax.figure, [ax]
+    for axis, cls in zip(axes, classes, strict=True):
+        for li, layer in enumerate(cls.layers):
+            for ci, c in enumerate(layer.concepts):
+                x = li - 0.4 + width * (ci + 0.5)
+                axis.bar(x, c.score_mean, width * 0.9, yerr=c.score_std, capsize=3, color=colors[ci],
+                         label=c.name if li == 0 else None, alpha=1.0 if c.significant else 0.45)
+                axis.text(x, min(1.0, c.score_mean + c.score_std) + 0.03, "*" if c.significant else "n.s.",
+                          ha="center", fontsize=9 if c.significant else 6)
+            null = float(np.mean(layer.random_scores))
+            axis.hlines(null, li - 0.45, li + 0.45, colors="#555555", linestyles="dashed", linewidth=1)
+        axis.set_xticks(range(n_layers), [_short(layer.layer, 24) for layer in cls.layers], fontsize=8)
+        axis.set_ylim(0, 1.32)  # room for the marks and the legend above the bars
+        axis.set_yticks(np.linspace(0, 1, 6))
+        axis.set_ylabel("TCAV score")
+        axis.set_title(f"class {cls.class_name!r}: * significant, n.s. not; dashed: random concepts", fontsize=9)
+        axis.legend(fontsize=7, loc="upper right", ncols=min(len(names), 4))
+    return fig
+
+
+def craft_gallery(result, ax: Axes | None = None, *, crops: int = 6) -> Figure:
+    """CRAFT's concepts, one row each, most important first: its rank, id and importance, then the crops
+    that express it most.
+
+    Args:
+        result: a :class:`~explain.concepts.craft.CraftResult` (``.concepts`` with ``.id``,
+            ``.importance``, ``.crops`` uint8 ``(n, H, W, C)``; ``.class_name``, ``.layer``,
+            ``.importance_method``).
+        ax: not supported (a grid of panels); must be None.
+        crops: crops drawn per concept (at most those the result holds).
+
+    Returns:
+        The ``Figure``.
+
+    Raises:
+        ValueError: ``ax`` given, or a result without concepts.
+    """
+    if ax is not None:
+        raise ValueError("craft_gallery draws a grid of panels: pass ax=None.")
+    concepts = list(result.concepts)
+    if not concepts:
+        raise ValueError("craft_gallery needs at least one concept.")
+    cols = min(crops, max(len(c.crops) for c in concepts))
+    fig = Figure(figsize=(1.15 * cols + 1.6, 1.15 * len(concepts) + 0.6), layout="constrained")
+    axes = fig.subplots(len(concepts), cols + 1, squeeze=False)
+    unit = "total Sobol index" if result.importance_method == "sobol" else "gradient x concept"
+    for r, (row, c) in enumerate(zip(axes, concepts, strict=True)):
+        row[0].axis("off")
+        row[0].text(0.5, 0.5, f"#{r + 1}: concept {c.id}\n{c.importance:.3g}", ha="center", va="center",
+                    fontsize=8)
+        for j, axis in enumerate(row[1:]):
+            axis.axis("off")
+            if j < len(c.crops):
+                crop = c.crops[j]
+                axis.imshow(crop[..., 0] if crop.shape[-1] == 1 else crop, cmap="gray", vmin=0, vmax=255)
+    fig.suptitle(f"CRAFT concepts of {result.class_name!r} at {result.layer} ({unit}, most important first)",
+                 fontsize=9)
+    return fig
