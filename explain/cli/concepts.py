@@ -105,7 +105,8 @@ class _Bar:
         if self.bar is None:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=100, file=sys.stderr, leave=False, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
+            form = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}"
+            self.bar = tqdm(total=100, file=sys.stderr, leave=False, bar_format=form)
         self.bar.set_description(stage)
         self.bar.update(round(100 * fraction) - self.bar.n)
 

@@ -139,10 +139,8 @@ def cut_crops(images: np.ndarray, boxes: np.ndarray, size: tuple[int, int]) -> t
     centres: the corner pixels of the box are the corner pixels of the crop)."""
     h0, w0 = images.shape[1:3]
     b = np.asarray(boxes, np.float32)
-    normalised = np.stack(
-        [b[:, 2] / max(h0 - 1, 1), b[:, 1] / max(w0 - 1, 1), (b[:, 4] - 1) / max(h0 - 1, 1), (b[:, 3] - 1) / max(w0 - 1, 1)],
-        axis=1,
-    )
+    hs, ws = max(h0 - 1, 1), max(w0 - 1, 1)
+    normalised = np.stack([b[:, 2] / hs, b[:, 1] / ws, (b[:, 4] - 1) / hs, (b[:, 3] - 1) / ws], axis=1)
     return tf.image.crop_and_resize(
         tf.convert_to_tensor(images, tf.float32), normalised, tf.convert_to_tensor(b[:, 0], tf.int32), size
     )
