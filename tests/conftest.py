@@ -226,3 +226,12 @@ def planted_clever_hans(tmp_path_factory):
     from planted import make_planted
 
     return make_planted(tmp_path_factory.mktemp("planted"))
+
+
+@pytest.fixture(scope="session")
+def planted_concepts(tmp_path_factory):
+    """The planted stripes / dots concept data of tests/concepts_planted.py and its model, trained once per
+    test session (about 15 s)."""
+    from concepts_planted import make_planted_concepts
+
+    return make_planted_concepts(tmp_path_factory.mktemp("planted_concepts"))
