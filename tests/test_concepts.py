@@ -265,3 +265,27 @@ def test_craft_refuses_a_layer_with_negative_activations(tmp_path):
                                np.zeros(12, np.int64), ("a", "b"))
     with pytest.raises(LayerError, match=r"'linear_conv' has negative activations .* after a ReLU"):
         craft(model, data, "a", "linear_conv", concepts=2)
+
+
+def test_the_report_gains_a_concepts_section(planted, tmp_path):
+    from explain.dataset.report import write_report
+
+    p, model = planted
+    report = write_report(
+        model, explain.open_data(p.test_dir), tmp_path / "report", model_path=p.model_path, embedding=False,
+        confusions=1, concepts={"stripes": p.stripes}, random_images=p.random, craft=1, progress=False,
+    )
+    names = {f.name for f in report.files}
+    assert {"tcav.json", "tcav.png", "craft.json"} <= names
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert 'id="concepts"' in page and 'href="#concepts"' in page and "drives the class" in page
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    by_class = {c["class"]: c for c in metrics["concepts"]["tcav"]["classes"]}
+    assert by_class["striped"]["layers"][0]["concepts"][0]["significant"]
+    cm = report.evaluation.confusion
+    errors = cm.sum(axis=1) - np.diag(cm)
+    most = CLASSES[int(np.argmax(errors))]  # ties: the first class
+    assert metrics["concepts"]["craft"][0]["class"] == most and (tmp_path / "report" / f"craft_{most}.png").exists()
+    with pytest.raises(ValueError, match="random images"):
+        write_report(model, explain.open_data(p.test_dir), tmp_path / "r2", concepts={"s": p.stripes})
+    assert not (tmp_path / "r2").exists()

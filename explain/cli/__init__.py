@@ -103,6 +103,20 @@ def spatial_layer(model, layer: str, nothing: str):
     return info
 
 
+def concept_folders(parser: argparse.ArgumentParser, values: list[str]) -> dict[str, str]:
+    """``{name: folder}`` from repeated ``--concept NAME=DIR`` values; a malformed or repeated one exits 2
+    through ``parser.error``."""
+    concepts: dict[str, str] = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep or not name.strip() or not folder.strip():
+            parser.error(f"--concept takes NAME=DIR, e.g. --concept stripes=concepts/stripes; got {value!r}")
+        if name.strip() in concepts:
+            parser.error(f"--concept {name.strip()!r} is given twice")
+        concepts[name.strip()] = folder.strip()
+    return concepts
+
+
 def fail(prog: str, message: str) -> int:
     """Print ``prog: error: message`` on stderr; return the exit code 2."""
     print(f"{prog}: error: {message}", file=sys.stderr)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from explain.cli import add_model_arguments, fail, model_parser, open_model
+from explain.cli import add_model_arguments, concept_folders, fail, model_parser, open_model
 
 PROG = "python -m explain.concepts"
 
@@ -57,22 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _concepts(parser: argparse.ArgumentParser, values: list[str]) -> dict[str, str]:
-    concepts = {}
-    for value in values:
-        name, sep, folder = value.partition("=")
-        if not sep or not name.strip() or not folder.strip():
-            parser.error(f"--concept takes NAME=DIR, e.g. --concept stripes=concepts/stripes; got {value!r}")
-        if name.strip() in concepts:
-            parser.error(f"--concept {name.strip()!r} is given twice")
-        concepts[name.strip()] = folder.strip()
-    return concepts
-
-
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = _parser()
     args = parser.parse_args(argv)
-    args.concept_folders = _concepts(parser, args.concept)
+    args.concept_folders = concept_folders(parser, args.concept)
     if not args.target_classes:
         parser.error("--class is required: the class to explain")
     if args.discover:

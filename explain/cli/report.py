@@ -3,6 +3,7 @@
     python -m explain.report MODEL DATA --out DIR [--images a.png b.png] [--confusions 5]
         [--examples 6] [--top-k 5] [--batch-size 256] [--layer L] [--image-size H W] [--no-progress]
         [--no-embedding] [--embedding-layer L] [--embedding-method umap|tsne|pca] [--audit] [--compare [N]]
+        [--concept NAME=DIR ... --random DIR [--concept-layer L]] [--craft [N]]
 
 See :mod:`explain.dataset.report` for the files DIR receives. User errors print one line on stderr
 and exit with code 2; Ctrl-C exits 130 with DIR as it was.
@@ -17,7 +18,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from explain.cli import add_model_arguments, fail, model_parser, open_model
+from explain.cli import add_model_arguments, concept_folders, fail, model_parser, open_model
 
 PROG = "python -m explain.report"
 
@@ -60,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
         "--compare", type=int, nargs="?", const=50, default=0, metavar="N",
         help="add a 'Which method?' section: every attribution method ranked by faithfulness on N images (50)",
     )  # fmt: skip
+    p.add_argument("--concept", action="append", default=[], metavar="NAME=DIR",
+                   help="add a Concepts section: TCAV of this concept folder for the classes with most errors; repeat")
+    p.add_argument("--random", type=Path, help="random images for TCAV (a folder of 110 or more)")
+    p.add_argument("--concept-layer", action="append", default=[], metavar="L",
+                   help="TCAV's layer (index, name or nested path; repeat; default the last spatial layer)")
+    p.add_argument("--craft", type=int, nargs="?", const=2, default=0, metavar="N",
+                   help="add CRAFT's concepts for the N classes with most errors to the Concepts section (2)")
     add_model_arguments(p)
     return p
 
@@ -73,12 +81,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         ("--examples", args.examples, 1),
         ("--top-k", args.top_k, 1),
         ("--compare", args.compare, 0),
+        ("--craft", args.craft, 0),
         ("--batch-size", args.batch_size, 1),
     ):
         if value < least:
             parser.error(f"{flag} must be at least {least}, got {value}")
     if args.image_size and min(args.image_size) < 1:
         parser.error(f"--image-size must be positive, got {args.image_size}")
+    args.concept_folders = concept_folders(parser, args.concept)
+    if args.concept_folders and not args.random:
+        parser.error("--concept needs --random DIR: random images to compare the concept with")
     return args
 
 
@@ -112,6 +124,10 @@ def _run(args: argparse.Namespace, command: str):
         embedding_method=args.embedding_method,
         audit=args.audit,
         compare=args.compare,
+        concepts=args.concept_folders or None,
+        random_images=args.random,
+        concept_layers=[int(v) if v.lstrip("-").isdigit() else v for v in args.concept_layer] or None,
+        craft=args.craft,
         command=command,
     )
     return report, card

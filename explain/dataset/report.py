@@ -37,13 +37,20 @@ import html
 import io
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from explain.dataset.report_concepts import (
+    concepts_document,
+    concepts_files,
+    concepts_html,
+    concepts_pngs,
+    concepts_section,
+)
 from explain.io import slug
 
 if TYPE_CHECKING:
@@ -205,6 +212,7 @@ def _html_head(
     has_map: bool,
     has_audit: bool = False,
     has_methods: bool = False,
+    has_concepts: bool = False,
 ) -> list[str]:
     e = html.escape
     parts = [
@@ -222,6 +230,7 @@ def _html_head(
     links += [("embedding", "Feature-space map")] if has_map else []
     links += [("audit", "Audit")] if has_audit else []
     links += [("methods", "Which method?")] if has_methods else []
+    links += [("concepts", "Concepts")] if has_concepts else []
     links += [("top-k", "Top-k predictions")] + ([("training", "Training curves")] if has_curves else [])
     parts.append("<nav>" + "".join(f'<a href="#{a}">{e(t)}</a>' for a, t in links) + "</nav>")
     return parts
@@ -398,16 +407,19 @@ def _html(
     embedding=None,
     audit: AuditSection | None = None,
     comparison=None,
+    concepts=None,
 ) -> str:
     """The self-contained page: every figure embedded as a data: URI."""
     parts = _html_head(
-        title, summary, kpis, notes, has_curves, EMBEDDING_PNG in pngs, AUDIT_LOOKS_PNG in pngs, comparison is not None
+        title, summary, kpis, notes, has_curves, EMBEDDING_PNG in pngs, AUDIT_LOOKS_PNG in pngs, comparison is not None,
+        concepts is not None,
     )
     parts += _html_accuracy(pngs, metrics)
     parts += _html_confusions(pngs, confusions, method_label)
     parts += _html_embedding(pngs, embedding)
     parts += _html_audit(pngs, audit)
     parts += _html_methods(pngs, comparison)
+    parts += concepts_html(concepts, pngs, _img)
     parts += _html_rest(pngs, top_k_caption, has_curves, result, files, command)
     return "\n".join(parts)
 
@@ -437,9 +449,15 @@ class ReportOptions:
             over the data.
         compare: add a "Which method?" section: every attribution method run on this many images of the data
             (seeded) and ranked by faithfulness (:func:`explain.dataset.compare.compare_methods`); 0 for none.
+        concepts: ``{name: folder of example images}``: add a "Concepts" section with TCAV of each concept for
+            the classes with the most errors (:mod:`explain.dataset.report_concepts`); needs ``random_images``.
+        random_images: a folder of random images for TCAV, at least 110.
+        concept_layers: the layers TCAV tests at; default the last spatial layer.
+        craft: CRAFT's concepts for this many classes, those with the most errors (0 for none).
 
     Raises:
-        ValueError: ``compare < 0``, ``confusions < 0``, ``examples < 1`` or ``top_k < 1``.
+        ValueError: ``compare < 0``, ``craft < 0``, ``confusions < 0``, ``examples < 1`` or ``top_k < 1``;
+            ``concepts`` without ``random_images``.
     """
 
     images: Sequence[str | os.PathLike] | None = None
@@ -455,11 +473,17 @@ class ReportOptions:
     embedding_method: str = "umap"
     audit: bool = False
     compare: int = 0
+    concepts: Mapping[str, str | os.PathLike] | None = None
+    random_images: str | os.PathLike | None = None
+    concept_layers: Sequence[int | str] | None = None
+    craft: int = 0
 
     def __post_init__(self):
-        for name, least in (("confusions", 0), ("examples", 1), ("top_k", 1), ("compare", 0)):
+        for name, least in (("confusions", 0), ("examples", 1), ("top_k", 1), ("compare", 0), ("craft", 0)):
             if getattr(self, name) < least:
                 raise ValueError(f"{name} must be at least {least}, got {getattr(self, name)}.")
+        if self.concepts and not self.random_images:
+            raise ValueError("Concept folders need random images to compare with: give random_images (--random DIR).")
 
 
 @dataclass(frozen=True)
@@ -520,6 +544,7 @@ class ReportData:
         look_alikes: its look-alike images explained (:class:`LookAlikes`), or None.
         audit: the audit section (:class:`AuditSection`), or None.
         comparison: the methods ranked (:class:`~explain.dataset.compare.Comparison`), or None.
+        concepts: the Concepts section (:class:`~explain.dataset.report_concepts.ConceptsSection`), or None.
     """
 
     evaluation: Evaluation
@@ -535,6 +560,7 @@ class ReportData:
     look_alikes: LookAlikes | None = None
     audit: AuditSection | None = None
     comparison: object = None
+    concepts: object = None
 
 
 @dataclass(frozen=True)
@@ -759,6 +785,7 @@ def compute_report(model, source, *, card=None, model_path: str | os.PathLike | 
         look_alikes=_look_alikes(source, emb, explainer, size) if emb is not None else None,
         audit=_audit(model, source, card, opts, size) if opts.audit else None,
         comparison=_comparison(model, source, card, opts) if opts.compare else None,
+        concepts=concepts_section(model, source, card, opts, result),
     )
 
 
@@ -899,6 +926,7 @@ def _figures(data: ReportData, model_name: str) -> tuple[dict[str, bytes], list[
     pngs.update(_embedding_pngs(data))
     pngs.update(_audit_pngs(data.audit))
     pngs.update(_methods_pngs(data.comparison))
+    pngs.update(concepts_pngs(data.concepts, _png))
     return pngs, gallery_files, [note] if note else []
 
 
@@ -981,6 +1009,7 @@ def _metrics_document(data: ReportData, model_label: str, gallery_files, notes) 
         "embedding": _embedding_document(data),
         "audit": data.audit.spray.as_dict() if data.audit else None,
         "methods": data.comparison.as_dict() if data.comparison else None,
+        "concepts": concepts_document(data.concepts),
         "notes": list(notes),
     }
     return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
@@ -1066,6 +1095,7 @@ def render_report(
         **{f: pngs[f] for f in (EMBEDDING_PNG, LOOK_ALIKES_PNG) if f in pngs},
         **{f: b for f, b in pngs.items() if f.startswith("audit_")},
         **_methods_files(data.comparison, pngs),
+        **concepts_files(data.concepts, pngs),
         **({CURVES_PNG: pngs[CURVES_PNG]} if CURVES_PNG in pngs else {}),
     }
     summary, kpis = _summary(data, name)
@@ -1086,6 +1116,7 @@ def render_report(
         embedding=data.embedding,
         audit=data.audit,
         comparison=data.comparison,
+        concepts=data.concepts,
     )
     files[HTML_FILE] = page.encode("utf-8")
     return RenderedReport(files, tuple(gallery_files), tuple(notes))
@@ -1155,6 +1186,10 @@ def write_report(
     embedding_method: str = "umap",
     audit: bool = False,
     compare: int = 0,
+    concepts: Mapping[str, str | os.PathLike] | None = None,
+    random_images: str | os.PathLike | None = None,
+    concept_layers: Sequence[int | str] | None = None,
+    craft: int = 0,
     command: str = "",
 ) -> Report:
     """Evaluate ``model`` on ``source`` and write the report files into ``out_dir``:
@@ -1172,8 +1207,8 @@ def write_report(
             data's; its preprocessing mode is applied); default read from ``model_path``.
             Without class names the data's classes are taken to be the model's outputs in order.
         images, confusions, examples, top_k, batch_size, layer, image_size, progress, embedding,
-            embedding_layer, embedding_method, audit, compare: what the report shows and how, as the fields of
-            :class:`ReportOptions`.
+            embedding_layer, embedding_method, audit, compare, concepts, random_images, concept_layers, craft: what
+            the report shows and how, as the fields of :class:`ReportOptions`.
         command: the command line, printed in the page's footer.
 
     Returns:

@@ -1112,7 +1112,7 @@ def tcav_bars(result, ax: Axes | None = None) -> Figure:
         axis.set_ylim(0, 1.32)  # room for the marks and the legend above the bars
         axis.set_yticks(np.linspace(0, 1, 6))
         axis.set_ylabel("TCAV score")
-        axis.set_title(f"class {cls.class_name!r}: * significant, n.s. not; dashed: random concepts", fontsize=9)
+        axis.set_title(f"class {cls.class_name!r}   (* significant; dashed: random concepts)", fontsize=9)
         axis.legend(fontsize=7, loc="upper right", ncols=min(len(names), 4))
     return fig
 
