@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from explain.concepts._latent import (
     MIN_CONCEPT_IMAGES,
@@ -185,10 +186,11 @@ def fit_cav(concept: np.ndarray, random: np.ndarray, seed: int) -> tuple[np.ndar
     (``train_test_split``); its accuracy on the other third is returned.
 
     The fit is done in the span of the training examples, which is exact and fast: with an L2 penalty the
-    optimal weights lie in that span (the representer theorem), so with ``X_train = U S V^T`` (thin SVD,
-    ``V`` of shape ``(D, n)``) the regression on the ``n`` coordinates ``X_train V`` gives ``beta`` and the
-    weights ``w = V beta`` with the same loss, penalty and predictions as a fit on all ``D`` features, at a
-    cost of ``O(n^2 D)`` instead of iterations over ``D`` (a conv layer's ``D`` is tens of thousands).
+    optimal weights lie in that span (the representer theorem). With the Gram matrix ``X X^T = U L U^T`` of
+    the ``n`` training examples, the regression on their ``n`` coordinates ``X V = U L^(1/2)`` (``V = X^T U
+    L^(-1/2)``, an orthonormal basis of the span) gives ``beta`` and the weights ``w = V beta``, with the
+    same loss, penalty and predictions as a fit on all ``D`` features, at a cost of ``O(n^2 D)`` instead
+    of iterations over ``D`` (a conv layer's ``D`` is tens of thousands).
 
     Args:
         concept: float ``(n_c, D)`` flattened activations of the concept's images.
@@ -205,16 +207,18 @@ def fit_cav(concept: np.ndarray, random: np.ndarray, seed: int) -> tuple[np.ndar
     x = np.concatenate([concept, random]).astype(np.float64)
     y = np.r_[np.ones(len(concept)), np.zeros(len(random))]
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=1 / 3, stratify=y, random_state=seed)
-    _, sv, vt = np.linalg.svd(x_train, full_matrices=False)
-    basis = vt[sv > sv.max(initial=0.0) * 1e-10]  # (r, D): the span of the training examples
+    lam, u = np.linalg.eigh(x_train @ x_train.T)
+    keep = lam > lam.max(initial=0.0) * 1e-12  # the span's dimensions (rank r <= n)
+    u, scale = u[:, keep], np.sqrt(lam[keep])
     classifier = LogisticRegression(class_weight="balanced", max_iter=1000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        classifier.fit(x_train @ basis.T, y_train)
-    w = classifier.coef_[0] @ basis
+        classifier.fit(u * scale, y_train)
+    w = x_train.T @ (u @ (classifier.coef_[0] / scale))
     norm = np.linalg.norm(w)
     cav = w / norm if norm > 0 else w
-    return cav.astype(np.float32), float(classifier.score(x_test @ basis.T, y_test))
+    accuracy = classifier.score((x_test @ x_train.T) @ u / scale, y_test)
+    return cav.astype(np.float32), float(accuracy)
 
 
 def t_test(scores: np.ndarray, null: np.ndarray) -> float:
@@ -355,19 +359,25 @@ def tcav(
     per_class = [class_images(data, t, source_names, latents[0].image_size, latents[0].channels, max_images, seed)
                  for t in targets]
     by_layer = []
-    for li, latent in enumerate(latents):
-        _report(progress, f"CAVs at {latent.layer.name}", li / len(latents))
-        acts = {name: _flat(latent.activations(p)) for name, p in pixels.items()}
-        cavs, accuracies, null = _layer_cavs(acts, _flat(latent.activations(random_pixels)), sets, seed)
-        stacked = np.concatenate([*cavs.values(), null])
-        scored = [tcav_scores(latent, images, t, stacked) for (images, _), t in zip(per_class, targets, strict=True)]
-        by_layer.append((latent.layer.name, cavs, accuracies, scored))
+    with threadpool_limits(limits=1, user_api="blas"):  # small products: BLAS threads only spin (20-200x slower)
+        for li, latent in enumerate(latents):
+            by_layer.append(_one_layer(latent, pixels, random_pixels, sets, per_class, targets, seed))
+            _report(progress, f"CAVs and scores at {latent.layer.name}", 0.5 + 0.5 * (li + 1) / len(latents))
     _report(progress, "done", 1.0)
     result = [
         _class_result(str(source_names[t]), t, len(per_class[ci][0]), by_layer, ci, runs, alpha, len(concepts))
         for ci, t in enumerate(targets)
     ]
     return TCAVResult(tuple(result), runs, len(sets[0]), alpha, seed, {n: len(p) for n, p in pixels.items()})
+
+
+def _one_layer(latent, pixels, random_pixels, sets, per_class, targets, seed) -> tuple:
+    """``(layer name, cavs, accuracies, scores per class)`` at one layer: activations, CAVs, TCAV scores."""
+    acts = {name: _flat(latent.activations(p)) for name, p in pixels.items()}
+    cavs, accuracies, null = _layer_cavs(acts, _flat(latent.activations(random_pixels)), sets, seed)
+    stacked = np.concatenate([*cavs.values(), null])
+    scored = [tcav_scores(latent, images, t, stacked) for (images, _), t in zip(per_class, targets, strict=True)]
+    return latent.layer.name, cavs, accuracies, scored
 
 
 def _class_result(name, index, n_images, by_layer, ci, runs, alpha, n_concepts) -> ClassTCAV:
