@@ -95,6 +95,7 @@ def test_each_step_agrees_with_a_computation_written_here(planted, tcav_result):
     for run in (0, 7):
         # The CAV: a plain logistic regression on every feature (no span trick), the same split.
         x = np.concatenate([concept, random[sets[run + 1]]]).astype(np.float64)
+        x /= np.sqrt(np.mean(x**2))  # the one scale fit_cav divides by
         y = np.r_[np.ones(30), np.zeros(10)]
         xt, xv, yt, yv = train_test_split(x, y, test_size=1 / 3, stratify=y, random_state=run)
         clf = LogisticRegression(class_weight="balanced", max_iter=5000, tol=1e-8).fit(xt, yt)

@@ -183,7 +183,10 @@ def fit_cav(concept: np.ndarray, random: np.ndarray, seed: int) -> tuple[np.ndar
 
     scikit-learn's ``LogisticRegression`` (L2 penalty, ``C=1``, balanced class weights so sets of different
     sizes count equally, unpenalised intercept) trained on a stratified, seeded 2/3 of the examples
-    (``train_test_split``); its accuracy on the other third is returned.
+    (``train_test_split``); its accuracy on the other third is returned. The activations are first divided
+    by their root mean square (one number for all of them, so the direction is unchanged): the penalty then
+    weighs the same at every layer, whatever its scale (a random-weight network's deep activations are
+    around 1e-9, where an unscaled penalty leaves ``w = 0``).
 
     The fit is done in the span of the training examples, which is exact and fast: with an L2 penalty the
     optimal weights lie in that span (the representer theorem). With the Gram matrix ``X X^T = U L U^T`` of
@@ -206,6 +209,7 @@ def fit_cav(concept: np.ndarray, random: np.ndarray, seed: int) -> tuple[np.ndar
 
     x = np.concatenate([concept, random]).astype(np.float64)
     y = np.r_[np.ones(len(concept)), np.zeros(len(random))]
+    x = x / max(float(np.sqrt(np.mean(x**2))), np.finfo(np.float64).tiny)  # one scale: C means the same at any layer
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=1 / 3, stratify=y, random_state=seed)
     lam, u = np.linalg.eigh(x_train @ x_train.T)
     keep = lam > lam.max(initial=0.0) * 1e-12  # the span's dimensions (rank r <= n)
