@@ -290,3 +290,12 @@ def test_the_report_gains_a_concepts_section(planted, tmp_path):
     with pytest.raises(ValueError, match="random images"):
         write_report(model, explain.open_data(p.test_dir), tmp_path / "r2", concepts={"s": p.stripes})
     assert not (tmp_path / "r2").exists()
+
+
+def test_a_crop_is_its_box_exactly():
+    """At scale 1 the crop is the image's slice (boxes end-exclusive, pixel centres to pixel centres)."""
+    image = np.random.default_rng(0).integers(0, 256, (1, 40, 30, 3)).astype(np.float32)
+    crop = cut_crops(image, np.array([[0, 5, 7, 25, 27]]), (20, 20)).numpy()[0]
+    assert np.allclose(crop, image[0, 7:27, 5:25], atol=0.01)
+    whole = cut_crops(image, np.array([[0, 0, 0, 30, 40]]), (40, 30)).numpy()[0]
+    assert np.allclose(whole, image[0], atol=0.01)
