@@ -247,7 +247,7 @@ def random_sets(n: int, runs: int, seed: int) -> list[np.ndarray]:
         raise DataError(
             f"The random folder has {n} images; {runs} runs need at least {(runs + 1) * MIN_CONCEPT_IMAGES} "
             f"({runs + 1} disjoint random sets of {MIN_CONCEPT_IMAGES}: one per run, and one for the "
-            "random-vs-random baseline). Add random images or ask for fewer runs."
+            f"random-vs-random baseline). Add random images{' or ask for fewer runs' if runs > MIN_RUNS else ''}."
         )
     order = np.random.default_rng(seed).permutation(n)
     return [np.sort(order[i * size : (i + 1) * size]) for i in range(runs + 1)]
