@@ -94,12 +94,17 @@ def _one_per_type(options: list[str]) -> list[str]:
     return [*out, options[-1]] if options[-1] not in out else out
 
 
-def _walk_filters(at: AppTest) -> None:
+def _walk_filters(at: AppTest, convolutions_only: bool = False) -> None:
     """Each type of layer in the Filters tab (each estimate times the compiled ascent loop, a few
-    seconds), the last spatial layer and class patterns: an estimate or a clear message."""
+    seconds), the last spatial layer and class patterns: an estimate or a clear message. With
+    ``convolutions_only``, of the types only the convolutions (their kernel weights are drawn too: one code
+    path per kernel layout); the estimate is the same code for every other type, walked on the demo model."""
     open_tab(at, "Filters")
     options = at.selectbox(key="filter_layer").options
-    for option in [*_one_per_type(options[:-1]), options[-1]]:
+    picked = _one_per_type(options[:-1])
+    if convolutions_only:
+        picked = [o for o in picked if o.split(" (", 1)[-1].split(")")[0].endswith("Conv2D") or o == options[-2]]
+    for option in [*picked, options[-1]]:
         at.selectbox(key="filter_layer").set_value(option).run()
         _clean(at, option)
         assert [c for c in at.caption if c.value.startswith("About ")] or at.error, option
@@ -160,14 +165,15 @@ def test_every_layer_of_a_nested_mobilenetv2(monkeypatch, mobilenet_path):
     """Every layer's picture (all 155) and Grad-CAM at one layer of each type (and the last, 1x1 maps), drawn
     by the dashboard's own functions outside AppTest (:func:`_draw_every_layer_outside_apptest`); in AppTest,
     one layer of each kind in the Layers tab (type, nesting, rank, 1x1 maps, one channel: the pictures' code
-    paths), one layer of each type (and the last) in the Filters tab, and in the Explain tab a layer with
+    paths), in the Filters tab the first layer of each convolution type (a nested layer, its kernels), the last
+    (1x1 maps) and the class patterns, and in the Explain tab a layer with
     maps and the last (1x1 maps: a message), where each layer costs seconds of tracing."""
     at = _app(monkeypatch, mobilenet_path)
     assert at.selectbox(key="model_choice").value == "nested_mobilenet.keras"
     labels = layer_options(at)
     assert any(lab.startswith("  ↳") or "↳" in lab for lab in labels) and any("(None, 1, 1," in lab for lab in labels)
     assert len(labels) > 150 and 10 < _walk_layers(at, every=False) < 60  # each kind of layer, not all 155
-    _walk_filters(at)
+    _walk_filters(at, convolutions_only=True)
     kinds = {
         lab.split(" · ")[1].split(" (")[0]
         for lab in _one_per_type([lab for lab in labels if lab.rsplit("(None", 1)[-1].count(",") == 3])

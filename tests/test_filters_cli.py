@@ -2,12 +2,10 @@
 input is one stderr line and exit 2, and nothing is left half-written."""
 
 import math
-import subprocess
-import sys
 
 import keras
 import pytest
-from conftest import ROOT, L
+from conftest import L
 from PIL import Image
 
 import explain.render.figures
@@ -225,14 +223,10 @@ def test_failure_keeps_the_old_file_and_ctrl_c_writes_nothing(saved_models, tmp_
     _no_temporaries(tmp_path)
 
 
-def test_real_process_never_shows_a_traceback(saved_models):
-    proc = subprocess.run(
-        [sys.executable, "-m", "explain.filters", str(saved_models["sequential"]), "--layer", "gap"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    assert proc.stderr.startswith(f"{PROG}: error: Layer 'gap' (GlobalAveragePooling2D)")
+def test_a_layer_without_channels_is_the_first_line(saved_models, capsys):
+    """The message a user sees first (a real ``python -m explain.filters`` process, exit 2 and no traceback on
+    stderr: tests/test_hardening.py::test_cli_subprocesses_print_no_traceback)."""
+    assert main([str(saved_models["sequential"]), "--layer", "gap"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.startswith(f"{PROG}: error: Layer 'gap' (GlobalAveragePooling2D)")

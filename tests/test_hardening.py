@@ -363,6 +363,7 @@ LAYERS_PROG = "python -m explain.layers"
 ATTR_PROG = "python -m explain.attribute"
 REPORT_PROG = "python -m explain.report"
 TRAIN_PROG = "python -m training"
+FILTERS_PROG = "python -m explain.filters"
 
 
 def _write_bad_images(folder: Path) -> dict[str, Path]:
@@ -558,7 +559,9 @@ def _subprocess(args: list, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_cli_subprocesses_print_no_traceback(models, lambda_model, tmp_path):
+def test_cli_subprocesses_print_no_traceback(models, lambda_model, saved_models, tmp_path):
+    """Each CLI as a real process (``python -m``): exit 2, one error line, no traceback on stderr. Their other
+    messages are checked in process (``main(argv)``) in their own test files."""
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(BAD_IMAGES["huge_header.png"][0])
     runs = [
@@ -566,10 +569,11 @@ def test_cli_subprocesses_print_no_traceback(models, lambda_model, tmp_path):
         (["explain.attribute", lambda_model[0], bomb], ATTR_PROG, "Lambda"),
         (["explain.report", models["truncated"], tmp_path], REPORT_PROG, "truncated"),
         (["training", "--data", tmp_path / "nope", "--out", tmp_path / "m.keras"], TRAIN_PROG, "No such folder"),
+        (["explain.filters", saved_models["sequential"], "--layer", "gap"], FILTERS_PROG, "Layer 'gap' (GlobalAv"),
     ]
-    for args, prog, message in runs:
+    for args, prog, message in runs:  # one after the other: on 2 cores, TensorFlow's imports side by side are slower
         proc = _subprocess(args, tmp_path)
-        assert proc.returncode == 2, proc.stderr
+        assert proc.returncode == 2, (args, proc.stderr)
         _one_error_line(proc.stderr, prog, message)
     assert not lambda_model[1].exists()
     assert not (tmp_path / "m.keras").exists()

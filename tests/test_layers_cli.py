@@ -1,8 +1,5 @@
-import subprocess
-import sys
-
 import pytest
-from conftest import ROOT, SAMPLES
+from conftest import SAMPLES
 from PIL import Image
 
 from explain.layers import main
@@ -73,14 +70,10 @@ def test_usage_errors_exit_2(saved_models, png_path):
     assert e.value.code == 2
 
 
-def test_real_process_never_shows_a_traceback(saved_models, png_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "explain.layers", str(saved_models["sequential"]), str(png_path), "--layer", "42"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("python -m explain.layers: error: Layer index 42 is out of range")
+def test_an_out_of_range_index_is_the_first_line(saved_models, png_path, capsys):
+    """The message a user sees first (a real ``python -m explain.layers`` process, exit 2 and no traceback on
+    stderr: tests/test_hardening.py::test_cli_subprocesses_print_no_traceback)."""
+    assert main([str(saved_models["sequential"]), str(png_path), "--layer", "42"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.startswith("python -m explain.layers: error: Layer index 42 is out of range")

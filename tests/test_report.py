@@ -6,14 +6,11 @@ import csv
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -423,19 +420,15 @@ def test_no_card_class_count_mismatch_and_a_full_disk(saved_models, folder, tmp_
     assert "metrics.json" not in names and "report.html" not in names and not [n for n in names if n.startswith(".")]
 
 
-def test_real_process_shows_no_traceback(carded_model, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "explain.report", str(carded_model), "nowhere:test", "--out", str(tmp_path / "o")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == (
+def test_an_unknown_builtin_data_set_lists_the_builtin_splits(carded_model, tmp_path, capsys):
+    """The whole line (a real ``python -m explain.report`` process, exit 2 and no traceback on stderr:
+    tests/test_hardening.py::test_cli_subprocesses_print_no_traceback)."""
+    assert main([str(carded_model), "nowhere:test", "--out", str(tmp_path / "o")]) == 2
+    assert _one_error_line(capsys) == (
         "python -m explain.report: error: Unknown built-in data set 'nowhere'. Built-in splits are: "
         "fashion_mnist:test, mnist:test, cifar10:test (and :train)."
     )
+    assert not (tmp_path / "o").exists()
 
 
 def test_write_report_passes_every_option_with_the_same_defaults(saved_models):
