@@ -299,3 +299,26 @@ def test_a_crop_is_its_box_exactly():
     assert np.allclose(crop, image[0, 7:27, 5:25], atol=0.01)
     whole = cut_crops(image, np.array([[0, 0, 0, 30, 40]]), (40, 30)).numpy()[0]
     assert np.allclose(whole, image[0], atol=0.01)
+
+
+def test_seeded_and_deterministic_and_nested_layers(planted, tmp_path):
+    from conftest import tiny_nested
+
+    p, model = planted
+    once = craft(model, p.test_dir, "striped", concepts=3, crops_per_image=2, importance_images=4, class_names=CLASSES)
+    again = craft(model, p.test_dir, "striped", concepts=3, crops_per_image=2, importance_images=4, class_names=CLASSES)
+    strip = lambda r: {k: v for k, v in r.as_dict().items() if k != "timings"}  # noqa: E731
+    assert strip(once) == strip(again)
+    a = tcav(model, {"s": p.stripes}, p.random, [LAYER], ["striped"], p.test_dir, class_names=CLASSES)
+    b = tcav(model, {"s": p.stripes}, p.random, [LAYER], ["striped"], p.test_dir, class_names=CLASSES)
+    assert a.as_dict() == b.as_dict()
+    # A layer inside a nested base, by its path: CAVs live in that layer's flattened activations.
+    nested = tiny_nested(channels=3, size=40)
+    inner = next(layer.name for layer in nested.layers if isinstance(layer, keras.Model))
+    path = f"{inner}/{next(layer.name for layer in nested.get_layer(inner).layers if 'conv' in layer.name)}"
+    r = tcav(nested, {"s": p.stripes}, p.random, [path], ["b"], explain.ArraySource(
+        "x", np.zeros((12, 40, 40, 3), np.uint8), np.ones(12, np.int64), ("a", "b", "c")), class_names=("a", "b", "c"))
+    size = int(np.prod(nested.get_layer(inner).get_layer(path.split("/")[1]).output.shape[1:]))
+    assert r.classes[0].layers[0].layer == path and r.classes[0].layers[0].concepts[0].cavs.shape == (10, size)
+    with pytest.raises(ExplainError, match="pass data="):
+        tcav(model, {"s": p.stripes}, p.random, [LAYER], ["striped"], class_names=CLASSES)

@@ -308,7 +308,7 @@ def tcav(
     random: str | os.PathLike,
     layers: Sequence[int | str],
     classes: Sequence[str | int],
-    data: str | os.PathLike | DataSource,
+    data: str | os.PathLike | DataSource | None = None,
     *,
     runs: int = 10,
     seed: int = 0,
@@ -342,10 +342,15 @@ def tcav(
     Raises:
         DataError: a missing concept or random folder, fewer than 10 images in one or unreadable images in
             it (listed), too few random images for the runs, data without images of a class.
-        ExplainError: a class the model does not have; fewer than 10 runs; no concept, layer or class.
+        ExplainError: a class the model does not have; fewer than 10 runs; no concept, layer, class or data.
         LayerError: no such layer.
     """
     _check_arguments(concepts, layers, classes, runs)
+    if data is None:
+        raise ExplainError(
+            "TCAV scores each class on its images: pass data= (a folder of class folders, a split such as "
+            "'fashion_mnist:test', or a DataSource)."
+        )
     runs = int(runs)
     latents = [LatentModel(model, layer, batch_size, preprocess) for layer in layers]
     source_names = class_names or getattr(data, "class_names", None)
