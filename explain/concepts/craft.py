@@ -62,12 +62,17 @@ class Concept:
             data source gives the image (its file path for a folder) and the box in the image's
             model-input pixels (``x1``, ``y1`` exclusive).
         crops: uint8 ``(n, H, W, C)``, those crops at the model's input size.
+        example: uint8 ``(H, W, C)``, the whole image of the top crop (None when not computed).
+        example_map: float32 ``(H, W)`` in [0, 1], the concept's attribution map over ``example``
+            (:func:`concept_maps`), or None.
     """
 
     id: int
     importance: float
     top_crops: tuple[tuple[str, int, int, int, int], ...]
     crops: np.ndarray = field(repr=False)
+    example: np.ndarray | None = field(default=None, repr=False)
+    example_map: np.ndarray | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
         return {"id": self.id, "importance": self.importance, "top_crops": [list(c) for c in self.top_crops]}
@@ -425,7 +430,7 @@ def craft(
     else:
         scores = gradient_importance(latent, chosen_images, target, basis, lambda f: report("importance", f))
     timings["importance"] = _lap(clock)
-    found = _concepts(u, scores, rows, ids, images, latent.image_size, int(top))
+    found = _concepts(u, scores, rows, ids, images, latent, basis, int(top))
     report("done", 1.0)
     return CraftResult(
         str(names[target]), target, latent.layer.name, found, basis, importance, len(images), len(rows), requested,
@@ -433,14 +438,21 @@ def craft(
     )
 
 
-def _concepts(u, scores, rows, ids, images, size, top) -> tuple[Concept, ...]:
+def _concepts(u, scores, rows, ids, images, latent, basis, top) -> tuple[Concept, ...]:
+    """The concepts, most important first: each one's top crops (boxes and pixels) and its map over the
+    image of its top crop."""
     order = np.argsort(-scores, kind="stable")
+    best = {int(c): np.argsort(-u[:, c], kind="stable")[:top] for c in order}
+    examples = sorted({int(rows[best[c][0], 0]) for c in best})
+    maps = concept_maps(latent, basis, images[examples])  # (E, k, H, W)
     found = []
     for c in order:
-        best = np.argsort(-u[:, c], kind="stable")[:top]
-        boxes = tuple((ids[int(rows[j, 0])], *(int(v) for v in rows[j, 1:])) for j in best)
-        pixels = np.clip(np.round(cut_crops(images, rows[best], size).numpy()), 0, 255).astype(np.uint8)
-        found.append(Concept(int(c), float(scores[c]), boxes, pixels))
+        chosen = best[int(c)]
+        boxes = tuple((ids[int(rows[j, 0])], *(int(v) for v in rows[j, 1:])) for j in chosen)
+        pixels = np.clip(np.round(cut_crops(images, rows[chosen], latent.image_size).numpy()), 0, 255)
+        e = examples.index(int(rows[chosen[0], 0]))
+        found.append(Concept(int(c), float(scores[c]), boxes, pixels.astype(np.uint8), images[examples[e]],
+                             maps[e, int(c)]))
     return tuple(found)
 
 

@@ -1118,13 +1118,13 @@ def tcav_bars(result, ax: Axes | None = None) -> Figure:
 
 
 def craft_gallery(result, ax: Axes | None = None, *, crops: int = 6) -> Figure:
-    """CRAFT's concepts, one row each, most important first: its rank, id and importance, then the crops
-    that express it most.
+    """CRAFT's concepts, one row each, most important first: its rank, id and importance, the crops that
+    express it most, then the whole image of its top crop with the concept's attribution map over it.
 
     Args:
         result: a :class:`~explain.concepts.craft.CraftResult` (``.concepts`` with ``.id``,
-            ``.importance``, ``.crops`` uint8 ``(n, H, W, C)``; ``.class_name``, ``.layer``,
-            ``.importance_method``).
+            ``.importance``, ``.crops`` uint8 ``(n, H, W, C)``, ``.example`` and ``.example_map`` (or None);
+            ``.class_name``, ``.layer``, ``.importance_method``).
         ax: not supported (a grid of panels); must be None.
         crops: crops drawn per concept (at most those the result holds).
 
@@ -1140,18 +1140,24 @@ def craft_gallery(result, ax: Axes | None = None, *, crops: int = 6) -> Figure:
     if not concepts:
         raise ValueError("craft_gallery needs at least one concept.")
     cols = min(crops, max(len(c.crops) for c in concepts))
-    fig = Figure(figsize=(1.15 * cols + 1.6, 1.15 * len(concepts) + 0.6), layout="constrained")
-    axes = fig.subplots(len(concepts), cols + 1, squeeze=False)
+    maps = any(getattr(c, "example", None) is not None for c in concepts)
+    fig = Figure(figsize=(1.15 * (cols + maps) + 1.6, 1.15 * len(concepts) + 0.6), layout="constrained")
+    axes = fig.subplots(len(concepts), cols + 1 + maps, squeeze=False)
     unit = "total Sobol index" if result.importance_method == "sobol" else "gradient x concept"
     for r, (row, c) in enumerate(zip(axes, concepts, strict=True)):
         row[0].axis("off")
         row[0].text(0.5, 0.5, f"#{r + 1}: concept {c.id}\n{c.importance:.3g}", ha="center", va="center",
                     fontsize=8)
-        for j, axis in enumerate(row[1:]):
+        for j, axis in enumerate(row[1 : cols + 1]):
             axis.axis("off")
             if j < len(c.crops):
                 crop = c.crops[j]
                 axis.imshow(crop[..., 0] if crop.shape[-1] == 1 else crop, cmap="gray", vmin=0, vmax=255)
-    fig.suptitle(f"CRAFT concepts of {result.class_name!r} at {result.layer} ({unit}, most important first)",
-                 fontsize=9)
+        if maps and getattr(c, "example", None) is not None:
+            heatmap_overlay(c.example, c.example_map, title="in its image" if r == 0 else "", ax=row[-1])
+            row[-1].title.set_fontsize(7)
+        elif maps:
+            row[-1].axis("off")
+    fig.suptitle(f"CRAFT concepts of {result.class_name!r} at {result.layer} ({unit}, most important first; "
+                 "last column: the concept's map over its top crop's image)", fontsize=9)
     return fig
