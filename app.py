@@ -13,7 +13,7 @@ What a person waits for is measured in a real browser (``bench/bench_browser.py`
   was sent ahead (``dashboard/components.py``);
 - Streamlit's clean-up after every run (a full garbage collection and
   ``keras.backend.clear_session()``) is off: it held the GIL for 100-500 ms per rerun;
-- a long job (LIME, patterns, a report) runs in the background, one at a time per session
+- a long job (LIME, patterns, a report, an audit, TCAV, CRAFT) runs in the background, one at a time per session
   (``dashboard/jobs.py``), so a click elsewhere is answered at once.
 """
 
@@ -25,7 +25,7 @@ import streamlit as st
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from dashboard import audit, cache, filters, layers, report
+from dashboard import audit, cache, concepts, filters, layers, report
 from dashboard import explain as explain_tab
 from dashboard.header import header_ui
 from dashboard.sidebar import context_ui
@@ -33,7 +33,14 @@ from dashboard.state import TAB, keep_widgets
 
 cache.keep_keras_state()
 #: The tabs in order, each a module with ``render(ctx)`` and the ``KEPT_WIDGETS`` it keeps while closed.
-TABS = {"Layers": layers, "Filters": filters, "Explain": explain_tab, "Report": report, "Audit": audit}
+TABS = {
+    "Layers": layers,
+    "Filters": filters,
+    "Explain": explain_tab,
+    "Report": report,
+    "Audit": audit,
+    "Concepts": concepts,
+}
 
 
 def main() -> None:
