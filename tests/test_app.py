@@ -59,7 +59,7 @@ def test_opens_on_demo_model_and_a_fashion_sample(app):
     assert layer_value(app).startswith("1 · conv2d (Conv2D)")
     assert "fashion_mnist, test accuracy" in app.sidebar.caption[0].value
     assert app.slider(key="max_maps").value == 32  # conv2d has 32 channels
-    assert [t.label for t in app.tabs] == ["Layers", "Filters", "Explain", "Report", "Audit"]
+    assert [t.label for t in app.tabs] == ["Layers", "Filters", "Explain", "Report", "Audit", "Concepts"]
     (tile,) = view_tiles(app, "layer_view")
     assert tile["caption"].startswith("Layer 1: conv2d (Conv2D)") and "32 channels" in tile["caption"]
     assert picture(tile["src"]).shape[2] == 3

@@ -13,24 +13,17 @@ from test_app import _new, _ok
 
 from explain.data import FolderSource
 
-#: The planted data set and model, built once per test session (shared with tests/test_concepts_browser.py).
-_BUILT: dict = {}
-
 
 @pytest.fixture(scope="session")
-def planted_concepts(tmp_path_factory):
-    """The planted concepts of tests/concepts_planted.py (about 20 s on 2 cores), trained once per session, with
-    a concept folder of 3 images (``concepts/three``) beside the others."""
-    if "planted" not in _BUILT:
-        from concepts_planted import make_planted_concepts
-
-        planted = make_planted_concepts(tmp_path_factory.mktemp("planted_concepts"))
-        three = planted.stripes.parent / "three"
+def planted_concepts(planted_concepts):
+    """conftest's planted concepts (built once per session), with a concept folder of 3 images
+    (``concepts/three``) beside the others; shared with tests/test_concepts_browser.py."""
+    three = planted_concepts.stripes.parent / "three"
+    if not three.exists():
         three.mkdir()
-        for k, path in enumerate(sorted(planted.stripes.iterdir())[:3]):
+        for k, path in enumerate(sorted(planted_concepts.stripes.iterdir())[:3]):
             (three / f"{k}.png").write_bytes(path.read_bytes())
-        _BUILT["planted"] = planted
-    return _BUILT["planted"]
+    return planted_concepts
 
 
 @pytest.fixture
