@@ -320,6 +320,10 @@ class AttributionMethod:
 
     name = "base"
     reference = ""
+    #: Whether :meth:`_batched` converts Python control flow on tensors (autograph); a method whose compiled
+    #: function has none may turn it off and trace faster.
+    autograph = True
+
     @classmethod
     def applies_to(cls, model: keras.Model) -> bool:
         """Whether the method can explain ``model`` at all (most can; attention rollout needs
@@ -390,7 +394,8 @@ class AttributionMethod:
             ]
             with TRACE_LOCK:
                 if getattr(self, name, None) is None:
-                    traced = tf.function(fn, input_signature=signature).get_concrete_function(*signature)
+                    traced = tf.function(fn, input_signature=signature, autograph=self.autograph)
+                    traced = traced.get_concrete_function(*signature)
                     setattr(self, name, traced)
         compiled = getattr(self, name)
         parts = []

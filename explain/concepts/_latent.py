@@ -52,6 +52,7 @@ class LatentModel(AttributionMethod):
     """
 
     name = "latent"
+    autograph = False  # straight-line functions: tracing skips autograph's source conversion
 
     def __init__(self, model: keras.Model, layer: int | str, batch_size: int = 32, preprocess: str = "raw"):
         super().__init__(model, None, batch_size, preprocess)

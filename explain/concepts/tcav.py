@@ -181,8 +181,8 @@ class TCAVResult:
 def fit_cav(concept: np.ndarray, random: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
     """A concept activation vector: the unit normal of a logistic regression separating two sets.
 
-    scikit-learn's ``LogisticRegression`` (L2 penalty, ``C=1``, balanced class weights so sets of different
-    sizes count equally, unpenalised intercept) trained on a stratified, seeded 2/3 of the examples
+    scikit-learn's ``LogisticRegression`` (L2 penalty, ``C=1``, Newton-Cholesky solver, balanced class weights
+    so sets of different sizes count equally, unpenalised intercept) trained on a stratified, seeded 2/3 of the examples
     (``train_test_split``); its accuracy on the other third is returned. The activations are first divided
     by their root mean square (one number for all of them, so the direction is unchanged): the penalty then
     weighs the same at every layer, whatever its scale (a random-weight network's deep activations are
@@ -214,7 +214,7 @@ def fit_cav(concept: np.ndarray, random: np.ndarray, seed: int) -> tuple[np.ndar
     lam, u = np.linalg.eigh(x_train @ x_train.T)
     keep = lam > lam.max(initial=0.0) * 1e-12  # the span's dimensions (rank r <= n)
     u, scale = u[:, keep], np.sqrt(lam[keep])
-    classifier = LogisticRegression(class_weight="balanced", max_iter=1000)
+    classifier = LogisticRegression(class_weight="balanced", solver="newton-cholesky", max_iter=1000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         classifier.fit(u * scale, y_train)
