@@ -22,6 +22,7 @@ from explain.attribution import (  # noqa: E402
     method_label,
     methods_for,
 )
+from explain.callbacks import ExplainCallback  # noqa: E402
 from explain.concepts import CraftResult, TCAVResult, craft, craft_concept_maps, tcav  # noqa: E402
 from explain.dataset.audit import AuditResult, audit  # noqa: E402
 from explain.dataset.compare import Comparison, compare_images, compare_methods  # noqa: E402
@@ -100,6 +101,7 @@ __all__ = [
     "DataSource",
     "Embedding",
     "Evaluation",
+    "ExplainCallback",
     "ExplainError",
     "FeaturePatterns",
     "FolderSource",

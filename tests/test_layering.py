@@ -26,6 +26,7 @@ FLOORS = {
     "attribution": 5,
     "metrics": 6,
     "concepts": 6,
+    "callbacks": 6,
     "dataset": 7,
     "cli": 8,
     "__init__": 9,

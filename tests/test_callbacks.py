@@ -1,0 +1,93 @@
+"""The training callback (issue 24): the maps of fixed images every few epochs, to TensorBoard and as a strip."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import tiny_sequential
+
+from explain.attribution import METHODS
+from explain.callbacks import CELL, ExplainCallback
+from explain.errors import ExplainError
+
+
+def _data(n=64, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n, size, size, 3)).astype(np.float32)
+    y = (x[:, :, : size // 2].mean(axis=(1, 2, 3)) > x[:, :, size // 2 :].mean(axis=(1, 2, 3))).astype(np.int64)
+    return x, y
+
+
+def _events(log_dir) -> dict[str, list[int]]:
+    """Tag -> steps of every image summary in the event files under ``log_dir``."""
+    found: dict[str, list[int]] = {}
+    for path in sorted(log_dir.rglob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "images":
+                    found.setdefault(value.tag, []).append(event.step)
+    return found
+
+
+def test_three_epochs_write_tensorboard_images_a_strip_and_the_final_maps(tmp_path):
+    model = tiny_sequential(channels=3, size=16)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = _data()
+    y = y % 3
+    callback = ExplainCallback(x[:4], methods=("gradcam", "saliency"), every=1, log_dir=tmp_path / "tb",
+                               out=tmp_path / "strips")
+    model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[callback])
+    tags = _events(tmp_path / "tb")
+    assert set(tags) == {f"{m}/image_{i}" for m in ("gradcam", "saliency") for i in range(4)}
+    assert all(steps == [1, 2, 3] for steps in tags.values())
+    strip = callback.strip_picture("gradcam")
+    from PIL import Image
+
+    on_disk = np.asarray(Image.open(tmp_path / "strips" / "explain_gradcam.png"))
+    assert on_disk.shape == strip.shape and (strip.shape[1] + 4) % (CELL + 4) == 0
+    assert (strip.shape[1] + 4) // (CELL + 4) == 1 + 3  # the image, then one column per epoch
+    assert (strip.shape[0] + 4) // (CELL + 4) == 4  # one row per image
+    # The last epoch's maps are Grad-CAM computed after training.
+    epoch, last = callback.maps["gradcam"][-1]
+    assert epoch == 3 and np.allclose(last, METHODS["gradcam"](model)(x[:4]).heatmap, atol=1e-5)
+    # The weights changed between epochs and the maps followed them.
+    assert not np.allclose(callback.maps["saliency"][0][1], callback.maps["saliency"][-1][1])
+
+
+def test_every_second_epoch_and_no_retrace(tmp_path):
+    model = tiny_sequential(channels=3, size=16)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = _data()
+    callback = ExplainCallback(x[:2], every=2)
+    model.fit(x, y % 3, epochs=4, batch_size=32, verbose=0, callbacks=[callback])
+    assert [e for e, _ in callback.maps["gradcam"]] == [2, 4]
+    explainer = callback._explainers["gradcam"]
+    traced = explainer._compiled
+    callback.on_epoch_end(5)  # one more logged epoch: the same concrete function, no new trace
+    assert explainer._compiled is traced
+
+
+def test_bad_input_is_one_line_before_training(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    with pytest.raises(ExplainError, match="Cannot write the TensorBoard folder"):
+        ExplainCallback(np.zeros((1, 16, 16, 3)), log_dir=blocked / "tb")
+    with pytest.raises(ExplainError, match="every must be"):
+        ExplainCallback(np.zeros((1, 16, 16, 3)), every=0)
+    model = tiny_sequential(channels=3, size=16)
+    callback = ExplainCallback(np.zeros((2, 16, 16, 1)))
+    callback.set_model(model)
+    with pytest.raises(ExplainError, match="have 1 channels and the model takes 3"):
+        callback.on_train_begin()
+    resized = ExplainCallback(np.zeros((2, 20, 24, 3)))
+    resized.set_model(model)
+    with pytest.warns(UserWarning, match="20x24 resized to the model's 16x16"):
+        resized.on_train_begin()
+    assert resized.images.shape == (2, 16, 16, 3)
+    assert keras.callbacks.Callback in type(resized).__mro__
