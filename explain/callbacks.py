@@ -143,15 +143,28 @@ class ExplainCallback(keras.callbacks.Callback):
         self.images, self.notes = _fit_images(self.images_given, size, channels)
         for note in self.notes:
             warnings.warn(note, stacklevel=2)
-        self._explainers = {
-            m: get_method(m)(self.model, layer=self.layer, preprocess=self.preprocess) if _takes_layer(m)
-            else get_method(m)(self.model, preprocess=self.preprocess)
-            for m in self.method_names
-        }
+        self._explainers = {}
+        for m in list(self.method_names):
+            self._explainers[m] = self._build(m)
         if self.log_dir is not None:
             self._writer = tf.summary.create_file_writer(str(self.log_dir))
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
+
+    def _build(self, method: str):
+        """The method on the model being trained; a CAM on a model without a spatial layer (an MLP) becomes
+        saliency, with a note, and its maps stay under the name asked for."""
+        from explain.errors import NoSpatialLayerError
+
+        if not _takes_layer(method):
+            return get_method(method)(self.model, preprocess=self.preprocess)
+        try:
+            return get_method(method)(self.model, layer=self.layer, preprocess=self.preprocess)
+        except NoSpatialLayerError:
+            note = f"ExplainCallback: {method} needs a convolutional layer and the model has none; saliency instead."
+            self.notes.append(note)
+            warnings.warn(note, stacklevel=3)
+            return get_method("saliency")(self.model, preprocess=self.preprocess)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:

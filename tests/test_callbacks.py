@@ -91,3 +91,31 @@ def test_bad_input_is_one_line_before_training(tmp_path):
         resized.on_train_begin()
     assert resized.images.shape == (2, 16, 16, 3)
     assert keras.callbacks.Callback in type(resized).__mro__
+
+
+def test_training_cli_explains_every_epoch(tmp_path, capsys):
+    from PIL import Image
+
+    from training.__main__ import main
+
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("dark", "light")):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for k in range(20):
+            Image.fromarray(rng.integers(c * 128, c * 128 + 128, (12, 12, 3), dtype=np.uint8)).save(
+                tmp_path / "data" / name / f"{k}.png")
+    out = tmp_path / "m.keras"
+    code = main(["train", "--data", str(tmp_path / "data"), "--image-size", "12", "12", "--epochs", "3",
+                 "--patience", "0", "--batch-size", "8", "--explain-every", "1", "--explain-images", "4",
+                 "--tensorboard", str(tmp_path / "tb"), "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    import json
+
+    card = json.loads(out.with_suffix(".json").read_text())
+    strip = np.asarray(Image.open(card["explain"]["strip"]))
+    assert card["explain"]["epochs"] == [1, 2, 3] and card["explain"]["images"] == 4
+    assert (strip.shape[1] + 4) // (CELL + 4) == 4 and (strip.shape[0] + 4) // (CELL + 4) == 4
+    assert set(_events(tmp_path / "tb")) == {f"gradcam/image_{i}" for i in range(4)}
+    code = main(["train", "--data", str(tmp_path / "data"), "--image-size", "12", "12", "--epochs", "1",
+                 "--tensorboard", str(tmp_path / "tb2"), "--out", str(tmp_path / "n.keras")])
+    assert code == 2 and "give --explain-every N too" in capsys.readouterr().err

@@ -35,7 +35,7 @@ FLOORS = {
 
 #: What training may use of explain: the decoder, the data layer and other low floors, model loading,
 #: figures of training curves, plus the CLI helpers and evaluation for ``python -m training evaluate``.
-TRAINING_MAY_USE = {"images", "data", "io", "_quiet", "errors", "render", "models", "dataset", "cli"}
+TRAINING_MAY_USE = {"images", "data", "io", "_quiet", "errors", "render", "models", "dataset", "cli", "callbacks"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--dropout", type=float, help="override the architecture's dropout rate")
     t.add_argument("--n-dense", type=int, help="override the architecture's dense units")
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint of this --out")
+    t.add_argument("--explain-every", type=int, default=0, metavar="N",
+                   help="every N epochs, Grad-CAM of fixed validation images to a PNG strip beside --out (0: off)")
+    t.add_argument("--explain-images", type=int, default=8, help="images --explain-every explains (default 8)")
+    t.add_argument("--tensorboard", metavar="DIR", help="with --explain-every: also write the maps to TensorBoard")
     t.add_argument("--out", required=True, help="the .keras file to write (card .json and curves .png beside it)")
 
     u = sub.add_parser("tune", help="grid search, then refit the best", description="Grid search with keras-tuner.")
@@ -164,7 +168,7 @@ def _check(args, parser: argparse.ArgumentParser) -> None:
 
 _FIT_ARGS = {
     "tune": ("learning_rates", "dropouts", "dense_units", "trial_epochs"),
-    "train": ("learning_rate", "dropout", "n_dense", "resume"),
+    "train": ("learning_rate", "dropout", "n_dense", "resume", "explain"),
 }
 """The arguments each fitting command passes on besides :func:`_common`'s."""
 
@@ -191,6 +195,16 @@ def _fit(args):
     """Run ``train`` or ``tune``; return the :class:`training.train.TrainingResult` written."""
     from training.train import train
     from training.tune import grid_search
+
+    if args.command == "train":
+        if args.explain_every < 0 or args.explain_images < 1:
+            raise ValueError("--explain-every must be at least 0 and --explain-images at least 1.")
+        if args.tensorboard and not args.explain_every:
+            raise ValueError("--tensorboard writes the maps of --explain-every: give --explain-every N too.")
+        args.explain = (
+            {"every": args.explain_every, "images": args.explain_images, "tensorboard": args.tensorboard}
+            if args.explain_every else None
+        )
 
     data = _prepare(args)
     run = grid_search if args.command == "tune" else train

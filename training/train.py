@@ -357,6 +357,7 @@ def train(
     arch_kwargs: dict | None = None,
     hyperparameter_search: dict | None = None,
     verbose: int | str = 1,
+    explain: dict | None = None,
 ) -> TrainingResult:
     """Train a classifier on prepared data; write ``out``, its card and its curves PNG.
 
@@ -383,6 +384,9 @@ def train(
         arch_kwargs: extra builder arguments (transfer: ``base``, ``weights``, ``fine_tune_layers``).
         hyperparameter_search: recorded in the card when the run refits a grid's best.
         verbose: Keras ``fit`` verbosity (1: progress bar).
+        explain: ``{"every": N, "images": n, "tensorboard": DIR or None}``: every N epochs, Grad-CAM of n fixed
+            images (a seeded, class-balanced sample of the validation split) to ``<stem>_explain/explain_gradcam.png``
+            beside ``out`` and to TensorBoard (:class:`explain.callbacks.ExplainCallback`); the card records where.
 
     Returns:
         A :class:`TrainingResult`.
@@ -399,13 +403,48 @@ def train(
     )
     model, state = _resume(folder, settings) if resume else _start(folder, settings)
     callbacks, time_limit = _callbacks(folder, state, patience, reduce_lr_patience, max_minutes)
-    _fit(model, data, folder, state, epochs, callbacks, verbose)
+    watcher = _explain_callback(out, data, explain, seed) if explain else None
+    _fit(model, data, folder, state, epochs, callbacks + ([watcher] if watcher else []), verbose)
     stopped = bool(time_limit and time_limit.stopped)
     schedule = _schedule(epochs, patience, reduce_lr_patience, max_minutes, stopped, hyperparameter_search)
     card = _model_card(out.stem, data, settings, state, schedule, _test_metrics(model, data))
+    if watcher is not None:
+        card["explain"] = {
+            "strip": str(watcher.out / "explain_gradcam.png"), "tensorboard": explain.get("tensorboard"),
+            "every": watcher.every, "images": len(watcher.images), "epochs": [e for e, _ in watcher.maps["gradcam"]],
+        }
     card_path, curves_path = _write_outputs(out, model, card)
     shutil.rmtree(folder, ignore_errors=True)
     return _result(out, card_path, curves_path, card)
+
+
+def validation_sample(data: PreparedData, n: int, seed: int) -> np.ndarray:
+    """A seeded, class-balanced sample of ``n`` validation images (uint8 ``(n, H, W, C)``, fewer if the split is
+    smaller), in validation order: as even a share of each class as the split allows."""
+    images, labels = [], []
+    for x, y in data.validation:
+        images.append(np.asarray(x))
+        labels.append(np.asarray(y).reshape(-1))
+    x, y = np.concatenate(images), np.concatenate(labels)
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(y == c)) for c in range(len(data.class_names))]
+    chosen: list[int] = []
+    for k in range(max((len(p) for p in per_class), default=0)):
+        chosen += [int(p[k]) for p in per_class if k < len(p)]
+        if len(chosen) >= n:
+            break
+    return x[np.sort(chosen[:n])]
+
+
+def _explain_callback(out: Path, data: PreparedData, explain: dict, seed: int):
+    """The :class:`explain.callbacks.ExplainCallback` of ``train(explain=...)``: Grad-CAM of a validation sample."""
+    from explain.callbacks import ExplainCallback
+
+    images = validation_sample(data, int(explain.get("images", 8)), seed)
+    return ExplainCallback(
+        images, methods=("gradcam",), every=int(explain["every"]), log_dir=explain.get("tensorboard"),
+        out=out.parent / f"{out.stem}_explain", class_names=data.class_names,
+    )
 
 
 def _schedule(
