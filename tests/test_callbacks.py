@@ -112,7 +112,7 @@ def test_training_cli_explains_every_epoch(tmp_path, capsys):
     import json
 
     card = json.loads(out.with_suffix(".json").read_text())
-    strip = np.asarray(Image.open(card["explain"]["strip"]))
+    strip = np.asarray(Image.open(out.parent / card["explain"]["strip"]))
     assert card["explain"]["epochs"] == [1, 2, 3] and card["explain"]["images"] == 4
     assert (strip.shape[1] + 4) // (CELL + 4) == 4 and (strip.shape[0] + 4) // (CELL + 4) == 4
     assert set(_events(tmp_path / "tb")) == {f"gradcam/image_{i}" for i in range(4)}

@@ -386,7 +386,8 @@ def train(
         verbose: Keras ``fit`` verbosity (1: progress bar).
         explain: ``{"every": N, "images": n, "tensorboard": DIR or None}``: every N epochs, Grad-CAM of n fixed
             images (a seeded, class-balanced sample of the validation split) to ``<stem>_explain/explain_gradcam.png``
-            beside ``out`` and to TensorBoard (:class:`explain.callbacks.ExplainCallback`); the card records where.
+            beside ``out`` and to TensorBoard (:class:`explain.callbacks.ExplainCallback`); the card records where
+            (``"explain": {"strip"}``, relative to the model's folder).
 
     Returns:
         A :class:`TrainingResult`.
@@ -410,7 +411,8 @@ def train(
     card = _model_card(out.stem, data, settings, state, schedule, _test_metrics(model, data))
     if watcher is not None:
         card["explain"] = {
-            "strip": str(watcher.out / "explain_gradcam.png"), "tensorboard": explain.get("tensorboard"),
+            "strip": f"{watcher.out.name}/explain_{watcher.method_names[0]}.png",  # beside the model file
+            "tensorboard": explain.get("tensorboard"),
             "every": watcher.every, "images": len(watcher.images), "epochs": [e for e, _ in watcher.maps["gradcam"]],
         }
     card_path, curves_path = _write_outputs(out, model, card)
