@@ -119,3 +119,40 @@ def test_training_cli_explains_every_epoch(tmp_path, capsys):
     code = main(["train", "--data", str(tmp_path / "data"), "--image-size", "12", "12", "--epochs", "1",
                  "--tensorboard", str(tmp_path / "tb2"), "--out", str(tmp_path / "n.keras")])
     assert code == 2 and "give --explain-every N too" in capsys.readouterr().err
+
+
+def test_tensorboard_lists_the_image_tags_over_http(tmp_path):
+    """``tensorboard --logdir DIR``, fetched with a plain HTTP client, lists the callback's image tags."""
+    import json
+    import shutil
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    if shutil.which("tensorboard") is None:
+        pytest.skip("tensorboard is not installed")
+    model = tiny_sequential(channels=3, size=16)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = _data(n=16)
+    model.fit(x, y % 3, epochs=1, verbose=0, callbacks=[ExplainCallback(x[:2], log_dir=tmp_path / "tb")])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(["tensorboard", "--logdir", str(tmp_path / "tb"), "--host", "127.0.0.1", "--port",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        tags, deadline = None, time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/images/tags", timeout=5) as r:
+                    tags = json.loads(r.read())
+                if tags.get("."):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert tags is not None and set(tags["."]) == {"gradcam/image_0", "gradcam/image_1"}, tags
