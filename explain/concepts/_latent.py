@@ -123,7 +123,12 @@ def concept_files(folder: str | os.PathLike, label: str) -> list[Path]:
 
 
 def read_concept_folder(
-    folder: str | os.PathLike, label: str, size: tuple[int, int], channels: int, progress: Callable | None = None
+    folder: str | os.PathLike,
+    label: str,
+    size: tuple[int, int],
+    channels: int,
+    progress: Callable | None = None,
+    files: Sequence[Path] | None = None,
 ) -> np.ndarray:
     """Every image of a concept folder at the model's input size, through the one image decoder.
 
@@ -131,6 +136,7 @@ def read_concept_folder(
         folder: a folder of images of any size and format :func:`explain.images.load_image` reads.
         label: what the folder is, for messages (``"concept 'stripes'"``, ``"random"``).
         size: ``(height, width)`` of the model's input. channels: 1 or 3.
+        progress: called with 1 after each file. files: the folder's :func:`concept_files`, when already listed.
 
     Returns:
         uint8 ``(N, height, width, channels)``, files in sorted order.
@@ -139,7 +145,7 @@ def read_concept_folder(
         DataError: a missing folder, fewer than :data:`MIN_CONCEPT_IMAGES` images, or unreadable images
             (every one listed, with the reason of the first).
     """
-    files = concept_files(folder, label)
+    files = concept_files(folder, label) if files is None else files
     images, bad = [], []
     for f in files:
         try:

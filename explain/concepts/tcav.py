@@ -53,7 +53,7 @@ from explain.concepts._latent import (
     concept_files,
     read_concept_folder,
 )
-from explain.data import DataSource
+from explain.data import DataSource, open_data
 from explain.errors import DataError, ExplainError
 
 #: Runs below this are refused: the paper's statistical test uses at least 10 random sets.
@@ -282,11 +282,11 @@ def tcav_scores(latent: LatentModel, images: np.ndarray, class_index: int, cavs:
     return positive / len(images)
 
 
-def _read_all(concepts, random, latent, progress) -> tuple[dict, np.ndarray]:
+def _read_all(concepts, listed, random, random_files, latent, progress) -> tuple[dict, np.ndarray]:
     size, channels = latent.image_size, latent.channels
-    pixels = {name: read_concept_folder(folder, f"concept {name!r}", size, channels, progress)
+    pixels = {name: read_concept_folder(folder, f"concept {name!r}", size, channels, progress, listed[name])
               for name, folder in concepts.items()}
-    return pixels, read_concept_folder(random, "random", size, channels, progress)
+    return pixels, read_concept_folder(random, "random", size, channels, progress, random_files)
 
 
 def _check_arguments(concepts, layers, classes, runs) -> None:
@@ -353,20 +353,20 @@ def tcav(
         )
     runs = int(runs)
     latents = [LatentModel(model, layer, batch_size, preprocess) for layer in layers]
-    source_names = class_names or getattr(data, "class_names", None)
-    if source_names is None:
-        from explain.data import open_data
-
-        data = open_data(data)
-        source_names = data.class_names
+    source = data if isinstance(data, DataSource) else open_data(data)  # opened once for every class
+    source_names = class_names or source.class_names
     targets = [class_index_of(c, source_names) for c in classes]
-    files = sum(len(concept_files(f, f"concept {n!r}")) for n, f in concepts.items())
-    n_random = len(concept_files(random, "random"))
-    sets = random_sets(n_random, runs, seed)
-    tick = _ticker(progress, files + n_random)
-    pixels, random_pixels = _read_all(concepts, random, latents[0], lambda k: tick("reading concept images", k))
-    per_class = [class_images(data, t, source_names, latents[0].image_size, latents[0].channels, max_images, seed)
-                 for t in targets]
+    listed = {n: concept_files(f, f"concept {n!r}") for n, f in concepts.items()}
+    random_files = concept_files(random, "random")
+    sets = random_sets(len(random_files), runs, seed)
+    tick = _ticker(progress, sum(map(len, listed.values())) + len(random_files))
+    pixels, random_pixels = _read_all(
+        concepts, listed, random, random_files, latents[0], lambda k: tick("reading concept images", k)
+    )
+    per_class = [
+        class_images(source, t, source_names, latents[0].image_size, latents[0].channels, max_images, seed)
+        for t in targets
+    ]
     by_layer = []
     with threadpool_limits(limits=1, user_api="blas"):  # small products: BLAS threads only spin (20-200x slower)
         for li, latent in enumerate(latents):
