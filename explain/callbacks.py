@@ -133,6 +133,7 @@ class ExplainCallback(keras.callbacks.Callback):
         self.log_dir = _check_log_dir(log_dir) if log_dir is not None else None
         self.out = Path(out) if out is not None else None
         self.maps: dict[str, list] = {m: [] for m in self.method_names}
+        self._cells: dict[str, list] = {m: [] for m in self.method_names}  # per logged epoch, one overlay per image
         self.notes: list[str] = []
         self._explainers: dict = {}
         self._writer = None
@@ -174,6 +175,7 @@ class ExplainCallback(keras.callbacks.Callback):
             self.maps[name].append((epoch + 1, result.heatmap))
             pictures = [overlay(_u8(img), heat, flat=bool(f), min_size=CELL)
                         for img, heat, f in zip(self.images, result.heatmap, result.flat, strict=True)]
+            self._cells[name].append(pictures)  # the strip's new column, drawn once
             if self._writer is not None:
                 with self._writer.as_default():
                     for i, picture in enumerate(pictures):
@@ -190,12 +192,11 @@ class ExplainCallback(keras.callbacks.Callback):
     def strip_picture(self, method: str) -> np.ndarray:
         """The strip picture uint8 ``(rows, columns, 3)``: one row per image, its picture then one overlay per
         logged epoch, cells of :data:`CELL` pixels with a 4-pixel gap."""
-        logged = self.maps[method]
-        rows = []
-        for i, img in enumerate(self.images):
-            cells = [enlarge(_u8(img), CELL)]
-            cells += [overlay(_u8(img), maps[i], min_size=CELL) for _, maps in logged]
-            rows.append(_join(cells, axis=1))
+        columns = self._cells[method]
+        rows = [
+            _join([enlarge(_u8(img), CELL), *(column[i] for column in columns)], axis=1)
+            for i, img in enumerate(self.images)
+        ]
         return _join(rows, axis=0)
 
 
