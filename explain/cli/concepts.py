@@ -148,8 +148,9 @@ def _layer(value: str) -> int | str:
 
 
 def _print_tcav(result, files) -> None:
+    n = len(result.concept_images)
     print(f"TCAV: {result.runs} runs against random sets of {result.random_set_size} images; * significant "
-          f"(two-sided t-test, Bonferroni over {len(result.concept_images)} concepts, alpha {result.alpha}).")
+          f"(two-sided t-test, Bonferroni over {n} concept{'s' if n > 1 else ''}, alpha {result.alpha}).")
     for cls in result.classes:
         for layer in cls.layers:
             print(f"class {cls.class_name!r} ({cls.images} images) at {layer.layer}: "
