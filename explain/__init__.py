@@ -13,11 +13,34 @@ quiet_import()
 commands.install()  # python -m explain.layers etc. run explain/cli/<name>.py
 
 from explain.attribution import (  # noqa: E402
+    LIME,
     METHODS,
+    RISE,
+    AblationCAM,
+    AttentionRollout,
     Attribution,
     AttributionMethod,
+    EigenCAM,
+    FasterScoreCAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    GradientInput,
+    GradientSHAP,
+    GuidedBackprop,
+    GuidedGradCAM,
+    HiResCAM,
+    IntegratedGradients,
+    KernelSHAP,
     LayerAttribution,
+    LayerCAM,
     LimeAttribution,
+    Occlusion,
+    Saliency,
+    ScoreCAM,
+    SmoothGrad,
+    SquareGrad,
+    VarGrad,
+    XGradCAM,
     get_method,
     method_label,
     methods_for,
@@ -53,7 +76,7 @@ from explain.errors import (  # noqa: E402
     ModelLoadError,
     NoSpatialLayerError,
 )
-from explain.features.activations import compute_activations, feature_model  # noqa: E402
+from explain.features.activations import Activations, compute_activations, feature_model  # noqa: E402
 from explain.features.patterns import FeaturePatterns, channel_responses, class_patterns, filter_patterns  # noqa: E402
 from explain.images import load_image  # noqa: E402
 from explain.metrics.faithfulness import deletion_insertion  # noqa: E402
@@ -71,6 +94,7 @@ from explain.models.preprocessing import MODES as PREPROCESSING_MODES  # noqa: E
 from explain.models.preprocessing import from_raw_pixels, infer_preprocessing, preprocess  # noqa: E402
 from explain.models.scores import ScoreHead, score_head  # noqa: E402
 from explain.models.trust import load_trusted_code  # noqa: E402
+from explain.render.display import show  # noqa: E402
 from explain.render.figures import (  # noqa: E402
     activation_bars,
     attribution_panel,
@@ -88,9 +112,14 @@ from explain.render.figures import (  # noqa: E402
 from explain.render.pictures import feature_map_mosaic, overlay  # noqa: E402
 
 __all__ = [
+    "LIME",
     "METHODS",
     "PREPROCESSING_MODES",
+    "RISE",
+    "AblationCAM",
+    "Activations",
     "ArraySource",
+    "AttentionRollout",
     "Attribution",
     "AttributionMethod",
     "AuditResult",
@@ -99,15 +128,27 @@ __all__ = [
     "CraftResult",
     "DataError",
     "DataSource",
+    "EigenCAM",
     "Embedding",
     "Evaluation",
     "ExplainCallback",
     "ExplainError",
+    "FasterScoreCAM",
     "FeaturePatterns",
     "FolderSource",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "GradientInput",
+    "GradientSHAP",
+    "GuidedBackprop",
+    "GuidedGradCAM",
+    "HiResCAM",
     "ImageLoadError",
     "InputLayout",
+    "IntegratedGradients",
+    "KernelSHAP",
     "LayerAttribution",
+    "LayerCAM",
     "LayerError",
     "LayerInfo",
     "LimeAttribution",
@@ -115,11 +156,18 @@ __all__ = [
     "ModelCard",
     "ModelLoadError",
     "NoSpatialLayerError",
+    "Occlusion",
     "Prediction",
     "Report",
+    "Saliency",
+    "ScoreCAM",
     "ScoreHead",
+    "SmoothGrad",
     "SprayResult",
+    "SquareGrad",
     "TCAVResult",
+    "VarGrad",
+    "XGradCAM",
     "activation_bars",
     "attribute_dataset",
     "attribution_panel",
@@ -176,6 +224,7 @@ __all__ = [
     "road",
     "sanity_check",
     "score_head",
+    "show",
     "spray",
     "stability",
     "tcav",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from explain.models.layers import LayerInfo, layer_table, resolve_layer
 from explain.models.layouts import image_input_shape, to_grid
 from explain.models.preprocessing import check_mode, from_raw_pixels
 from explain.models.scores import score_head
+from explain.render.display import Displayable
 
 quiet_import()
 import keras  # noqa: E402
@@ -53,8 +54,11 @@ PARALLEL_SAMPLES = 1
 
 
 @dataclass(frozen=True)
-class Attribution:
+class Attribution(Displayable):
     """An attribution method's result for a batch of images.
+
+    In a notebook it shows itself as the heatmaps over their images, each titled with its class and
+    score (:meth:`figure`; :func:`explain.show` gives the same Figure).
 
     Attributes:
         heatmap: float32 ``(N, H, W)`` in [0, 1] at the model's input resolution; all zeros
@@ -67,6 +71,8 @@ class Attribution:
         score_kind: ``"logit"`` or ``"probability"``.
         flat: bool ``(N,)``: the raw map was constant or non-finite, so it carries no
             information ("flat heatmap"); never drawn as NaN.
+        images: float32 ``(N, H, W, C)``, the raw pixels explained (for drawing; the caller's
+            array, not a copy), or None.
     """
 
     heatmap: np.ndarray
@@ -76,6 +82,43 @@ class Attribution:
     layer: str | None
     score_kind: str
     flat: np.ndarray
+    images: np.ndarray | None = field(default=None, kw_only=True, repr=False, compare=False)
+
+    def captions(self, class_names: list[str] | tuple[str, ...] | None = None) -> list[str]:
+        """One caption per image: its class (name where given, else ``class k``) and score, e.g.
+        ``"Trouser\nlogit 7.21"``."""
+        names = list(class_names or ())
+        return [
+            f"{names[c] if 0 <= c < len(names) else f'class {c}'}\n{self.score_kind} {s:.2f}"
+            + (" (flat)" if f else "")
+            for c, s, f in zip(self.class_index.tolist(), self.score.tolist(), self.flat.tolist(), strict=True)
+        ]
+
+    def figure(self, ax=None, *, class_names=None, max_images: int = 16, cols: int = 4, cmap: str = "jet"):
+        """The heatmaps over their images (:func:`explain.render.figures.overlay_grid`), titled with
+        the method and layer, each captioned with its class and score.
+
+        Args:
+            ax: axes to draw into; None makes a new figure.
+            class_names: the model's class names (None: ``class k``).
+            max_images: draw at most the first this many images (the title says so).
+            cols: images per row.
+            cmap: the heatmap's colormap.
+
+        Returns:
+            A ``matplotlib.figure.Figure``.
+        """
+        from explain.render.figures import overlay_grid
+
+        n = min(len(self.heatmap), max(1, int(max_images)))
+        images = None if self.images is None else np.clip(self.images[:n], 0, 255).astype(np.uint8)
+        title = self.method + (f" @ {self.layer}" if self.layer else "")
+        if n < len(self.heatmap):
+            title += f" (the first {n} of {len(self.heatmap)} images)"
+        return overlay_grid(
+            images, self.heatmap[:n], self.captions(class_names)[:n], flat=self.flat[:n], title=title,
+            cols=cols, cmap=cmap, ax=ax,
+        )
 
 
 def normalize_maps(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -457,6 +500,7 @@ class AttributionMethod:
             method=self.name,
             layer=self.layer.name if self.layer else None,
             score_kind=self.score_kind,
+            images=x,
         )
 
 

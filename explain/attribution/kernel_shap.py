@@ -377,4 +377,5 @@ class KernelSHAP(AttributionMethod):
             weights=tuple(values),
             num_features=max(len(v) for v in values),
             base_value=bases,
+            images=self.head.check_batch(images)[0],
         )

@@ -294,4 +294,5 @@ class LIME(AttributionMethod):
             segments=tuple(segments),
             weights=tuple(weights),
             num_features=self.num_features,
+            images=self.head.check_batch(images)[0],
         )

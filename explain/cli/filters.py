@@ -215,7 +215,7 @@ def _filter_figure(model, card, args: argparse.Namespace):
         lambda bar: filter_patterns(model, info.name, args.channel_list, progress=bar, **_options(args, card)), args
     )
     _check_finite(patterns.images)
-    labels = [f"{c}: {a:.3g}" for c, a in zip(patterns.channels, patterns.activation, strict=True)]
+    labels = patterns.labels()
     title = (
         f"{_where(info)}: {info.name} ({info.type}), output {info.shape_text}\n"
         f"{len(labels)} filter patterns, {patterns.steps} steps, seed {patterns.seed}"
@@ -256,10 +256,7 @@ def _class_figure(model, card, args: argparse.Namespace):
         lambda bar: class_patterns(model, classes, progress=bar, **_options(args, card)), args
     )
     _check_finite(patterns.images)
-    labels = [
-        f"{names[c] if c < len(names) else f'class {c}'}: {a:.3g}"
-        for c, a in zip(patterns.channels, patterns.activation, strict=True)
-    ]
+    labels = patterns.labels(names)
     title = (
         f"Class patterns of {getattr(model, 'name', 'model')}: {len(labels)} classes\n"
         f"{patterns.steps} steps, seed {patterns.seed}"

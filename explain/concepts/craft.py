@@ -44,6 +44,7 @@ from explain.concepts._latent import LatentModel, class_images, class_index_of
 from explain.data import DataSource, open_data
 from explain.errors import ExplainError, LayerError
 from explain.models.layouts import to_grid
+from explain.render.display import Displayable
 
 quiet_import()
 import tensorflow as tf  # noqa: E402
@@ -79,8 +80,9 @@ class Concept:
 
 
 @dataclass(frozen=True)
-class CraftResult:
-    """What :func:`craft` returns.
+class CraftResult(Displayable):
+    """What :func:`craft` returns. In a notebook it shows its gallery
+    (:func:`explain.render.figures.craft_gallery`): a row per concept, most important first.
 
     Attributes:
         class_name, class_index: the class explained. layer: the layer's name (nested path).
@@ -107,6 +109,13 @@ class CraftResult:
     crop_size: int
     timings: dict
     seed: int
+
+    def figure(self, ax=None, *, crops: int = 6):
+        """A row per concept, most important first: its top crops and its map over its image
+        (:func:`explain.render.figures.craft_gallery`). Returns a ``matplotlib.figure.Figure``."""
+        from explain.render.figures import craft_gallery
+
+        return craft_gallery(self, ax=ax, crops=crops)
 
     def as_dict(self) -> dict:
         """``{"class", "layer", "concepts": [{"id", "importance", "top_crops": [[image_id, x0, y0, x1, y1]]}],

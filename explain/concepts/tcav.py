@@ -55,6 +55,7 @@ from explain.concepts._latent import (
 )
 from explain.data import DataSource, open_data
 from explain.errors import DataError, ExplainError
+from explain.render.display import Displayable
 
 #: Runs below this are refused: the paper's statistical test uses at least 10 random sets.
 MIN_RUNS = 10
@@ -147,8 +148,9 @@ class ClassTCAV:
 
 
 @dataclass(frozen=True)
-class TCAVResult:
-    """What :func:`tcav` returns.
+class TCAVResult(Displayable):
+    """What :func:`tcav` returns. In a notebook it shows its bars (:func:`explain.render.figures.tcav_bars`)
+    above a table of every class, layer and concept.
 
     Attributes:
         classes: one :class:`ClassTCAV` per class asked for, in order.
@@ -163,6 +165,25 @@ class TCAVResult:
     alpha: float
     seed: int
     concept_images: Mapping[str, int]
+
+    def figure(self, ax=None):
+        """Each concept's mean TCAV score with its spread, significance marked, a panel per class
+        (:func:`explain.render.figures.tcav_bars`). Returns a ``matplotlib.figure.Figure``."""
+        from explain.render.figures import tcav_bars
+
+        return tcav_bars(self, ax=ax)
+
+    def table(self):
+        """``(headers, rows)``: class, layer, concept, mean score, p-value, significant, direction, CAV accuracy."""
+        headers = ["class", "layer", "concept", "TCAV score", "p-value", "significant", "direction", "CAV accuracy"]
+        rows = []
+        for c in self.classes:
+            for layer in c.layers:
+                for k in layer.concepts:
+                    d = k.as_dict()
+                    rows.append([c.class_name, layer.layer, k.name, d["score_mean"], d["p_value"],
+                                 "yes" if d["significant"] else "no", d.get("direction", ""), d["cav_accuracy"]])
+        return headers, rows
 
     def as_dict(self) -> dict:
         """``{"runs", "random_set_size", "alpha", "seed", "concept_images", "classes": [...]}``; each class as

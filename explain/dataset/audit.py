@@ -34,6 +34,7 @@ from explain.dataset.evaluation import model_input_size
 from explain.dataset.explanations import attribute_dataset, check_model
 from explain.dataset.spray import SprayResult, read_table, resize_maps, spray, write_audit
 from explain.errors import ExplainError
+from explain.render.display import Displayable, html_table, png_img
 
 __all__ = ["DEFAULT_METHOD", "ENGINES", "AuditResult", "audit", "audit_figures", "looks_figure", "prototype_pictures"]
 
@@ -45,8 +46,9 @@ TABLE = "explanations.parquet"
 
 
 @dataclass(frozen=True)
-class AuditResult:
-    """What :func:`audit` wrote.
+class AuditResult(Displayable):
+    """What :func:`audit` wrote. In a notebook it shows the classes' table and the cluster pictures it
+    wrote for the most distinct classes (prototypes over their images).
 
     Attributes:
         spray: the analysis.
@@ -59,6 +61,26 @@ class AuditResult:
     out_dir: Path
     files: tuple[Path, ...]
     reused: bool
+
+    def figure(self, ax=None, **options):
+        """The analysis's figure (:meth:`SprayResult.figure`)."""
+        return self.spray.figure(ax=ax, **options)
+
+    def table(self):
+        """The analysis's table (:meth:`SprayResult.table`)."""
+        return self.spray.table()
+
+    def _repr_html_(self) -> str:
+        """The table, then the cluster pictures written for the three most distinct classes."""
+        from explain.io import slug
+
+        headers, rows = self.table()
+        parts = [f"<p>Audit in {self.out_dir}{' (rows reused)' if self.reused else ''}</p>", html_table(headers, rows)]
+        for c in (self.spray.most_distinct(3) or list(self.spray.classes[:1])):
+            path = self.out_dir / f"clusters_{slug(c.name)}.png"
+            if path.is_file():
+                parts.append(png_img(path.read_bytes(), c.name))
+        return "<div>" + "".join(parts) + "</div>"
 
 
 def _reusable(table: Path, model, method: str, layer, target: str, data_name: str) -> bool:

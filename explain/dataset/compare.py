@@ -38,6 +38,7 @@ import numpy as np
 
 from explain.data import DataSource, open_data
 from explain.errors import ExplainError
+from explain.render.display import Displayable
 
 __all__ = [
     "BETTER",
@@ -113,8 +114,9 @@ class MethodScores:
 
 
 @dataclass(frozen=True)
-class Comparison:
-    """What :func:`compare_methods` found.
+class Comparison(Displayable):
+    """What :func:`compare_methods` found. In a notebook it shows the ranking (:func:`ranking_figure`)
+    above a table of each method's rank and scores.
 
     Attributes:
         scores: one :class:`MethodScores` per method, best first (``rank`` 1, 2, ...; methods that could not
@@ -140,6 +142,23 @@ class Comparison:
     def best(self) -> MethodScores:
         """The method ranked first."""
         return self.scores[0]
+
+    def figure(self, ax=None):
+        """Each method's rank on each metric as a coloured table, best method first
+        (:func:`ranking_figure`); ``ax`` is not used (the table is a figure of its own).
+        Returns a ``matplotlib.figure.Figure``."""
+        return ranking_figure(self)
+
+    def table(self):
+        """``(headers, rows)``: rank, method, each metric (which way is better in its header), the sanity
+        check and the seconds per image, best first."""
+        headers = ["rank", "method", *(f"{m} ({BETTER[m]} is better)" for m in BETTER), "sanity", "s / image"]
+        sanity = {True: "passed", False: "FAILED", None: ""}
+        return headers, [
+            [s.rank, s.method + ("" if s.error is None else f" ({s.error})"), *(getattr(s, m) for m in BETTER),
+             sanity[s.sanity_passed], s.seconds_per_image]
+            for s in self.scores
+        ]
 
     def as_dict(self) -> dict:
         """A JSON-ready summary: the scores (NaN as None), the images, the classes, the notes."""

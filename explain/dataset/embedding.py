@@ -42,6 +42,7 @@ from explain.models.layers import LayerInfo, layer_table, resolve_layer
 from explain.models.layouts import to_grid
 from explain.models.preprocessing import from_raw_pixels
 from explain.models.scores import _producer
+from explain.render.display import Displayable
 
 quiet_import()
 import keras  # noqa: E402
@@ -76,8 +77,8 @@ _OUTPUT_ACTIVATIONS = {"Activation", "Softmax"}
 
 
 @dataclass(frozen=True)
-class Embedding:
-    """A data set projected to 2-D from one layer's features.
+class Embedding(Displayable):
+    """A data set projected to 2-D from one layer's features. In a notebook it shows its map.
 
     Attributes:
         coordinates: float32 ``(N, 2)``, the map (arbitrary units: only distances matter).
@@ -114,6 +115,13 @@ class Embedding:
     def num_images(self) -> int:
         """N, the number of points."""
         return len(self.y_true)
+
+    def figure(self, ax=None, *, title: str | None = None):
+        """The map, a dot per image in its true class's colour, mistakes as crosses
+        (:func:`explain.render.figures.embedding_map`). Returns a ``matplotlib.figure.Figure``."""
+        from explain.render.figures import embedding_map
+
+        return embedding_map(self, ax=ax, title=title)
 
     @property
     def misclassified(self) -> np.ndarray:

@@ -50,6 +50,7 @@ from explain.data.sources import quoted_names
 from explain.errors import DataError
 from explain.models.card import load_model_card
 from explain.models.scores import ScoreHead, score_head
+from explain.render.display import Displayable
 
 quiet_import()
 import keras  # noqa: E402
@@ -85,8 +86,9 @@ __all__ = [
 
 # -- evaluation --------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Evaluation:
-    """A model's predictions over a data set, and what follows from them.
+class Evaluation(Displayable):
+    """A model's predictions over a data set, and what follows from them. In a notebook it shows its
+    per-class accuracy and confusion matrix, above a table of each class's accuracy and support.
 
     Attributes:
         y_true: int64 ``(N,)``, each image's true class (an index into ``class_names``).
@@ -126,6 +128,36 @@ class Evaluation:
     def num_images(self) -> int:
         """N, the number of images evaluated (skipped files not counted)."""
         return len(self.y_true)
+
+    def figure(self, ax=None):
+        """Per-class accuracy (worst first) beside the confusion matrix, row-normalised
+        (:func:`explain.render.figures.per_class_accuracy_chart`,
+        :func:`~explain.render.figures.confusion_matrix_figure`).
+
+        Args:
+            ax: axes for the confusion matrix alone; None makes a figure with both panels.
+
+        Returns:
+            A ``matplotlib.figure.Figure``.
+        """
+        from explain.render.figures import confusion_matrix_figure, panel_figure, per_class_accuracy_chart
+
+        names = self.class_names
+        if ax is not None:
+            return confusion_matrix_figure(self.confusion, names, normalize="true", ax=ax)
+        side = max(4.5, 0.35 * len(names) + 2.5)
+        title = f"{self.data or 'Evaluation'}: accuracy {self.accuracy:.1%} on {self.num_images:,} images"
+        fig, (left, right) = panel_figure(2, panel_size=(side + 0.5, side), title=title)
+        per_class_accuracy_chart(self.per_class_accuracy, names, support=self.support, overall=self.accuracy, ax=left)
+        confusion_matrix_figure(
+            self.confusion, names, normalize="true", title="Confusion matrix (share of each row)", ax=right
+        )
+        return fig
+
+    def table(self):
+        """``(headers, rows)``: each class's name, images and accuracy."""
+        rows = zip(self.class_names, self.support, self.per_class_accuracy, strict=True)
+        return ["class", "images", "accuracy"], [[n, int(s), float(a)] for n, s, a in rows]
 
     @property
     def accuracy(self) -> float:

@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from explain.errors import ExplainError
+from explain.render.display import Displayable
 
 __all__ = [
     "BORDER",
@@ -139,8 +140,9 @@ class ClassAudit:
 
 
 @dataclass(frozen=True)
-class SprayResult:
-    """SpRAy over a whole table: one :class:`ClassAudit` per class with rows.
+class SprayResult(Displayable):
+    """SpRAy over a whole table: one :class:`ClassAudit` per class with rows. In a notebook it shows each
+    class's clusters (their mean heatmaps) above a table of the classes.
 
     Attributes:
         classes: per class with at least one row, in class order.
@@ -158,6 +160,23 @@ class SprayResult:
     region: str
     method: str
     projection: str | None
+
+    def figure(self, ax=None, *, max_classes: int = 8):
+        """Each class's clusters as mean heatmaps, the most distinct classes first
+        (:func:`explain.render.figures.spray_overview`). Returns a ``matplotlib.figure.Figure``."""
+        from explain.render.figures import spray_overview
+
+        return spray_overview(self, max_classes=max_classes, ax=ax)
+
+    def table(self):
+        """``(headers, rows)``: per class, its images, clusters, eigengap, relevance share in the region,
+        and each cluster's size."""
+        headers = ["class", "images", "clusters", "eigengap", f"share in {self.region}", "cluster sizes"]
+        return headers, [
+            [c.name, len(c.ids), len(c.clusters), np.nan if c.eigengap is None else c.eigengap, c.share,
+             " / ".join(str(k.size) for k in c.clusters)]
+            for c in self.classes
+        ]
 
     def by_class(self, name_or_index: str | int) -> ClassAudit:
         """The audit of a class by name or index; ``KeyError`` naming the classes audited."""

@@ -19,6 +19,7 @@ from explain.models.graph import own_node, single
 from explain.models.layers import layer_table, resolve_layer
 from explain.models.layouts import image_input_shape, to_grid
 from explain.models.preprocessing import from_raw_pixels
+from explain.render.display import Displayable
 
 quiet_import()
 import keras  # noqa: E402
@@ -107,13 +108,65 @@ def _compiled(fm: keras.Model):
     return _COMPILED[fm]
 
 
+class Activations(dict, Displayable):
+    """``{layer name: float32 activations}``, as :func:`compute_activations` returns them: a plain
+    ``dict`` that also shows itself in a notebook, one image's feature maps per layer (:meth:`figure`)."""
+
+    def figure(self, ax=None, *, image: int = 0, layers=None, max_layers: int = 6, max_maps: int = 16):
+        """One image's activations, a panel per layer: a layer with feature maps as a grid of them
+        (:func:`explain.render.figures.feature_map_grid`), any other as bars
+        (:func:`explain.render.figures.activation_bars`).
+
+        Args:
+            ax: axes for one panel (the first layer drawn); None makes a new figure.
+            image: which image of the batch.
+            layers: the layer names to draw (keys of this dict); None: the first ``max_layers``.
+            max_layers: most panels when ``layers`` is None; the title says when layers were left out.
+            max_maps: most feature maps per layer.
+
+        Returns:
+            A ``matplotlib.figure.Figure``.
+
+        Raises:
+            KeyError: a layer that was not computed (the message lists those that were).
+        """
+        from explain.render.figures import activation_bars, feature_map_grid, panel_figure
+
+        names = list(self) if layers is None else list(layers)
+        missing = [n for n in names if n not in self]
+        if missing:
+            raise KeyError(f"No activations for {missing}; computed: {', '.join(self)}.")
+        shown = names[: max(1, max_layers)] if layers is None else names
+        if ax is not None:
+            shown = shown[:1]
+        title = f"Activations of image {image}" + (
+            f" (the first {len(shown)} of {len(names)} layers)" if len(shown) < len(names) else ""
+        )
+        fig, axes = (ax.figure, [ax]) if ax is not None else panel_figure(len(shown), title=title)
+        for name, panel in zip(shown, axes, strict=True):
+            a = self[name][image]
+            if a.ndim == 3:
+                feature_map_grid(a, title=name, max_maps=max_maps, ax=panel)
+            else:
+                activation_bars(a.ravel(), title=name, ax=panel)
+        return fig
+
+    def table(self):
+        """``(headers, rows)``: each layer's name and activation shape."""
+        return ["layer", "shape"], [[name, str(tuple(a.shape))] for name, a in self.items()]
+
+    def as_dict(self) -> dict:
+        """A plain ``dict`` of the same arrays."""
+        return dict(self)
+
+
 def compute_activations(
     model: keras.Model,
     images: np.ndarray,
     layers: Sequence[int | str] | None = None,
     batch_size: int = 32,
     preprocess: str = "raw",
-) -> dict[str, np.ndarray]:
+) -> Activations:
     """Run the images once through the model and return the chosen layers' activations.
 
     Args:
@@ -127,7 +180,8 @@ def compute_activations(
             to the raw pixels in front of the model; ``"raw"`` feeds them unchanged.
 
     Returns:
-        ``{layer name: float32 array}`` in the order asked: ``(N, h, w, C)`` for a layer with
+        :class:`Activations`, a ``dict`` ``{layer name: float32 array}`` in the order asked (it shows
+        itself in a notebook): ``(N, h, w, C)`` for a layer with
         feature maps (:attr:`explain.models.LayerInfo.grid`: channels-first layers and Vision
         Transformer tokens as grids too), else ``(N, *output_shape[1:])``.
 
@@ -156,7 +210,9 @@ def compute_activations(
         outs = outs if isinstance(outs, list | tuple) else [outs]
         for store, out in zip(chunks, outs, strict=True):
             store.append(keras.ops.convert_to_numpy(out).astype(np.float32, copy=False))
-    return {n: c[0] if len(c) == 1 else np.concatenate(c, axis=0) for n, c in zip(names, chunks, strict=True)}
+    return Activations(
+        (n, c[0] if len(c) == 1 else np.concatenate(c, axis=0)) for n, c in zip(names, chunks, strict=True)
+    )
 
 
 def channel_heatmap(activations: np.ndarray, channel: int, size: tuple[int, int]) -> np.ndarray:

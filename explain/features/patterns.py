@@ -48,6 +48,7 @@ from explain.models.layers import resolve_layer
 from explain.models.layouts import image_input_shape, to_grid
 from explain.models.preprocessing import check_mode, from_raw_pixels
 from explain.models.scores import score_head
+from explain.render.display import Displayable
 
 quiet_import()
 import keras  # noqa: E402
@@ -71,8 +72,8 @@ _TARGETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
-class FeaturePatterns:
-    """Patterns found by activation maximisation.
+class FeaturePatterns(Displayable):
+    """Patterns found by activation maximisation. In a notebook they show themselves as a grid.
 
     Attributes:
         images: float32 ``(K, H, W, C)`` in [0, 255], raw pixels (the model's preprocessing is
@@ -95,6 +96,34 @@ class FeaturePatterns:
     kind: str
     steps: int
     seed: int
+
+    def labels(self, class_names: list[str] | tuple[str, ...] | None = None) -> list[str]:
+        """One tile label per pattern: its channel (or class name) and activation, e.g. ``"12: 0.83"``,
+        ``"Trouser: 9.1"``."""
+        names = list(class_names or ()) if self.kind == "class" else []
+        return [
+            f"{names[c] if 0 <= c < len(names) else (f'class {c}' if self.kind == 'class' else c)}: {a:.3g}"
+            for c, a in zip(self.channels.tolist(), self.activation.tolist(), strict=True)
+        ]
+
+    def figure(self, ax=None, *, class_names=None, title: str | None = None, cols: int | None = None):
+        """The patterns as a labelled grid (:func:`explain.render.figures.pattern_grid`).
+
+        Args:
+            ax: axes to draw into; None makes a new figure.
+            class_names: names for class patterns' tiles (None: ``class k``).
+            title: None for one naming the layer, the count, the steps and the seed.
+            cols: tiles per row.
+
+        Returns:
+            A ``matplotlib.figure.Figure``.
+        """
+        from explain.render.figures import pattern_grid
+
+        if title is None:
+            what = "class patterns" if self.kind == "class" else f"filter patterns of {self.layer}"
+            title = f"{len(self.channels)} {what}, {self.steps} steps, seed {self.seed}"
+        return pattern_grid(self.images, self.labels(class_names), title=title, cols=cols, ax=ax)
 
 
 # -- parametrisation and transformations ------------------------------------------------------

@@ -7,6 +7,25 @@ import numpy as np
 
 from explain.attribution.base import Attribution, normalize_maps
 from explain.models.scores import ScoreHead, score_head
+from explain.render.display import Displayable
+
+
+class PerImageScores(Displayable):
+    """Mixin of the metrics' results: a table with a row per image (its class, then the columns
+    :meth:`_columns` names), so a notebook shows the numbers under the curves."""
+
+    def _columns(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def table(self):
+        """``(headers, rows)``: per image, its index, class index, flat, and the metric's values."""
+        columns = self._columns()
+        headers = ["image", "class_index", "flat", *columns]
+        rows = [
+            [i, int(self.class_index[i]), bool(self.flat[i]), *(float(v[i]) for v in columns.values())]
+            for i in range(len(self.class_index))
+        ]
+        return headers, rows
 
 
 def unpack_maps(heatmaps, class_index) -> tuple[np.ndarray, object, str | None]:

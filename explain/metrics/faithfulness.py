@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from explain._quiet import quiet_import
-from explain.metrics._common import checked_maps
+from explain.metrics._common import PerImageScores, checked_maps
 from explain.models.scores import score_head
 
 quiet_import()
@@ -26,7 +26,7 @@ BASELINES = ("blur", "black")
 
 # -- deletion / insertion ----------------------------------------------------------------
 @dataclass(frozen=True)
-class FaithfulnessScores:
+class FaithfulnessScores(PerImageScores):
     """Deletion and insertion curves and their areas, per image.
 
     Attributes:
@@ -51,6 +51,20 @@ class FaithfulnessScores:
     flat: np.ndarray
     class_index: np.ndarray
     baseline: str
+
+    def _columns(self):
+        return {"deletion_auc": self.deletion_auc, "insertion_auc": self.insertion_auc}
+
+    def figure(self, ax=None):
+        """The deletion and insertion curves, each image thin, the mean bold
+        (:func:`explain.render.figures.score_curves`). Returns a ``matplotlib.figure.Figure``."""
+        from explain.render.figures import score_curves
+
+        return score_curves(
+            self.fractions, {"deletion (lower is better)": self.deletion_curve,
+                             "insertion (higher is better)": self.insertion_curve},
+            title=f"Deletion / insertion, {self.baseline} baseline", ylabel="class probability", ax=ax,
+        )
 
 
 def _baseline_images(x: np.ndarray, baseline: str, blur_sigma: float | None) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from explain._quiet import quiet_import
-from explain.metrics._common import class_scores, read_maps, refuse_all_flat
+from explain.metrics._common import PerImageScores, class_scores, read_maps, refuse_all_flat
 from explain.metrics.faithfulness import BASELINES, _baseline_images
 
 quiet_import()
@@ -23,7 +23,7 @@ SCORES = ("logit", "probability")
 
 
 @dataclass(frozen=True)
-class MuFidelityScores:
+class MuFidelityScores(PerImageScores):
     """MuFidelity per image: does the map's mass on a set of cells predict how much the score
     drops when those cells are removed?
 
@@ -47,6 +47,9 @@ class MuFidelityScores:
     subsets: int
     cells_removed: int
     grid: tuple[int, int]
+
+    def _columns(self):
+        return {"mufidelity": self.correlation}
 
 
 def _cells(h: int, w: int, grid_size: int | None) -> tuple[np.ndarray, int, int]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from explain._quiet import quiet_import
-from explain.metrics._common import read_maps, refuse_all_flat
+from explain.metrics._common import PerImageScores, read_maps, refuse_all_flat
 
 quiet_import()
 import keras  # noqa: E402
@@ -41,7 +41,7 @@ DEFAULT_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 @dataclass(frozen=True)
-class RoadScores:
+class RoadScores(PerImageScores):
     """ROAD curves and their means, per image.
 
     Attributes:
@@ -74,6 +74,20 @@ class RoadScores:
     class_index: np.ndarray
     imputation: str
     order: str
+
+    def _columns(self):
+        return {"morf": self.morf, "lerf": self.lerf, "combined": self.combined}
+
+    def figure(self, ax=None):
+        """The MoRF and LeRF curves, each image thin, the mean bold
+        (:func:`explain.render.figures.score_curves`). Returns a ``matplotlib.figure.Figure``."""
+        from explain.render.figures import score_curves
+
+        return score_curves(
+            self.fractions, {"MoRF (lower is better)": self.morf_curve, "LeRF (higher is better)": self.lerf_curve},
+            title=f"ROAD, {self.imputation} imputation", xlabel="fraction of pixels imputed",
+            ylabel="class probability", ax=ax,
+        )
 
 
 def linear_imputation(image: np.ndarray, removed: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 
 from explain._quiet import quiet_import
 from explain.attribution.base import AttributionMethod, normalize_maps
+from explain.render.display import Displayable
 
 quiet_import()
 import keras  # noqa: E402
@@ -22,7 +23,7 @@ SANITY_THRESHOLD = 0.5
 
 # -- sanity check ------------------------------------------------------------------------
 @dataclass(frozen=True)
-class SanityCheck:
+class SanityCheck(Displayable):
     """A method's maps on the trained model and on a copy with random weights.
 
     Attributes:
@@ -48,6 +49,25 @@ class SanityCheck:
     class_index: np.ndarray
     passed: bool
     verdict: str
+
+    def figure(self, ax=None, *, max_images: int = 4):
+        """Each image's map on the trained model beside its map on the randomised one, the verdict as
+        the title (:func:`explain.render.figures.overlay_grid`). Returns a ``matplotlib.figure.Figure``."""
+        from explain.render.figures import overlay_grid
+
+        n = min(len(self.heatmap), max(1, int(max_images)))
+        maps = np.stack([m for i in range(n) for m in (self.heatmap[i], self.random_heatmap[i])])
+        captions = [
+            c for i in range(n) for c in (f"image {i}: trained", f"random weights\nSpearman {self.spearman[i]:.2f}")
+        ]
+        return overlay_grid(None, maps, captions, title=self.verdict.replace(": ", ":\n", 1), cols=4, ax=ax)
+
+    def table(self):
+        """``(headers, rows)``: per image, its class, Spearman and SSIM between the two maps."""
+        return ["image", "class_index", "spearman", "ssim"], [
+            [i, int(c), float(r), float(q)]
+            for i, (c, r, q) in enumerate(zip(self.class_index, self.spearman, self.ssim, strict=True))
+        ]
 
 
 def _glorot_fans(shape: tuple[int, ...]) -> tuple[float, float]:

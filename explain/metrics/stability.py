@@ -15,14 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from explain.attribution.base import AttributionMethod
-from explain.metrics._common import refuse_all_flat
+from explain.metrics._common import PerImageScores, refuse_all_flat
 
 #: The default noise radius: 5% of the 0-255 pixel range.
 DEFAULT_RADIUS = 0.05 * 255.0
 
 
 @dataclass(frozen=True)
-class StabilityScores:
+class StabilityScores(PerImageScores):
     """How far a method's heatmap moves when the image gets a little noise, per image.
     LOWER is more stable (0: the map does not move at all).
 
@@ -49,6 +49,9 @@ class StabilityScores:
     method: str
     radius: float
     samples: int
+
+    def _columns(self):
+        return {"average": self.average, "maximum": self.maximum}
 
 
 def stability(

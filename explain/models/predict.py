@@ -8,14 +8,15 @@ import numpy as np
 
 from explain._quiet import quiet_import
 from explain.models.scores import score_head
+from explain.render.display import Displayable
 
 quiet_import()
 import keras  # noqa: E402
 
 
 @dataclass(frozen=True)
-class Prediction:
-    """The model's output for one image.
+class Prediction(Displayable):
+    """The model's output for one image. In a notebook it shows its top-k bars.
 
     Attributes:
         probabilities: float32 ``(num_classes,)`` in [0, 1], summing to 1. A single sigmoid
@@ -35,6 +36,26 @@ class Prediction:
     outputs_probabilities: bool
     top_score: float = float("nan")
     score_kind: str = "logit"
+
+    def figure(self, ax=None, *, title: str = ""):
+        """The top-k classes as bars (:func:`explain.render.figures.top_k_bars`). Returns a ``Figure``."""
+        from explain.render.figures import top_k_bars
+
+        names = [f"class {i}" for i in range(len(self.probabilities))]
+        for index, name, _ in self.top_k:
+            names[index] = name
+        return top_k_bars(self.probabilities, names, k=len(self.top_k), ax=ax, title=title)
+
+    def as_dict(self) -> dict:
+        """Plain types: ``{"top_k": [{"class_index", "class", "probability"}], "probabilities": (C,) array,
+        "top_score", "score_kind", "outputs_probabilities"}`` (one row per class for a data frame)."""
+        return {
+            "top_k": [{"class_index": i, "class": n, "probability": float(p)} for i, n, p in self.top_k],
+            "probabilities": self.probabilities,
+            "top_score": float(self.top_score),
+            "score_kind": self.score_kind,
+            "outputs_probabilities": bool(self.outputs_probabilities),
+        }
 
 
 def predict(

@@ -25,6 +25,7 @@ from explain.render.pictures import (  # noqa: F401  (NORMALIZATIONS is re-expor
     NORMALIZATIONS,
     activation_chart,
     attribution_picture,
+    captioned_grid,
     enlarge,
     feature_map_mosaic,
     grid_shape,
@@ -330,6 +331,63 @@ def attribution_panel(
         ValueError: as :func:`heatmap_overlay`.
     """
     return picture_figure(attribution_picture(image, maps, cmap=cmap, alpha=alpha), title=title, min_size=(4.0, 0))
+
+
+def overlay_grid(
+    images: np.ndarray,
+    heatmaps: np.ndarray,
+    captions: list[str],
+    *,
+    flat: np.ndarray | None = None,
+    title: str = "",
+    cols: int = 4,
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    ax: Axes | None = None,
+) -> Figure:
+    """Several images, each with its heatmap over it and a caption, in rows of ``cols``: how an
+    :class:`~explain.attribution.base.Attribution` of a batch shows itself.
+
+    Args:
+        images: uint8 ``(N, H, W, C)``, C = 1 or 3; None draws the heatmaps alone.
+        heatmaps: float ``(N, H, W)`` in [0, 1].
+        captions: N captions (``"\\n"`` starts a line).
+        flat: bool ``(N,)``: maps with no information, drawn as the image alone with a note.
+        title: the figure's title.
+        cols: images per row.
+        cmap, alpha: as :func:`heatmap_overlay`.
+        ax: axes to draw into; None makes a new figure.
+
+    Returns:
+        The ``Figure``.
+
+    Raises:
+        ValueError: counts or shapes that do not match.
+    """
+    heatmaps = np.asarray(heatmaps, dtype=np.float32)
+    if images is None:  # the heatmaps alone
+        images, alpha = np.zeros((*heatmaps.shape, 1), np.uint8), 1.0
+    flat = np.zeros(len(heatmaps), bool) if flat is None else np.asarray(flat, bool)
+    if not len(images) == len(heatmaps) == len(captions) == len(flat):
+        raise ValueError(
+            f"overlay_grid needs as many images, heatmaps, captions and flat flags: got {len(images)}, "
+            f"{len(heatmaps)}, {len(captions)} and {len(flat)}."
+        )
+    pictures = [
+        overlay(im, heat, cmap=cmap, alpha=alpha, flat=bool(f))
+        for im, heat, f in zip(images, heatmaps, flat, strict=True)
+    ]
+    return picture_figure(captioned_grid(pictures, captions, cols=cols), title=title, ax=ax)
+
+
+def panel_figure(n: int, *, cols: int = 2, panel_size: tuple[float, float] = (5.0, 4.5), title: str = ""):
+    """A new figure with ``n`` empty axes in rows of ``cols``, for results drawn as several panels
+    (activations of several layers, an evaluation). Returns ``(Figure, [Axes] * n)``."""
+    cols = max(1, min(int(cols), n))
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(panel_size[0] * cols, panel_size[1] * rows), layout="constrained")
+    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(n)]
+    return _with_title(fig, title, 12), axes
 
 
 def lime_boundaries(
@@ -966,6 +1024,96 @@ def spray_clusters(
     by = f" ({method})" if method else ""
     fig.suptitle(f"{audit.name}: {len(audit.ids):,} heatmaps{by} in {len(clusters)} clusters{gap}", fontsize=10)
     return fig
+
+
+def score_curves(
+    fractions: np.ndarray,
+    curves: dict[str, np.ndarray],
+    *,
+    title: str = "",
+    xlabel: str = "fraction of pixels",
+    ylabel: str = "score",
+    ax: Axes | None = None,
+) -> Figure:
+    """Curves over a fraction of pixels (deletion / insertion, ROAD): for each curve set, every image's curve
+    thin and the mean over images bold, its mean area in the legend.
+
+    Args:
+        fractions: float ``(F,)`` in [0, 1], the x axis.
+        curves: ``{label: float (N, F)}``; NaN rows (flat maps, orders not run) are left out.
+        title, xlabel, ylabel: the axes' labels.
+        ax: axes to draw into; None makes a new figure.
+
+    Returns:
+        The ``Figure``.
+
+    Raises:
+        ValueError: a curve set whose length differs from ``fractions``.
+    """
+    x = np.asarray(fractions, dtype=np.float64)
+    fig, ax = _figure_and_ax(ax, (6, 4))
+    for (label, values), color in zip(curves.items(), ("tab:red", "tab:blue", "tab:green", "tab:purple"), strict=False):
+        ys = np.atleast_2d(np.asarray(values, dtype=np.float64))
+        if ys.shape[1] != len(x):
+            raise ValueError(f"score_curves: {label} has {ys.shape[1]} points for {len(x)} fractions.")
+        ys = ys[np.isfinite(ys).all(axis=1)]
+        if not len(ys):
+            continue
+        for y in ys[:50]:
+            ax.plot(x, y, color=color, alpha=0.15, linewidth=0.8)
+        mean = ys.mean(axis=0)
+        area = float(np.trapezoid(mean, x)) if hasattr(np, "trapezoid") else float(np.trapz(mean, x))
+        ax.plot(x, mean, color=color, linewidth=2.2, label=f"{label}: mean area {area:.3f} ({len(ys)} images)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xlim(0, 1)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def spray_overview(result, *, max_classes: int = 8, max_clusters: int = 4, ax: Axes | None = None) -> Figure:
+    """An audit at a glance (:class:`explain.dataset.spray.SprayResult`): a row per class, the most clearly
+    separate strategies (largest eigengap) first, each cluster's mean heatmap with its size and accuracy.
+
+    Args:
+        result: a ``SprayResult``.
+        max_classes: most rows (the title says when classes were left out).
+        max_clusters: most clusters per row (the largest).
+        ax: axes for the first class's first cluster alone; None makes a new figure.
+
+    Returns:
+        The ``Figure``.
+
+    Raises:
+        ValueError: an audit without classes.
+    """
+    if not result.classes:
+        raise ValueError("spray_overview needs an audit with at least one class.")
+    ranked = result.most_distinct() + [c for c in result.classes if c.eigengap is None]
+    shown = ranked[: max(1, max_classes)]
+    if ax is not None:
+        c = shown[0]
+        _heat_panel(ax, c.clusters[0].mean_heatmap if c.clusters else c.mean_heatmap, c.name, "jet")
+        return ax.figure
+    cols = max(1, min(max_clusters, max(len(c.clusters) for c in shown)))
+    fig = Figure(figsize=(max(1.6 * cols + 1.2, 6.5), 1.7 * len(shown) + 0.8), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(shown), cols, squeeze=False))
+    for row, c in zip(axes, shown, strict=True):
+        for j, panel in enumerate(row):
+            if j >= len(c.clusters):
+                panel.set_axis_off()
+                continue
+            k = c.clusters[j]
+            acc = "" if k.accuracy is None else f", {k.accuracy:.0%} right"
+            head = _short(c.name, 14) if j == 0 else ""
+            _heat_panel(panel, k.mean_heatmap, f"{head}\n#{k.index}: n={k.size}{acc}", "jet")
+    more = f" (the first {len(shown)} of {len(result.classes)} classes)" if len(shown) < len(result.classes) else ""
+    title = f"SpRAy: each class's strategies,\nthe mean {result.method or 'heatmap'} of each cluster{more}"
+    return _with_title(fig, title, 11)
 
 
 def spray_map(audit, ax: Axes | None = None, *, title: str | None = None) -> Figure:

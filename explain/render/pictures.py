@@ -430,6 +430,36 @@ def side_by_side(pictures: list[np.ndarray], captions: list[str], *, gap: int = 
     return np.asarray(canvas)
 
 
+def captioned_grid(pictures: list[np.ndarray], captions: list[str], *, cols: int = 4, gap: int = 12) -> np.ndarray:
+    """Pictures in rows of ``cols`` (:func:`side_by_side` rows, left-aligned, stacked on white).
+
+    Args:
+        pictures: uint8 ``(H_i, W_i, 3)``.
+        captions: one per picture.
+        cols: pictures per row (at least 1).
+        gap: pixels between pictures and between rows.
+
+    Returns:
+        uint8 ``(H', W', 3)``.
+
+    Raises:
+        ValueError: no pictures, or a caption count that differs.
+    """
+    if not pictures or len(pictures) != len(captions):
+        raise ValueError(f"captioned_grid needs one caption per picture, got {len(pictures)} and {len(captions)}.")
+    cols = max(1, int(cols))
+    rows = [
+        side_by_side(pictures[i : i + cols], captions[i : i + cols], gap=gap) for i in range(0, len(pictures), cols)
+    ]
+    width = max(r.shape[1] for r in rows)
+    canvas = np.full((sum(r.shape[0] for r in rows) + gap * (len(rows) - 1), width, 3), 255, np.uint8)
+    y = 0
+    for r in rows:
+        canvas[y : y + r.shape[0], : r.shape[1]] = r
+        y += r.shape[0] + gap
+    return canvas
+
+
 def attribution_picture(
     image: np.ndarray, maps: list[tuple[str, np.ndarray, bool]], *, cmap: str = "jet", alpha: float = 0.5
 ) -> np.ndarray:
