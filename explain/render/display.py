@@ -14,6 +14,7 @@ import dataclasses
 import html
 import io
 import math
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -145,4 +146,16 @@ def show(result: Any, ax: Axes | None = None, **options) -> Figure:
             f"explain.show draws explain's results (an Attribution, a Prediction, activations, an Evaluation, "
             f"an Embedding...), not a {type(result).__name__}."
         )
-    return result.figure(ax=ax, **options)
+    fig = result.figure(ax=ax, **options)
+    _notebook_shows(type(fig))
+    return fig
+
+
+def _notebook_shows(figure_type: type) -> None:
+    """In IPython, have a matplotlib Figure returned as a cell's value shown as its PNG, as pyplot's inline
+    backend does for pyplot figures (explain's figures are built without pyplot)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    if shell is None:
+        return
+    shell.display_formatter.formatters["image/png"].for_type(figure_type, figure_png)
