@@ -10,6 +10,8 @@ Results a session asked for by a button live in its own store instead (:mod:`das
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 import tempfile
@@ -36,6 +38,7 @@ from explain.cli import add_loading_arguments
 from explain.cli import loading_options as cli_loading_options
 from explain.features.activations import channel_heatmap
 from explain.features.patterns import StepCost, step_cost
+from explain.models.card import training_strip as read_training_strip
 from explain.render import pictures
 
 #: Activations computed in one pass are split into groups of at most this many bytes (a big model).
@@ -117,7 +120,7 @@ def uploaded_model(digest: str, name: str, _data: bytes, _card: bytes | None):
             card = load_model_card(path, model)
         except ExplainError as e:
             raise type(e)(str(e).replace(str(path), safe).replace(tmp + os.sep, "")) from None
-    return model, card
+    return model, dataclasses.replace(card, path=None)  # its folder is gone: nothing beside it is read
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -137,6 +140,29 @@ def _prediction(_model, model_key: str, image_key: str, _pixels: np.ndarray, pre
 def prediction(model, model_key: str, card, image_key: str, pixels: np.ndarray):
     """The model's top-5 :class:`~explain.models.predict.Prediction` for one image."""
     return _prediction(model, model_key, image_key, pixels, card.preprocessing, tuple(card.class_names))
+
+
+@st.cache_data(max_entries=16, ttl=60, show_spinner="Reading the training strip…")
+def _training_strip(card_path: str, card_mtime: float, record: str, _card) -> tuple[bytes | None, str]:
+    del card_path, card_mtime, record  # the cache key
+    strip = read_training_strip(_card)
+    if strip is None:
+        return None, ""
+    if strip.pixels is None:
+        return None, strip.note
+    return pictures.encode_png(strip.pixels), strip.caption
+
+
+def training_strip(card) -> tuple[bytes | None, str]:
+    """The training strip the model card names (:func:`explain.models.card.training_strip`: only from inside the
+    model's folder, through the one decoder) as ``(PNG bytes, caption)``, or ``(None, the line saying why it cannot
+    be shown)``; decoded once per card file and contents (and again after a minute: training rewrites it)."""
+    try:
+        mtime = card.path.stat().st_mtime if card.path is not None else 0.0
+    except OSError:
+        mtime = 0.0
+    record = json.dumps(card.raw.get("explain"), sort_keys=True, default=str)
+    return _training_strip(str(card.path), mtime, record, card)
 
 
 # --------------------------------------------------------------------------- layers

@@ -16,6 +16,7 @@ from dashboard.state import reset_on_change, session_store
 from dashboard.widgets import download, guarded, png, show_png
 from explain import ExplainError, NoSpatialLayerError, attribution_panel, layer_table, sanity_check
 from explain.attribution import METHODS, default_target_layer, method_label, methods_for
+from explain.models.card import names_training_strip
 from explain.render import pictures
 from explain.render.figures import lime_boundaries
 
@@ -29,6 +30,8 @@ LIME_RESULTS, LIME_KEPT, LIME_BYTES = "lime_results", 8, 64 * 1024**2
 METHODS_KEY, EXPLAIN_CLASS, TARGET_LAYER, CMAP, ALPHA = "methods", "explain_class", "target_layer", "cmap", "alpha"
 RUN_LIME, RUN_SANITY, DL_EXPLAIN, DL_LIME, DL_SANITY = "run_lime", "run_sanity", "dl_explain", "dl_lime", "dl_sanity"
 MORE_SCORES = "more_scores"
+#: The expander of the training strip (drawn only while open) and its download.
+TRAINING_STRIP, DL_STRIP = "training_strip", "dl_training_strip"
 #: The keys of the viewers (methods side by side, LIME).
 EXPLAIN_VIEW, LIME_VIEW = "explain_view", "lime_view"
 KEPT_WIDGETS = (METHODS_KEY, EXPLAIN_CLASS, TARGET_LAYER, CMAP, ALPHA)
@@ -226,6 +229,27 @@ def _sanity_block(ctx: Ctx, method: str, class_index: int, layer, cmap: str, alp
     show_png(png(fig), f"sanity_{method}.png", DL_SANITY)
 
 
+def _training_strip_block(ctx: Ctx) -> None:
+    """How the explanation evolved during training: the strip the model card names (``python -m training train
+    --explain-every N``), read and decoded only while the expander is open, once per card (:mod:`dashboard.cache`);
+    a strip that cannot be shown (missing, outside the model's folder, an upload's, corrupt) is one info line."""
+    if not names_training_strip(ctx.card):
+        return
+    box = st.expander("How the explanation evolved during training", key=TRAINING_STRIP, on_change="rerun")
+    if not box.open:
+        return
+    with box:
+        data, caption = cache.training_strip(ctx.card)
+        if data is None:
+            st.info(caption)
+            return
+        st.caption(caption)
+        st.image(data, output_format="PNG")  # "auto" would send a picture without alpha as a JPEG
+        st.download_button(
+            "Download PNG", data, file_name="training_strip.png", mime="image/png", key=DL_STRIP, on_click="ignore"
+        )
+
+
 @st.fragment
 @guarded
 def render(ctx: Ctx) -> None:
@@ -243,3 +267,4 @@ def render(ctx: Ctx) -> None:
     if b2.button(f"Sanity check {method}", key=RUN_SANITY, disabled=not methods):
         _sanity_block(ctx, method, class_index, layer, cmap, alpha)
     which_method.render(ctx, layer)
+    _training_strip_block(ctx)

@@ -20,6 +20,9 @@ DATA is a folder of class subfolders or a built-in split (``fashion_mnist:test``
   for its true class and for the class it looks like (``--no-embedding`` leaves both out);
 * ``top_k_predictions.png``: the top-k predictions for chosen images (default: a few misclassified);
 * ``training_curves.png``: the model card's training history, when it has one;
+* ``training_strip.png``: how the explanation evolved during training (the strip ``python -m training train
+  --explain-every N`` wrote, read only from inside the model's folder: :func:`explain.models.card.training_strip`),
+  when the model card names one;
 * ``predictions.csv``: every image's true class, prediction and probability;
 * ``report.html``: all of it in one self-contained page (images embedded), to e-mail.
 
@@ -72,6 +75,8 @@ LOOK_ALIKES_PNG = "look_alikes.png"
 THUMBNAILS = 30
 LOOK_ALIKES = 10
 CURVES_PNG = "training_curves.png"
+#: The training strip the model card names, copied (decoded and encoded again) beside the page.
+STRIP_PNG = "training_strip.png"
 HTML_FILE = "report.html"
 #: The audit section (``audit=True``): the classes ranked by relevance in the border, and one PNG per class shown.
 AUDIT_LOOKS_PNG = "audit_looks.png"
@@ -106,6 +111,23 @@ class Report:
     galleries: tuple[Path, ...]
     heatmap_method: str | None
     notes: tuple[str, ...]
+
+    def _repr_html_(self) -> str:
+        """In a notebook: where the report is (a link to ``report.html``), its accuracy, its notes."""
+        import html
+
+        page = self.files[-1] if self.files else self.out_dir / "report.html"
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        return (
+            f'<p>Report: <a href="{html.escape(page.as_posix())}" target="_blank">{html.escape(str(page))}</a>, '
+            f"accuracy {self.evaluation.accuracy:.1%} on {self.evaluation.num_images:,} images, "
+            f"{len(self.files)} files.</p>" + (f"<ul>{notes}</ul>" if notes else "")
+            + self.evaluation._repr_html_()
+        )
+
+    def figure(self, ax=None):
+        """The evaluation's figure (:meth:`Evaluation.figure`)."""
+        return self.evaluation.figure(ax=ax)
 
 
 def _png(fig, dpi: int = 110) -> bytes:
@@ -213,6 +235,7 @@ def _html_head(
     has_audit: bool = False,
     has_methods: bool = False,
     has_concepts: bool = False,
+    has_strip: bool = False,
 ) -> list[str]:
     e = html.escape
     parts = [
@@ -232,6 +255,7 @@ def _html_head(
     links += [("methods", "Which method?")] if has_methods else []
     links += [("concepts", "Concepts")] if has_concepts else []
     links += [("top-k", "Top-k predictions")] + ([("training", "Training curves")] if has_curves else [])
+    links += [("training-strip", "Explanation during training")] if has_strip else []
     parts.append("<nav>" + "".join(f'<a href="#{a}">{e(t)}</a>' for a, t in links) + "</nav>")
     return parts
 
@@ -367,7 +391,30 @@ def _finite(v: float) -> float | None:
     return v if v == v else None  # NaN -> None ("–")
 
 
-def _html_rest(pngs: dict[str, bytes], top_k_caption: str, has_curves: bool, result, files, command) -> list[str]:
+def _html_strip(pngs: dict[str, bytes], strip) -> list[str]:
+    """How the explanation evolved during training: the strip the model card names, or one line saying why not."""
+    if strip is None:
+        return []
+    from explain.attribution import METHODS
+
+    e = html.escape
+    parts = ['<h2 id="training-strip">How the explanation evolved during training</h2>']
+    if STRIP_PNG not in pngs:
+        return [*parts, f'<p class="note">{e(strip.note or "The training strip cannot be shown.")}</p>']
+    cls = METHODS.get(strip.method)
+    reference = f" {strip.method}: {cls.reference}." if cls is not None and getattr(cls, "reference", None) else ""
+    parts.append(
+        f"<p>{e(strip.caption)}{e(reference)} Watch whether the maps settle on the object or on something that "
+        f"merely goes with the label. From the model card: <code>{e(strip.name)}</code> (copied beside this page "
+        f"as {STRIP_PNG}).</p>"
+    )
+    parts.append(_img(pngs[STRIP_PNG], "the maps of fixed images, epoch by epoch"))
+    return parts
+
+
+def _html_rest(
+    pngs: dict[str, bytes], top_k_caption: str, has_curves: bool, result, files, command, strip=None
+) -> list[str]:
     e = html.escape
     parts = ['<h2 id="top-k">Top-k predictions</h2>']
     parts.append(f"<p>{e(top_k_caption).replace('--images', '<code>--images</code>')}</p>")
@@ -375,6 +422,7 @@ def _html_rest(pngs: dict[str, bytes], top_k_caption: str, has_curves: bool, res
     if has_curves:
         parts.append('<h2 id="training">Training curves (from the model card)</h2>')
         parts.append(_img(pngs[CURVES_PNG], "training and validation curves"))
+    parts += _html_strip(pngs, strip)
     if result.skipped:
         parts.append("<h2>Unreadable files (skipped)</h2><table>")
         for name, reason in result.skipped[:50]:
@@ -408,11 +456,12 @@ def _html(
     audit: AuditSection | None = None,
     comparison=None,
     concepts=None,
+    strip=None,
 ) -> str:
     """The self-contained page: every figure embedded as a data: URI."""
     parts = _html_head(
         title, summary, kpis, notes, has_curves, EMBEDDING_PNG in pngs, AUDIT_LOOKS_PNG in pngs, comparison is not None,
-        concepts is not None,
+        concepts is not None, strip is not None,
     )
     parts += _html_accuracy(pngs, metrics)
     parts += _html_confusions(pngs, confusions, method_label)
@@ -420,7 +469,7 @@ def _html(
     parts += _html_audit(pngs, audit)
     parts += _html_methods(pngs, comparison)
     parts += concepts_html(concepts, pngs, _img)
-    parts += _html_rest(pngs, top_k_caption, has_curves, result, files, command)
+    parts += _html_rest(pngs, top_k_caption, has_curves, result, files, command, strip)
     return "\n".join(parts)
 
 
@@ -545,6 +594,8 @@ class ReportData:
         audit: the audit section (:class:`AuditSection`), or None.
         comparison: the methods ranked (:class:`~explain.dataset.compare.Comparison`), or None.
         concepts: the Concepts section (:class:`~explain.dataset.report_concepts.ConceptsSection`), or None.
+        strip: the training strip the model card names (:class:`~explain.models.card.TrainingStrip`, its
+            ``pixels`` None with a ``note`` when it cannot be shown), or None when the card names none.
     """
 
     evaluation: Evaluation
@@ -561,6 +612,7 @@ class ReportData:
     audit: AuditSection | None = None
     comparison: object = None
     concepts: object = None
+    strip: object = None
 
 
 @dataclass(frozen=True)
@@ -753,7 +805,7 @@ def compute_report(model, source, *, card=None, model_path: str | os.PathLike | 
     """
     from explain.dataset.evaluation import classification_metrics, model_input_size, top_confusions
     from explain.images import load_image
-    from explain.models.card import load_model_card
+    from explain.models.card import load_model_card, training_strip
 
     opts = ReportOptions(**options)
     card = card or load_model_card(model_path, model)
@@ -786,6 +838,7 @@ def compute_report(model, source, *, card=None, model_path: str | os.PathLike | 
         audit=_audit(model, source, card, opts, size) if opts.audit else None,
         comparison=_comparison(model, source, card, opts) if opts.compare else None,
         concepts=concepts_section(model, source, card, opts, result),
+        strip=training_strip(card),
     )
 
 
@@ -923,6 +976,10 @@ def _figures(data: ReportData, model_name: str) -> tuple[dict[str, bytes], list[
     curves, note = _curves_png(data.card, model_name)
     if curves is not None:
         pngs[CURVES_PNG] = curves
+    if data.strip is not None and data.strip.pixels is not None:
+        from explain.render.pictures import encode_png
+
+        pngs[STRIP_PNG] = encode_png(data.strip.pixels)
     pngs.update(_embedding_pngs(data))
     pngs.update(_audit_pngs(data.audit))
     pngs.update(_methods_pngs(data.comparison))
@@ -1010,9 +1067,24 @@ def _metrics_document(data: ReportData, model_label: str, gallery_files, notes) 
         "audit": data.audit.spray.as_dict() if data.audit else None,
         "methods": data.comparison.as_dict() if data.comparison else None,
         "concepts": concepts_document(data.concepts),
+        "training_strip": _strip_document(data.strip),
         "notes": list(notes),
     }
     return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
+
+
+def _strip_document(strip) -> dict | None:
+    """The training strip in ``metrics.json``: the file beside the page (None when it cannot be shown, with the
+    note why), the card's name for it, the method and the epochs; None when the card names no strip."""
+    if strip is None:
+        return None
+    return {
+        "image": STRIP_PNG if strip.pixels is not None else None,
+        "from_model_card": strip.name,
+        "method": strip.method,
+        "epochs": list(strip.epochs),
+        "note": strip.note,
+    }
 
 
 def _embedding_document(data: ReportData) -> dict | None:
@@ -1097,6 +1169,7 @@ def render_report(
         **_methods_files(data.comparison, pngs),
         **concepts_files(data.concepts, pngs),
         **({CURVES_PNG: pngs[CURVES_PNG]} if CURVES_PNG in pngs else {}),
+        **({STRIP_PNG: pngs[STRIP_PNG]} if STRIP_PNG in pngs else {}),
     }
     summary, kpis = _summary(data, name)
     page = _html(
@@ -1117,6 +1190,7 @@ def render_report(
         audit=data.audit,
         comparison=data.comparison,
         concepts=data.concepts,
+        strip=data.strip,
     )
     files[HTML_FILE] = page.encode("utf-8")
     return RenderedReport(files, tuple(gallery_files), tuple(notes))
