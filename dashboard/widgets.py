@@ -40,7 +40,7 @@ def download(make_figure, name: str, key: str, label: str = "Download PNG") -> N
 
 def show_png(data: bytes, name: str, key: str) -> None:
     """A PNG on screen with its download button."""
-    st.image(data)
+    st.image(data, output_format="PNG")  # "auto" re-encodes an RGB PNG as JPEG
     st.download_button("Download PNG", data, file_name=name, mime="image/png", key=key, on_click="ignore")
 
 
