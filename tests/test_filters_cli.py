@@ -224,8 +224,8 @@ def test_failure_keeps_the_old_file_and_ctrl_c_writes_nothing(saved_models, tmp_
 
 
 def test_a_layer_without_channels_is_the_first_line(saved_models, capsys):
-    """The message a user sees first (a real ``python -m explain.filters`` process, exit 2 and no traceback on
-    stderr: tests/test_hardening.py::test_cli_subprocesses_print_no_traceback)."""
+    """The message a user sees first (``python -m explain.filters`` run as ``__main__``, exit 2 and no traceback
+    on stderr: tests/test_hardening.py::test_cli_processes_print_no_traceback)."""
     assert main([str(saved_models["sequential"]), "--layer", "gap"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err

@@ -1,7 +1,7 @@
 """Issue 7: the bad-input list (docs/architecture.md, errors) through every entry point.
 
-The Python API, the CLIs (``main(argv)`` in process, plus one real subprocess each to prove
-no traceback reaches stderr) and the dashboard (AppTest). Each case asserts the clear
+The Python API, the CLIs (``main(argv)`` in process, plus each run as ``python -m``, two in real
+processes, to prove no traceback reaches stderr) and the dashboard (AppTest). Each case asserts the clear
 message, exit code 2 for a CLI, no traceback, and no file left half-written.
 """
 
@@ -551,7 +551,7 @@ def test_training_cli_skips_corrupt_files_inside_the_folder(tmp_path, class_fold
     assert out.exists() and explain.load_model(out)
 
 
-# =========================================================================== one real subprocess per CLI
+# =========================================================================== python -m, each CLI
 def _subprocess(args: list, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
@@ -559,22 +559,52 @@ def _subprocess(args: list, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_cli_subprocesses_print_no_traceback(models, lambda_model, saved_models, tmp_path):
-    """Each CLI as a real process (``python -m``): exit 2, one error line, no traceback on stderr. Their other
-    messages are checked in process (``main(argv)``) in their own test files."""
+def _as_main(args: list, capsys) -> tuple[int, str]:
+    """``python -m MODULE ARGS`` in this process, as Python runs it (``runpy``: the module found as
+    ``python -m`` finds it, run as ``__main__``): its exit code and what it wrote to stderr."""
+    import runpy
+    import warnings
+
+    module, *rest = [str(a) for a in args]
+    capsys.readouterr()
+    argv = sys.argv
+    sys.argv = [module, *rest]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # "found in sys.modules": imported by other tests
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    finally:
+        sys.argv = argv
+    return code, capsys.readouterr().err
+
+
+def test_cli_processes_print_no_traceback(models, lambda_model, saved_models, tmp_path, capsys):
+    """Each CLI run as ``python -m``: exit 2, one error line, no traceback on stderr. Two as real processes (a
+    fresh interpreter: TensorFlow's import noise must not come first): an ``explain.<command>`` (every one
+    starts alike: ``explain/__init__`` then ``explain/cli/<command>.py``) and ``training`` (a package of its
+    own); the other commands' ``__main__`` runs in this process (a process each costs 6 s of imports on 2
+    cores). Their other messages are checked in process (``main(argv)``) in their own test files."""
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(BAD_IMAGES["huge_header.png"][0])
     runs = [
-        (["explain.layers", models["rgb"], bomb, "--layer", 1], LAYERS_PROG, "decompression bomb"),
-        (["explain.attribute", lambda_model[0], bomb], ATTR_PROG, "Lambda"),
-        (["explain.report", models["truncated"], tmp_path], REPORT_PROG, "truncated"),
-        (["training", "--data", tmp_path / "nope", "--out", tmp_path / "m.keras"], TRAIN_PROG, "No such folder"),
-        (["explain.filters", saved_models["sequential"], "--layer", "gap"], FILTERS_PROG, "Layer 'gap' (GlobalAv"),
+        (["explain.layers", models["rgb"], bomb, "--layer", 1], LAYERS_PROG, "decompression bomb", True),
+        (["training", "--data", tmp_path / "nope", "--out", tmp_path / "m.keras"], TRAIN_PROG, "No such folder", True),
+        (["explain.attribute", lambda_model[0], bomb], ATTR_PROG, "Lambda", False),
+        (["explain.report", models["truncated"], tmp_path], REPORT_PROG, "truncated", False),
+        (["explain.filters", saved_models["sequential"], "--layer", "gap"], FILTERS_PROG, "Layer 'gap' (GlobalAv",
+         False),
     ]
-    for args, prog, message in runs:  # one after the other: on 2 cores, TensorFlow's imports side by side are slower
-        proc = _subprocess(args, tmp_path)
-        assert proc.returncode == 2, (args, proc.stderr)
-        _one_error_line(proc.stderr, prog, message)
+    for args, prog, message, real in runs:  # one by one: on 2 cores, TensorFlow's imports side by side are slower
+        if real:
+            proc = _subprocess(args, tmp_path)
+            code, err = proc.returncode, proc.stderr
+        else:
+            code, err = _as_main(args, capsys)
+        assert code == 2, (args, err)
+        _one_error_line(err, prog, message)
     assert not lambda_model[1].exists()
     assert not (tmp_path / "m.keras").exists()
 

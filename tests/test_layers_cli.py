@@ -72,7 +72,7 @@ def test_usage_errors_exit_2(saved_models, png_path):
 
 def test_an_out_of_range_index_is_the_first_line(saved_models, png_path, capsys):
     """The message a user sees first (a real ``python -m explain.layers`` process, exit 2 and no traceback on
-    stderr: tests/test_hardening.py::test_cli_subprocesses_print_no_traceback)."""
+    stderr: tests/test_hardening.py::test_cli_processes_print_no_traceback)."""
     assert main([str(saved_models["sequential"]), str(png_path), "--layer", "42"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err

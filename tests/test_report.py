@@ -421,8 +421,8 @@ def test_no_card_class_count_mismatch_and_a_full_disk(saved_models, folder, tmp_
 
 
 def test_an_unknown_builtin_data_set_lists_the_builtin_splits(carded_model, tmp_path, capsys):
-    """The whole line (a real ``python -m explain.report`` process, exit 2 and no traceback on stderr:
-    tests/test_hardening.py::test_cli_subprocesses_print_no_traceback)."""
+    """The whole line (``python -m explain.report`` run as ``__main__``, exit 2 and no traceback on stderr:
+    tests/test_hardening.py::test_cli_processes_print_no_traceback)."""
     assert main([str(carded_model), "nowhere:test", "--out", str(tmp_path / "o")]) == 2
     assert _one_error_line(capsys) == (
         "python -m explain.report: error: Unknown built-in data set 'nowhere'. Built-in splits are: "
