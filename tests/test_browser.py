@@ -98,15 +98,39 @@ def _choose(page, label: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
+#: Installed in every page before the dashboard loads: when the page last sent the server a message (a
+#: widget's new value asks for a run), when the app's run state last changed, and when the page last changed.
+_WATCH = """(() => {
+  const t = (window.__xpWatch = {sent: -1, state: -1, changed: 0});
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (...args) {
+    t.sent = performance.now();
+    return send.apply(this, args);
+  };
+  new MutationObserver((records) => {
+    t.changed = performance.now();
+    if (records.some((r) => r.attributeName === "data-test-script-state")) t.state = t.changed;
+  }).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+})();"""
+
+#: True once the page has settled: the run that the last message asked for has started (or 0.5 s went by
+#: without one: not every message asks for a run) and is over, no element is stale (faded) or waiting for
+#: its view, every picture is decoded, and nothing on the page changed for 150 ms (components draw after
+#: the run).
+_SETTLED = """() => {
+  const t = window.__xpWatch, now = performance.now();
+  const app = document.querySelector('[data-testid="stApp"]');
+  return !!app && app.getAttribute("data-test-script-state") === "notRunning"
+    && !(t.sent > t.state && now - t.sent < 500)
+    && !document.querySelector('[data-testid="stStatusWidget"], [data-stale="true"], .xp-waiting')
+    && [...document.images].every((i) => i.complete)
+    && now - t.changed > 150;
+}"""
+
+
 def _settled(page) -> None:
-    """Wait until the script run is over and no element is stale (faded) any more."""
-    page.wait_for_timeout(500)
-    page.wait_for_function(
-        """() => !document.querySelector('[data-testid="stStatusWidget"]')
-                 && document.querySelectorAll('[data-stale="true"]').length === 0""",
-        timeout=120_000,
-    )
-    page.wait_for_timeout(500)
+    """Wait until the script run is over and the page is still: no element stale (faded), every picture in."""
+    page.wait_for_function(_SETTLED, timeout=120_000, polling=50)
 
 
 def _launch(p):
@@ -126,6 +150,7 @@ def _launch(p):
 def _open_dashboard(browser, url: str):
     """A new page on the dashboard, once its first run is on screen; and the list its page errors go to."""
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.add_init_script(_WATCH)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(url, timeout=60_000)
