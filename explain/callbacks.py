@@ -20,7 +20,7 @@ from explain.attribution import get_method
 from explain.errors import ExplainError
 from explain.images import load_image
 from explain.io import atomic_write
-from explain.render.pictures import encode_png, enlarge, overlay
+from explain.render.pictures import encode_png, enlarge, overlay, side_by_side
 
 quiet_import()
 import keras  # noqa: E402
@@ -28,6 +28,10 @@ import tensorflow as tf  # noqa: E402
 
 #: Each strip cell's side in pixels (the overlay enlarged nearest-neighbour to at least this).
 CELL = 96
+#: The caption under each cell, in pixels: two lines (``image 3`` / ``input``, ``epoch 5`` / the class predicted).
+CAPTION = 40
+#: A class name in a caption is cut to this many characters, so that it fits one line of a cell.
+CAPTION_CHARS = 12
 
 
 def _check_log_dir(log_dir: str | os.PathLike) -> Path:
@@ -134,6 +138,7 @@ class ExplainCallback(keras.callbacks.Callback):
         self.out = Path(out) if out is not None else None
         self.maps: dict[str, list] = {m: [] for m in self.method_names}
         self._cells: dict[str, list] = {m: [] for m in self.method_names}  # per logged epoch, one overlay per image
+        self._captions: dict[str, list] = {m: [] for m in self.method_names}  # per logged epoch, one per image
         self.notes: list[str] = []
         self._explainers: dict = {}
         self._writer = None
@@ -176,6 +181,7 @@ class ExplainCallback(keras.callbacks.Callback):
             pictures = [overlay(_u8(img), heat, flat=bool(f), min_size=CELL)
                         for img, heat, f in zip(self.images, result.heatmap, result.flat, strict=True)]
             self._cells[name].append(pictures)  # the strip's new column, drawn once
+            self._captions[name].append([f"epoch {epoch + 1}\n{self._class_name(int(c))}" for c in result.class_index])
             if self._writer is not None:
                 with self._writer.as_default():
                     for i, picture in enumerate(pictures):
@@ -189,12 +195,23 @@ class ExplainCallback(keras.callbacks.Callback):
         if self._writer is not None:
             self._writer.close()
 
+    def _class_name(self, index: int) -> str:
+        """The class's name for a caption (``class k`` without names), cut to :data:`CAPTION_CHARS`."""
+        names = list(self.class_names or ())
+        name = names[index] if 0 <= index < len(names) else f"class {index}"
+        return name if len(name) <= CAPTION_CHARS else name[: CAPTION_CHARS - 1] + "…"
+
     def strip_picture(self, method: str) -> np.ndarray:
         """The strip picture uint8 ``(rows, columns, 3)``: one row per image, its picture then one overlay per
-        logged epoch, cells of :data:`CELL` pixels with a 4-pixel gap."""
-        columns = self._cells[method]
+        logged epoch, cells of :data:`CELL` pixels with a 4-pixel gap, each captioned (:data:`CAPTION` pixels)
+        with the image's number, or the epoch and the class the map explains (the top prediction then)."""
+        columns, captions = self._cells[method], self._captions[method]
         rows = [
-            _join([enlarge(_u8(img), CELL), *(column[i] for column in columns)], axis=1)
+            side_by_side(
+                [enlarge(_u8(img), CELL), *(column[i] for column in columns)],
+                [f"image {i + 1}\ninput", *(epoch[i] for epoch in captions)],
+                gap=4,
+            )
             for i, img in enumerate(self.images)
         ]
         return _join(rows, axis=0)

@@ -13,7 +13,7 @@ import tensorflow as tf
 from conftest import tiny_sequential
 
 from explain.attribution import METHODS
-from explain.callbacks import CELL, ExplainCallback
+from explain.callbacks import CAPTION, CELL, ExplainCallback
 from explain.errors import ExplainError
 
 
@@ -41,7 +41,7 @@ def test_three_epochs_write_tensorboard_images_a_strip_and_the_final_maps(tmp_pa
     x, y = _data()
     y = y % 3
     callback = ExplainCallback(x[:4], methods=("gradcam", "saliency"), every=1, log_dir=tmp_path / "tb",
-                               out=tmp_path / "strips")
+                               out=tmp_path / "strips", class_names=["ant", "bee", "a very long class name"])
     model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[callback])
     tags = _events(tmp_path / "tb")
     assert set(tags) == {f"{m}/image_{i}" for m in ("gradcam", "saliency") for i in range(4)}
@@ -52,10 +52,14 @@ def test_three_epochs_write_tensorboard_images_a_strip_and_the_final_maps(tmp_pa
     on_disk = np.asarray(Image.open(tmp_path / "strips" / "explain_gradcam.png"))
     assert on_disk.shape == strip.shape and (strip.shape[1] + 4) % (CELL + 4) == 0
     assert (strip.shape[1] + 4) // (CELL + 4) == 1 + 3  # the image, then one column per epoch
-    assert (strip.shape[0] + 4) // (CELL + 4) == 4  # one row per image
-    # The last epoch's maps are Grad-CAM computed after training.
+    assert (strip.shape[0] + 4) % (CELL + CAPTION + 4) == 0
+    assert (strip.shape[0] + 4) // (CELL + CAPTION + 4) == 4  # one row per image, each cell captioned
+    # The last epoch's maps are Grad-CAM computed after training, captioned with the class they explain.
     epoch, last = callback.maps["gradcam"][-1]
-    assert epoch == 3 and np.allclose(last, METHODS["gradcam"](model)(x[:4]).heatmap, atol=1e-5)
+    after = METHODS["gradcam"](model)(x[:4])
+    assert epoch == 3 and np.allclose(last, after.heatmap, atol=1e-5)
+    names = ["ant", "bee", "a very long…"]  # cut to one line of a cell
+    assert callback._captions["gradcam"][-1] == [f"epoch 3\n{names[c]}" for c in after.class_index]
     # The weights changed between epochs and the maps followed them.
     assert not np.allclose(callback.maps["saliency"][0][1], callback.maps["saliency"][-1][1])
 
@@ -114,7 +118,7 @@ def test_training_cli_explains_every_epoch(tmp_path, capsys):
     card = json.loads(out.with_suffix(".json").read_text())
     strip = np.asarray(Image.open(out.parent / card["explain"]["strip"]))
     assert card["explain"]["epochs"] == [1, 2, 3] and card["explain"]["images"] == 4
-    assert (strip.shape[1] + 4) // (CELL + 4) == 4 and (strip.shape[0] + 4) // (CELL + 4) == 4
+    assert (strip.shape[1] + 4) // (CELL + 4) == 4 and (strip.shape[0] + 4) // (CELL + CAPTION + 4) == 4
     assert set(_events(tmp_path / "tb")) == {f"gradcam/image_{i}" for i in range(4)}
     code = main(["train", "--data", str(tmp_path / "data"), "--image-size", "12", "12", "--epochs", "1",
                  "--tensorboard", str(tmp_path / "tb2"), "--out", str(tmp_path / "n.keras")])
