@@ -1,6 +1,7 @@
 """Results that show themselves in a notebook: ``_repr_png_`` / ``_repr_html_``, ``explain.show`` and
 ``as_dict``, for every result of the public API."""
 
+import base64
 import io
 import math
 import os
@@ -189,3 +190,13 @@ def test_feature_patterns_label_their_tiles():
     assert patterns.labels(["cat", "dog"]) == ["dog: 1.5", "cat: 2"]
     fig = explain.show(patterns, class_names=["cat", "dog"])
     assert "2 class patterns, 10 steps, seed 0" in fig.axes[0].get_title()
+
+
+def test_an_audit_result_shows_the_cluster_pictures_it_wrote(tmp_path):
+    picture = np.zeros((10, 12, 3), np.uint8)
+    picture[:, :6] = 200
+    Image.fromarray(picture).save(tmp_path / "clusters_cat.png")
+    html = explain.AuditResult(_spray(), tmp_path, (tmp_path / "clusters_cat.png",), reused=True)._repr_html_()
+    assert "(rows reused)" in html and "<td>cat</td>" in html
+    shown = html.split('alt="cat" src="data:image/png;base64,')[1].split('"')[0]
+    np.testing.assert_array_equal(_decoded(base64.b64decode(shown)), picture)
