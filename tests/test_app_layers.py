@@ -98,13 +98,16 @@ def _walk_filters(at: AppTest, convolutions_only: bool = False) -> None:
     """Each type of layer in the Filters tab (each estimate times the compiled ascent loop, a few
     seconds), the last spatial layer and class patterns: an estimate or a clear message. With
     ``convolutions_only``, of the types only the convolutions (their kernel weights are drawn too: one code
-    path per kernel layout); the estimate is the same code for every other type, walked on the demo model."""
+    path per kernel layout) and the last spatial layer, and no class patterns: the estimate is the same code
+    for every other type, and class patterns the same for any model (the model's output: no layer to find,
+    nested or not), both walked on the demo model."""
     open_tab(at, "Filters")
     options = at.selectbox(key="filter_layer").options
+    assert options[-1] == "Output: class patterns"
     picked = _one_per_type(options[:-1])
     if convolutions_only:
         picked = [o for o in picked if o.split(" (", 1)[-1].split(")")[0].endswith("Conv2D") or o == options[-2]]
-    for option in [*picked, options[-1]]:
+    for option in picked if convolutions_only else [*picked, options[-1]]:
         at.selectbox(key="filter_layer").set_value(option).run()
         _clean(at, option)
         assert [c for c in at.caption if c.value.startswith("About ")] or at.error, option
@@ -165,8 +168,8 @@ def test_every_layer_of_a_nested_mobilenetv2(monkeypatch, mobilenet_path):
     """Every layer's picture (all 155) and Grad-CAM at one layer of each type (and the last, 1x1 maps), drawn
     by the dashboard's own functions outside AppTest (:func:`_draw_every_layer_outside_apptest`); in AppTest,
     one layer of each kind in the Layers tab (type, nesting, rank, 1x1 maps, one channel: the pictures' code
-    paths), in the Filters tab the first layer of each convolution type (a nested layer, its kernels), the last
-    (1x1 maps) and the class patterns, and in the Explain tab a layer with
+    paths), in the Filters tab the first layer of each convolution type (a nested layer, its kernels) and the
+    last (1x1 maps; class patterns are walked on the demo model), and in the Explain tab a layer with
     maps and the last (1x1 maps: a message), where each layer costs seconds of tracing."""
     at = _app(monkeypatch, mobilenet_path)
     assert at.selectbox(key="model_choice").value == "nested_mobilenet.keras"
