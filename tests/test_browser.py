@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -32,9 +33,12 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def streamlit_server(*dashboard_args: str):
     """``streamlit run app.py`` on a free port of 127.0.0.1, with the dashboard's own flags
-    (``-- --data-root DIR``...); yields its URL once it answers, and stops it after."""
+    (``-- --data-root DIR``...); yields its URL once it answers, and kills it after: a graceful stop costs
+    2 s (TensorFlow's exit), and what it would clean up (uploads unpacked to temporary folders) is in a
+    scratch TMPDIR of its own, removed here."""
     port = _free_port()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    scratch = tempfile.mkdtemp(prefix="explain-test-server-")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TMPDIR": scratch}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -64,18 +68,17 @@ def streamlit_server(*dashboard_args: str):
             urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
             break
         except OSError:
-            time.sleep(0.5)
+            time.sleep(0.1)
     else:
         proc.kill()
+        shutil.rmtree(scratch, ignore_errors=True)
         pytest.fail("streamlit did not start within 90 s: " + proc.stderr.read().decode()[-2000:])
     try:
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        proc.kill()
+        proc.wait(timeout=30)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
