@@ -108,6 +108,14 @@ def test_model_without_conv_layer():
     assert Saliency(model)(_images()).heatmap.shape == (2, 16, 16)
 
 
+def _eager(explainer):
+    """The explainer running its own Python code untraced (as tests/test_applications.py's ``uncompiled``): on a
+    real network, a trace costs seconds; the compiled path is checked on the tiny models above, and through
+    MobileNetV3Small by test_applications.py's report."""
+    explainer._compiled = explainer._maps_at_input_size
+    return explainer
+
+
 def test_default_target_layer_skips_mobilenetv3s_1x1_top():
     """MobileNetV3's classifier top is 1x1 convolutions after global pooling: Grad-CAM there is flat."""
     keras.utils.set_random_seed(0)
@@ -120,9 +128,9 @@ def test_default_target_layer_skips_mobilenetv3s_1x1_top():
     assert info.output_shape[1:3] == (2, 2)  # the last conv block, 64 / 32 pixels
     later = rows[[r.name for r in rows].index(info.name) + 1 :]
     assert all(not r.is_spatial or r.output_shape[1:3] == (1, 1) for r in later)
-    result = GradCAM(model)(x)
+    result = _eager(GradCAM(model))(x)
     assert result.layer == info.name and not result.flat.any()
-    assert GradCAM(model, layer="logits")(x).flat.all()  # a 1x1 layer can still be asked for: flat
+    assert _eager(GradCAM(model, layer="logits"))(x).flat.all()  # a 1x1 layer can still be asked for: flat
 
 
 def test_default_target_layer_rules_on_tiny_models():
@@ -267,7 +275,7 @@ def test_real_mobilenetv2_base_nested_in_a_classifier():
     x = _images(1).repeat(4, axis=1).repeat(4, axis=2)  # 64x64: block_16 is 2x2 (at 32x32, 1x1: a flat map)
     default = GradCAM(model)
     assert default.layer.name.startswith("mobilenetv2_1.00_224/")
-    result = GradCAM(model, layer="mobilenetv2_1.00_224/block_16_project")(x)
+    result = _eager(GradCAM(model, layer="mobilenetv2_1.00_224/block_16_project"))(x)
     assert result.heatmap.shape == (1, 64, 64) and not result.flat.any()
 
 
