@@ -71,8 +71,8 @@ class Attribution(Displayable):
         score_kind: ``"logit"`` or ``"probability"``.
         flat: bool ``(N,)``: the raw map was constant or non-finite, so it carries no
             information ("flat heatmap"); never drawn as NaN.
-        images: float32 ``(N, H, W, C)``, the raw pixels explained (for drawing; the caller's
-            array, not a copy), or None.
+        images: float32 ``(N, H, W, C)``, the raw pixels explained, kept for drawing (the caller's
+            array itself when it was float32, else its float32 copy), or None.
     """
 
     heatmap: np.ndarray
